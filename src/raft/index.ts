@@ -1,0 +1,27 @@
+/** raft/: the Raft protocol as a pure, deterministic state machine. See docs/raft.md. */
+
+export {
+  allMembers,
+  applyConfChange,
+  decodeConfChange,
+  encodeConfChange,
+  isJoint,
+} from "./confchange.js";
+export * from "./quorum.js";
+export {
+  type ProgressStatus,
+  type RaftConfig,
+  type RaftStatus,
+  RawNode,
+  type ReadMode,
+  type TestingBugs,
+} from "./raft.js";
+export {
+  bootstrapStorage,
+  EMPTY_CONF,
+  EMPTY_HARD_STATE,
+  entryBytes,
+  MemoryStorage,
+  type RaftStorage,
+} from "./storage.js";
+export * from "./types.js";

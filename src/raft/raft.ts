@@ -1,0 +1,1194 @@
+/**
+ * The Raft protocol as a deterministic state machine (after etcd's raft library).
+ *
+ * It performs no I/O, reads no clock and starts no timer: time is `tick()`, the network is
+ * `step()` in and `ready().messages` out, the disk is `ready().entries`/`hardState` out and
+ * `RaftStorage` in. Randomness (election jitter) comes from the `Random` passed in. A host (the
+ * multi-raft loop, or the simulator) drives it:
+ *
+ *   loop { tick()/step()/propose()...; if (hasReady()) { rd = ready(); persist(rd);
+ *          send(rd.messages); apply(rd.committedEntries); advance(rd) } }
+ *
+ * Safety rules enforced here (see docs/raft.md for where each is checked):
+ * - a leader counts only entries of its own term toward commitment (Raft §5.4.2);
+ * - a vote is granted only to a candidate whose log is at least as up to date (§5.4.1);
+ * - with check-quorum, a node that heard from a leader within the election timeout ignores
+ *   (pre-)vote requests (unless a leadership transfer forces them): this is what makes the
+ *   leader lease sound;
+ * - the leader's own log counts toward commitment only once `advance()` confirms it durable;
+ * - configuration changes take effect when applied, one at a time, and a node with unapplied
+ *   committed configuration changes does not campaign.
+ */
+import { assert, type Random, unreachable } from "../base/index.js";
+import {
+  allMembers,
+  applyConfChange,
+  decodeConfChange,
+  encodeConfChange,
+  isJoint,
+} from "./confchange.js";
+import { RaftLog } from "./log.js";
+import { Progress } from "./progress.js";
+import { type JointVoters, jointCommitted, jointHasQuorum, jointVote } from "./quorum.js";
+import { entryBytes, type RaftStorage } from "./storage.js";
+import {
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type MsgApp,
+  type MsgAppResp,
+  type MsgHeartbeat,
+  type MsgHeartbeatResp,
+  type MsgSnap,
+  type MsgVote,
+  NONE,
+  type NodeId,
+  type ProposeResult,
+  type ReadIndexResult,
+  type ReadState,
+  type Ready,
+  type Role,
+  type Snapshot,
+  type SoftState,
+  type TransferResult,
+} from "./types.js";
+
+export type ReadMode = "quorum" | "lease";
+
+/**
+ * Deliberately broken rules, used only to prove the simulator can catch protocol bugs.
+ * Never set in production: each one breaks safety.
+ */
+export interface TestingBugs {
+  /** Commit an entry of an earlier term as soon as a majority stores it (Raft Figure 8). */
+  readonly commitOldTermByCounting?: boolean;
+  /** Grant votes without checking that the candidate's log is up to date. */
+  readonly voteWithoutLogCheck?: boolean;
+  /** Serve lease reads on leadership alone without check-quorum (etcd's documented pitfall). */
+  readonly leaseWithoutCheckQuorum?: boolean;
+}
+
+export interface RaftConfig {
+  readonly id: NodeId;
+  readonly storage: RaftStorage;
+  readonly random: Random;
+  /** Last index the state machine has applied durably (0 if it restarts from the snapshot). */
+  readonly applied?: number;
+  /** A follower campaigns after a random timeout in [electionTimeoutTicks, 2*electionTimeoutTicks). */
+  readonly electionTimeoutTicks?: number;
+  readonly heartbeatIntervalTicks?: number;
+  readonly preVote?: boolean;
+  readonly checkQuorum?: boolean;
+  /** How `readIndex()` confirms leadership: a heartbeat round (default) or the leader lease. */
+  readonly readMode?: ReadMode;
+  /**
+   * Ticks subtracted from the election timeout to get the lease length. The lease is sound if
+   * no node's clock runs faster than the leader's by more than this many ticks per election
+   * timeout (e.g. with 10-tick timeouts and a 2-tick margin: 20% relative clock-rate drift).
+   */
+  readonly leaseClockDriftTicks?: number;
+  /** Largest append message (entries bytes). */
+  readonly maxAppendBytes?: number;
+  /** In-flight append window per follower in replicate state (messages and bytes; 0 = no byte bound). */
+  readonly maxInflightMsgs?: number;
+  readonly maxInflightBytes?: number;
+  /** Proposals beyond this many uncommitted bytes are refused with OVERLOADED. */
+  readonly maxUncommittedBytes?: number;
+  /** Bound on reads waiting for a heartbeat round or for the leader's first commit. */
+  readonly maxPendingReads?: number;
+  /** Largest batch of committed entries handed out by one `ready()`. */
+  readonly maxApplyBytes?: number;
+  /** A snapshot unanswered for this many ticks is considered lost and sent again. */
+  readonly snapshotRetryTicks?: number;
+  readonly testingBugs?: TestingBugs;
+}
+
+interface PendingRead {
+  readonly context: string;
+  /** NONE for a local read; otherwise the follower that forwarded it. */
+  readonly from: NodeId;
+  readonly index: number;
+  readonly seq: number;
+}
+
+export interface ProgressStatus {
+  readonly match: number;
+  readonly next: number;
+  readonly state: string;
+  readonly isLearner: boolean;
+}
+
+export interface RaftStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly vote: NodeId;
+  readonly leader: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly firstIndex: number;
+  readonly conf: ConfState;
+  readonly leadTransferee: NodeId;
+  readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class RawNode {
+  readonly id: NodeId;
+  private readonly log: RaftLog;
+  private readonly random: Random;
+  private readonly electionTimeout: number;
+  private readonly heartbeatInterval: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly readMode: ReadMode;
+  private readonly leaseTicks: number;
+  private readonly maxAppendBytes: number;
+  private readonly maxInflightMsgs: number;
+  private readonly maxInflightBytes: number;
+  private readonly maxUncommittedBytes: number;
+  private readonly maxPendingReads: number;
+  private readonly maxApplyBytes: number;
+  private readonly snapshotRetryTicks: number;
+  private readonly bugs: TestingBugs;
+
+  private term = 0;
+  private vote: NodeId = NONE;
+  private lead: NodeId = NONE;
+  private role: Role = "follower";
+
+  private conf: ConfState;
+  private voters: JointVoters = { incoming: new Set(), outgoing: new Set() };
+  private prs = new Map<NodeId, Progress>();
+  private votes = new Map<NodeId, boolean>();
+  private msgs: Message[] = [];
+  private readStates: ReadState[] = [];
+
+  /** Ticks since this node started (the lease clock; only differences matter). */
+  private now = 0;
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  /** Ticks since a leader was last heard from (see inLease and the constructor). */
+  private ticksSinceLeader = 0;
+
+  private leadTransferee: NodeId = NONE;
+  private leaseDisabled = false;
+  private pendingConfIndex = 0;
+  private uncommittedBytes = 0;
+  private heartbeatSeq = 0;
+  private pendingReads: PendingRead[] = [];
+  private readsAwaitingCommit: { context: string; from: NodeId }[] = [];
+  private readRoundNeeded = false;
+  private appendNeeded = false;
+
+  private prevSoft: SoftState;
+  private prevHard: HardState;
+  private readyInFlight = false;
+
+  constructor(cfg: RaftConfig) {
+    this.id = cfg.id;
+    assert(cfg.id !== NONE, "a node needs a non-empty id");
+    this.random = cfg.random;
+    this.electionTimeout = cfg.electionTimeoutTicks ?? 10;
+    this.heartbeatInterval = cfg.heartbeatIntervalTicks ?? 1;
+    assert(
+      this.heartbeatInterval < this.electionTimeout,
+      "heartbeat interval must be below the election timeout",
+    );
+    this.preVote = cfg.preVote ?? true;
+    this.checkQuorum = cfg.checkQuorum ?? true;
+    this.bugs = cfg.testingBugs ?? {};
+    this.readMode = cfg.readMode ?? "quorum";
+    const drift = cfg.leaseClockDriftTicks ?? Math.max(1, Math.floor(this.electionTimeout / 5));
+    this.leaseTicks = this.electionTimeout - drift;
+    assert(this.leaseTicks > 0, "lease clock-drift margin must be below the election timeout");
+    this.maxAppendBytes = cfg.maxAppendBytes ?? 1 << 20;
+    this.maxInflightMsgs = cfg.maxInflightMsgs ?? 256;
+    this.maxInflightBytes = cfg.maxInflightBytes ?? 32 << 20;
+    this.maxUncommittedBytes = cfg.maxUncommittedBytes ?? 64 << 20;
+    this.maxPendingReads = cfg.maxPendingReads ?? 4096;
+    this.maxApplyBytes = cfg.maxApplyBytes ?? 64 << 20;
+    this.snapshotRetryTicks = cfg.snapshotRetryTicks ?? 3 * this.electionTimeout;
+
+    const storage = cfg.storage;
+    this.log = new RaftLog(storage, cfg.applied ?? 0);
+    const hs = storage.hardState();
+    this.term = hs.term;
+    this.vote = hs.vote;
+
+    // The configuration is the snapshot's, plus every configuration entry already applied.
+    let conf = storage.snapshot().meta.confState;
+    const first = this.log.firstIndex();
+    if (this.log.applied >= first) {
+      for (const e of this.log.slice(first, this.log.applied + 1, Number.POSITIVE_INFINITY)) {
+        if (e.type !== "conf") continue;
+        const r = applyConfChange(conf, decodeConfChange(e.data));
+        if (r.ok) conf = r.confState;
+      }
+    }
+    this.conf = conf;
+    this.switchToConfig(conf);
+    this.becomeFollower(this.term, NONE);
+    // A node restarting may have acknowledged a leader's heartbeat just before it crashed, and
+    // that leader may be serving lease reads on the strength of it: honour the lease for one
+    // election timeout after boot. Leaders exist only from term 2 on (bootstrap is term 1), so
+    // a node whose durable term is below 2 never promised anything and may vote at once.
+    this.ticksSinceLeader = this.term >= 2 ? 0 : this.electionTimeout;
+    this.prevSoft = this.softState();
+    this.prevHard = this.hardState();
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** Advances logical time by one tick. */
+  tick(): void {
+    this.now++;
+    this.ticksSinceLeader++;
+    if (this.role === "leader") this.tickHeartbeat();
+    else this.tickElection();
+  }
+
+  /** Starts an election now (as if the election timeout had elapsed). */
+  campaign(): void {
+    this.hup(false);
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    const refused = this.checkCanPropose();
+    if (refused) return refused;
+    const size = data.byteLength + 24;
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + size > this.maxUncommittedBytes) {
+      return {
+        ok: false,
+        code: "OVERLOADED",
+        message: `more than ${this.maxUncommittedBytes} bytes of proposals are waiting to commit`,
+      };
+    }
+    const e = this.appendEntry("normal", data);
+    this.uncommittedBytes += size;
+    return { ok: true, index: e.index, term: e.term };
+  }
+
+  proposeConfChange(cc: ConfChange): ProposeResult {
+    const refused = this.checkCanPropose();
+    if (refused) return refused;
+    if (this.pendingConfIndex > this.log.applied) return { ok: false, code: "CONF_CHANGE_PENDING" };
+    const check = applyConfChange(this.conf, cc);
+    if (!check.ok) return { ok: false, code: "INVALID_CONF_CHANGE", message: check.message };
+    const e = this.appendEntry("conf", encodeConfChange(cc));
+    this.pendingConfIndex = e.index;
+    return { ok: true, index: e.index, term: e.term };
+  }
+
+  /**
+   * Requests a linearizable read. When granted, a ReadState with `context` appears in a later
+   * `ready()`: the read may be served once the state machine has applied `index`.
+   * On a follower the request is forwarded to the leader.
+   */
+  readIndex(context: string, mode: ReadMode = this.readMode): ReadIndexResult {
+    if (this.role === "leader") return this.leaderRead(context, NONE, mode);
+    if (this.lead === NONE) return { ok: false, code: "NOT_LEADER", leaderHint: NONE };
+    this.send({ type: "readIndex", to: this.lead, term: this.term, from: this.id, context });
+    return { ok: true };
+  }
+
+  transferLeadership(to: NodeId): TransferResult {
+    if (this.role !== "leader") return { ok: false, code: "NOT_LEADER", leaderHint: this.lead };
+    if (to === this.id) return { ok: false, code: "IS_LEADER" };
+    const pr = this.prs.get(to);
+    if (!pr) return { ok: false, code: "UNKNOWN_TARGET" };
+    if (pr.isLearner) return { ok: false, code: "TARGET_IS_LEARNER" };
+    if (this.leadTransferee === to) return { ok: true };
+    this.leadTransferee = to;
+    // The transfer must finish within an election timeout, or it is abandoned.
+    this.electionElapsed = 0;
+    // The target may win a forced election while voters still honour our lease: never serve a
+    // lease read again in this term.
+    this.leaseDisabled = true;
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to, true);
+    return { ok: true };
+  }
+
+  /** The host could not deliver a snapshot (or did): resume probing. */
+  reportSnapshot(to: NodeId, ok: boolean): void {
+    const pr = this.prs.get(to);
+    if (this.role !== "leader" || !pr || pr.state !== "snapshot") return;
+    pr.becomeProbe();
+    if (!ok) pr.probeSent = true; // wait for the next heartbeat before retrying
+  }
+
+  /** The host's transport could not reach `to`: stop streaming optimistically. */
+  reportUnreachable(to: NodeId): void {
+    const pr = this.prs.get(to);
+    if (this.role === "leader" && pr && pr.state === "replicate") pr.becomeProbe();
+  }
+
+  step(m: Message): void {
+    assert(m.to === this.id, () => `message for ${m.to} stepped into ${this.id}`);
+    if (m.from === this.id) return;
+
+    if (m.term > this.term) {
+      if (m.type === "vote" || m.type === "preVote") {
+        if (!m.force && this.inLease()) return; // the leader we follow may hold a lease
+      }
+      if (m.type === "preVote" || (m.type === "preVoteResp" && !m.reject)) {
+        // A pre-vote never changes our term (that is its point); a granted pre-vote answer carries
+        // the future term and is counted by the pre-candidate below.
+      } else if (m.type === "app" || m.type === "heartbeat" || m.type === "snap") {
+        this.becomeFollower(m.term, m.from);
+      } else {
+        this.becomeFollower(m.term, NONE);
+      }
+    } else if (m.term < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === "app" || m.type === "heartbeat")) {
+        // A stale leader that we ignore would never learn of the new term (pre-vote keeps our
+        // term from reaching it through elections): tell it, so it steps down.
+        this.send({
+          type: "appResp",
+          to: m.from,
+          from: this.id,
+          term: this.term,
+          index: 0,
+          reject: false,
+          rejectHint: 0,
+          logTerm: 0,
+        });
+      } else if (m.type === "preVote") {
+        this.send({
+          type: "preVoteResp",
+          to: m.from,
+          from: this.id,
+          term: this.term,
+          reject: true,
+        });
+      }
+      return;
+    }
+
+    if (m.type === "vote" || m.type === "preVote") {
+      this.handleVoteRequest(m);
+      return;
+    }
+    switch (this.role) {
+      case "leader":
+        this.stepLeader(m);
+        break;
+      case "candidate":
+      case "preCandidate":
+        this.stepCandidate(m);
+        break;
+      case "follower":
+        this.stepFollower(m);
+        break;
+      default:
+        unreachable(this.role, "role");
+    }
+  }
+
+  hasReady(): boolean {
+    if (this.role === "leader" && (this.appendNeeded || this.readRoundNeeded)) return true;
+    if (this.msgs.length > 0 || this.readStates.length > 0) return true;
+    if (this.log.unstableEntries.length > 0 || this.log.unstableSnapshot) return true;
+    if (!this.log.unstableSnapshot && this.log.hasNextCommittedEntries()) return true;
+    if (!sameSoft(this.softState(), this.prevSoft)) return true;
+    return !sameHard(this.hardState(), this.prevHard);
+  }
+
+  ready(): Ready {
+    assert(!this.readyInFlight, "ready() called twice without advance()");
+    if (this.role === "leader") {
+      if (this.appendNeeded) {
+        this.appendNeeded = false;
+        this.bcastAppend(false);
+      }
+      if (this.readRoundNeeded) {
+        this.readRoundNeeded = false;
+        this.bcastHeartbeat();
+      }
+    }
+    const soft = this.softState();
+    const hard = this.hardState();
+    const hardChanged = !sameHard(hard, this.prevHard);
+    const entries = this.log.unstableEntries.slice();
+    const rd: Ready = {
+      softState: sameSoft(soft, this.prevSoft) ? undefined : soft,
+      hardState: hardChanged ? hard : undefined,
+      snapshot: this.log.unstableSnapshot,
+      entries,
+      mustSync:
+        entries.length > 0 || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote,
+      messages: this.msgs,
+      committedEntries: this.log.unstableSnapshot
+        ? []
+        : this.log.nextCommittedEntries(this.maxApplyBytes),
+      readStates: this.readStates,
+    };
+    this.msgs = [];
+    this.readStates = [];
+    this.prevSoft = soft;
+    if (rd.hardState) this.prevHard = rd.hardState;
+    this.readyInFlight = true;
+    return rd;
+  }
+
+  /** Acknowledges that `rd` was persisted, its messages sent and its entries applied. */
+  advance(rd: Ready): void {
+    assert(this.readyInFlight, "advance() without ready()");
+    this.readyInFlight = false;
+    if (rd.snapshot) {
+      this.log.stableSnapTo(rd.snapshot.meta.index);
+      this.log.applied = Math.max(this.log.applied, rd.snapshot.meta.index);
+    }
+    const lastEntry = rd.entries[rd.entries.length - 1];
+    if (lastEntry) {
+      this.log.stableTo(lastEntry.index, lastEntry.term);
+      if (this.role === "leader") {
+        // Our own copy now counts toward the commit quorum (it is durable).
+        const self = this.prs.get(this.id);
+        if (self?.maybeUpdate(this.stableLastIndex())) this.maybeCommitAndBroadcast();
+      }
+    }
+    const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
+    if (lastApplied) {
+      this.log.appliedTo(lastApplied.index);
+      for (const e of rd.committedEntries) {
+        if (e.type === "conf") this.applyConfEntry(e);
+        if (this.role === "leader" && e.term === this.term) {
+          this.uncommittedBytes = Math.max(0, this.uncommittedBytes - entryBytes(e));
+        }
+      }
+    }
+    if (
+      this.role === "leader" &&
+      isJoint(this.conf) &&
+      this.conf.autoLeave &&
+      this.pendingConfIndex <= this.log.applied
+    ) {
+      // Leave the joint configuration as soon as entering it has been applied.
+      const e = this.appendEntry("conf", encodeConfChange({ changes: [] }));
+      this.pendingConfIndex = e.index;
+    }
+  }
+
+  status(): RaftStatus {
+    const progress = new Map<NodeId, ProgressStatus>();
+    if (this.role === "leader") {
+      for (const [id, pr] of this.prs) {
+        progress.set(id, {
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          isLearner: pr.isLearner,
+        });
+      }
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      vote: this.vote,
+      leader: this.lead,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      lastIndex: this.log.lastIndex(),
+      firstIndex: this.log.firstIndex(),
+      conf: this.conf,
+      leadTransferee: this.leadTransferee,
+      progress,
+    };
+  }
+
+  /** The cheap part of status(): no per-follower progress. */
+  basicStatus(): { role: Role; term: number; leader: NodeId; commit: number; applied: number } {
+    return {
+      role: this.role,
+      term: this.term,
+      leader: this.lead,
+      commit: this.log.committed,
+      applied: this.log.applied,
+    };
+  }
+
+  /** Term of a log entry, or undefined if compacted/absent (for checkers and hosts). */
+  termAt(index: number): number | undefined {
+    return this.log.term(index);
+  }
+
+  /** Whether a lease read would be served locally right now (for tests and metrics). */
+  hasValidLease(): boolean {
+    return this.role === "leader" && this.leaseValid();
+  }
+
+  // ---------------------------------------------------------------- state transitions
+
+  private softState(): SoftState {
+    return { leader: this.lead, role: this.role };
+  }
+
+  private hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  private reset(term: number): void {
+    if (term !== this.term) {
+      this.term = term;
+      this.vote = NONE;
+    }
+    this.lead = NONE;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.electionTimeout + this.random.int(this.electionTimeout);
+    this.leadTransferee = NONE;
+    this.leaseDisabled = false;
+    this.votes.clear();
+    this.pendingReads = [];
+    this.readsAwaitingCommit = [];
+    this.readRoundNeeded = false;
+    this.appendNeeded = false;
+    this.uncommittedBytes = 0;
+    const last = this.log.lastIndex();
+    for (const [id, pr] of this.prs) {
+      const fresh = new Progress(
+        last + 1,
+        pr.isLearner,
+        this.maxInflightMsgs,
+        this.maxInflightBytes,
+      );
+      this.prs.set(id, fresh);
+    }
+  }
+
+  private becomeFollower(term: number, lead: NodeId): void {
+    const wasLeader = this.role === "leader";
+    this.reset(term);
+    this.role = "follower";
+    this.lead = lead;
+    if (lead !== NONE) this.ticksSinceLeader = 0;
+    else if (wasLeader) this.ticksSinceLeader = this.electionTimeout; // we promised nobody anything
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.role !== "leader", "leader cannot become pre-candidate");
+    // Term and vote are untouched: a pre-election changes nothing durable.
+    this.role = "preCandidate";
+    this.votes.clear();
+    this.lead = NONE;
+  }
+
+  private becomeCandidate(): void {
+    assert(this.role !== "leader", "leader cannot become candidate");
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = "candidate";
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === "candidate", "only a candidate becomes leader");
+    this.reset(this.term);
+    this.role = "leader";
+    this.lead = this.id;
+    const self = this.prs.get(this.id);
+    assert(self, "leader must be in its configuration");
+    self.becomeReplicate();
+    self.match = this.stableLastIndex();
+    self.next = this.log.lastIndex() + 1;
+    // Entries of earlier terms may hide a configuration change we have not applied yet: no new
+    // change until everything up to here is applied.
+    this.pendingConfIndex = this.log.lastIndex();
+    // An empty entry of our own term lets us commit (and learn the commit index) quickly.
+    this.appendEntry("normal", EMPTY);
+  }
+
+  private stableLastIndex(): number {
+    return this.log.unstableEntries.length > 0 ? this.log.unstableOffset - 1 : this.log.lastIndex();
+  }
+
+  private promotable(): boolean {
+    const pr = this.prs.get(this.id);
+    return pr !== undefined && !pr.isLearner && !this.log.unstableSnapshot;
+  }
+
+  private isVoter(id: NodeId): boolean {
+    return this.voters.incoming.has(id) || this.voters.outgoing.has(id);
+  }
+
+  /**
+   * Whether we honour a leader lease: with check-quorum, a node that heard from a leader within
+   * an election timeout must not help elect another (a node that just booted may have promised
+   * a lease before it crashed, so boot counts as contact).
+   */
+  private inLease(): boolean {
+    if (!this.checkQuorum) return false;
+    if (this.role === "leader") return true;
+    return this.ticksSinceLeader < this.electionTimeout;
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.hup(false);
+    }
+  }
+
+  private tickHeartbeat(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.electionTimeout) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, NONE);
+        return;
+      }
+      if (this.leadTransferee !== NONE) this.leadTransferee = NONE; // transfer timed out
+    }
+    if (this.heartbeatElapsed >= this.heartbeatInterval) {
+      this.heartbeatElapsed = 0;
+      this.bcastHeartbeat();
+    }
+  }
+
+  private quorumActive(): boolean {
+    const active = jointHasQuorum(
+      this.voters,
+      (id) => id === this.id || (this.prs.get(id)?.recentActive ?? false),
+    );
+    for (const [id, pr] of this.prs) if (id !== this.id) pr.recentActive = false;
+    return active;
+  }
+
+  private hup(transfer: boolean): void {
+    if (this.role === "leader" || !this.promotable()) return;
+    if (this.hasUnappliedConfChanges()) return;
+    if (this.preVote && !transfer) this.runElection("pre", false);
+    else this.runElection("real", transfer);
+  }
+
+  private hasUnappliedConfChanges(): boolean {
+    const lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+    if (lo > this.log.committed) return false;
+    for (const e of this.log.slice(lo, this.log.committed + 1, Number.POSITIVE_INFINITY)) {
+      if (e.type === "conf") return true;
+    }
+    return false;
+  }
+
+  private runElection(kind: "pre" | "real", force: boolean): void {
+    let term: number;
+    if (kind === "pre") {
+      this.becomePreCandidate();
+      term = this.term + 1;
+    } else {
+      this.becomeCandidate();
+      term = this.term;
+    }
+    this.votes.set(this.id, true);
+    const result = jointVote(this.voters, this.votes);
+    if (result === "won") {
+      if (kind === "pre") this.runElection("real", force);
+      else this.becomeLeader();
+      return;
+    }
+    const index = this.log.lastIndex();
+    const logTerm = this.log.lastTerm();
+    for (const id of this.prs.keys()) {
+      if (id === this.id || !this.isVoter(id)) continue;
+      this.send({
+        type: kind === "pre" ? "preVote" : "vote",
+        to: id,
+        from: this.id,
+        term,
+        index,
+        logTerm,
+        force,
+      });
+    }
+  }
+
+  private handleVoteRequest(m: MsgVote): void {
+    const canVote =
+      this.vote === m.from ||
+      (this.vote === NONE && this.lead === NONE) ||
+      (m.type === "preVote" && m.term > this.term);
+    const upToDate =
+      this.bugs.voteWithoutLogCheck === true || this.log.isUpToDate(m.index, m.logTerm);
+    const respType = m.type === "vote" ? "voteResp" : "preVoteResp";
+    if (canVote && upToDate) {
+      // A granted pre-vote answers with the pre-vote's term so the pre-candidate counts it.
+      this.send({ type: respType, to: m.from, from: this.id, term: m.term, reject: false });
+      if (m.type === "vote") {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send({ type: respType, to: m.from, from: this.id, term: this.term, reject: true });
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    switch (m.type) {
+      case "app":
+        this.becomeFollower(m.term, m.from);
+        this.handleAppend(m);
+        return;
+      case "heartbeat":
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        return;
+      case "snap":
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
+        return;
+      case "voteResp":
+      case "preVoteResp": {
+        const expected = this.role === "preCandidate" ? "preVoteResp" : "voteResp";
+        if (m.type !== expected) return;
+        this.votes.set(m.from, !m.reject);
+        const result = jointVote(this.voters, this.votes);
+        if (result === "won") {
+          if (this.role === "preCandidate") this.runElection("real", false);
+          else {
+            this.becomeLeader();
+            this.bcastAppend(true);
+          }
+        } else if (result === "lost") {
+          this.becomeFollower(this.term, NONE);
+        }
+        return;
+      }
+      case "readIndex":
+        this.send({
+          type: "readIndexResp",
+          to: m.from,
+          from: this.id,
+          term: this.term,
+          context: m.context,
+          index: 0,
+        });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case "app":
+        this.heardFromLeader(m.from);
+        this.handleAppend(m);
+        return;
+      case "heartbeat":
+        this.heardFromLeader(m.from);
+        this.handleHeartbeat(m);
+        return;
+      case "snap":
+        this.heardFromLeader(m.from);
+        this.handleSnapshot(m);
+        return;
+      case "timeoutNow":
+        // Our leader asks us to take over: campaign at once, skipping pre-vote and leases.
+        this.hup(true);
+        return;
+      case "readIndex":
+        this.send({
+          type: "readIndexResp",
+          to: m.from,
+          from: this.id,
+          term: this.term,
+          context: m.context,
+          index: 0,
+        });
+        return;
+      case "readIndexResp":
+        if (m.index > 0) this.readStates.push({ index: m.index, context: m.context });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private heardFromLeader(from: NodeId): void {
+    this.electionElapsed = 0;
+    this.ticksSinceLeader = 0;
+    this.lead = from;
+  }
+
+  // ---------------------------------------------------------------- replication (follower side)
+
+  private handleAppend(m: MsgApp): void {
+    if (m.index < this.log.committed) {
+      this.sendAppResp(m.from, this.log.committed, false, 0, 0);
+      return;
+    }
+    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries);
+    if (lastNew !== undefined) {
+      this.sendAppResp(m.from, lastNew, false, 0, 0);
+      return;
+    }
+    // Rejection with a hint: the largest index <= m.index whose term is <= m.logTerm. The leader
+    // skips every entry in between instead of backing off one index per round trip.
+    const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
+    this.sendAppResp(m.from, m.index, true, hint.index, hint.term);
+  }
+
+  private handleHeartbeat(m: MsgHeartbeat): void {
+    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
+    this.send({
+      type: "heartbeatResp",
+      to: m.from,
+      from: this.id,
+      term: this.term,
+      seq: m.seq,
+      sentTick: m.sentTick,
+    });
+  }
+
+  private handleSnapshot(m: MsgSnap): void {
+    const snap = m.snapshot;
+    if (this.restore(snap)) this.sendAppResp(m.from, this.log.lastIndex(), false, 0, 0);
+    else this.sendAppResp(m.from, this.log.committed, false, 0, 0);
+  }
+
+  private restore(snap: Snapshot): boolean {
+    const { index, term } = snap.meta;
+    if (index <= this.log.committed) return false;
+    if (this.log.matchTerm(index, term)) {
+      // We already have the entries: just learn they are committed.
+      this.log.commitTo(index);
+      return false;
+    }
+    this.log.restore(snap);
+    this.conf = snap.meta.confState;
+    this.switchToConfig(this.conf);
+    return true;
+  }
+
+  private sendAppResp(
+    to: NodeId,
+    index: number,
+    reject: boolean,
+    rejectHint: number,
+    logTerm: number,
+  ): void {
+    this.send({
+      type: "appResp",
+      to,
+      from: this.id,
+      term: this.term,
+      index,
+      reject,
+      rejectHint,
+      logTerm,
+    });
+  }
+
+  // ---------------------------------------------------------------- the leader
+
+  private checkCanPropose(): ProposeResult | undefined {
+    if (this.role !== "leader") return { ok: false, code: "NOT_LEADER", leaderHint: this.lead };
+    if (this.leadTransferee !== NONE)
+      return { ok: false, code: "TRANSFERRING", leaderHint: this.leadTransferee };
+    return undefined;
+  }
+
+  private appendEntry(type: Entry["type"], data: Uint8Array): Entry {
+    const e: Entry = { term: this.term, index: this.log.lastIndex() + 1, type, data };
+    this.log.append([e]);
+    // Sent to followers at the next ready(): every proposal of one cycle shares one message.
+    this.appendNeeded = true;
+    if (this.voters.incoming.size === 1 && this.voters.outgoing.size === 0) {
+      // Single voter: nothing to wait for except our own fsync (handled in advance()).
+    }
+    return e;
+  }
+
+  private stepLeader(m: Message): void {
+    const pr = this.prs.get(m.from);
+    switch (m.type) {
+      case "appResp":
+        if (pr) this.handleAppResp(m, pr);
+        return;
+      case "heartbeatResp":
+        if (pr) this.handleHeartbeatResp(m, pr);
+        return;
+      case "readIndex": {
+        const r = this.leaderRead(m.context, m.from, this.readMode);
+        if (!r.ok)
+          this.send({
+            type: "readIndexResp",
+            to: m.from,
+            from: this.id,
+            term: this.term,
+            context: m.context,
+            index: 0,
+          });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private handleAppResp(m: MsgAppResp, pr: Progress): void {
+    pr.recentActive = true;
+    if (m.reject) {
+      let hint = m.rejectHint;
+      if (m.logTerm > 0) hint = this.log.findConflictByTerm(m.rejectHint, m.logTerm).index;
+      if (pr.maybeDecrTo(m.index, hint)) {
+        if (pr.state === "replicate") pr.becomeProbe();
+        this.sendAppend(m.from, true);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused();
+    if (!pr.maybeUpdate(m.index)) return;
+    if (pr.state === "probe") pr.becomeReplicate();
+    else if (pr.state === "snapshot" && pr.match + 1 >= this.log.firstIndex()) {
+      pr.becomeProbe();
+      pr.becomeReplicate();
+    } else if (pr.state === "replicate") pr.inflights.freeLE(m.index);
+
+    if (!this.maybeCommitAndBroadcast() && wasPaused) this.sendAppend(m.from, true);
+    // Fill the in-flight window.
+    while (this.sendAppend(m.from, false)) {}
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex())
+      this.sendTimeoutNow(m.from);
+  }
+
+  private handleHeartbeatResp(m: MsgHeartbeatResp, pr: Progress): void {
+    pr.recentActive = true;
+    pr.probeSent = false;
+    if (m.seq > pr.ackedSeq) pr.ackedSeq = m.seq;
+    if (m.sentTick > pr.ackedSentTick) pr.ackedSentTick = m.sentTick;
+    if (pr.state === "snapshot" && this.now - pr.snapshotSentTick >= this.snapshotRetryTicks) {
+      pr.becomeProbe(); // the snapshot was probably lost: start over
+    }
+    // A full window with a follower that answers heartbeats means an append was lost: free one
+    // slot so the next append goes out; a gap makes the follower reject it and we probe.
+    if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirst();
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+    this.releaseReads();
+  }
+
+  private maybeCommitAndBroadcast(): boolean {
+    if (!this.maybeCommit()) return false;
+    this.bcastAppend(true);
+    return true;
+  }
+
+  private maybeCommit(): boolean {
+    const mci = jointCommitted(this.voters, (id) => this.prs.get(id)?.match ?? 0);
+    if (!Number.isFinite(mci) || mci <= this.log.committed) return false;
+    // Raft §5.4.2: only entries of the current term are committed by counting replicas.
+    if (!this.bugs.commitOldTermByCounting && this.log.term(mci) !== this.term) return false;
+    const wasCommittedInTerm = this.committedInTerm();
+    this.log.commitTo(mci);
+    if (!wasCommittedInTerm && this.committedInTerm()) {
+      // Reads that arrived before our first commit can now be given an index.
+      const waiting = this.readsAwaitingCommit;
+      this.readsAwaitingCommit = [];
+      for (const r of waiting) this.leaderRead(r.context, r.from, this.readMode);
+    }
+    return true;
+  }
+
+  private committedInTerm(): boolean {
+    return this.log.term(this.log.committed) === this.term;
+  }
+
+  /** Sends an append to `to` if flow control allows; returns whether a message was sent. */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.prs.get(to);
+    if (!pr || to === this.id || pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    if (prevTerm === undefined || pr.next < this.log.firstIndex()) {
+      this.sendSnapshot(to, pr);
+      return true;
+    }
+    const last = this.log.lastIndex();
+    const entries = pr.next <= last ? this.log.slice(pr.next, last + 1, this.maxAppendBytes) : [];
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    let bytes = 0;
+    for (const e of entries) bytes += entryBytes(e);
+    this.send({
+      type: "app",
+      to,
+      from: this.id,
+      term: this.term,
+      index: prevIndex,
+      logTerm: prevTerm,
+      entries,
+      commit: this.log.committed,
+    });
+    const lastSent = entries[entries.length - 1];
+    if (lastSent) pr.sentEntries(lastSent.index, bytes);
+    else if (pr.state === "probe") pr.probeSent = true;
+    return true;
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): void {
+    const snapshot = this.log.snapshot();
+    this.send({ type: "snap", to, from: this.id, term: this.term, snapshot });
+    pr.becomeSnapshot(snapshot.meta.index, this.now);
+  }
+
+  private bcastAppend(sendIfEmpty: boolean): void {
+    for (const id of this.prs.keys()) if (id !== this.id) this.sendAppend(id, sendIfEmpty);
+  }
+
+  private bcastHeartbeat(): void {
+    this.heartbeatSeq++;
+    for (const [id, pr] of this.prs) {
+      if (id === this.id) continue;
+      // Never tell a follower to commit beyond what it is known to hold.
+      const commit = Math.min(pr.match, this.log.committed);
+      this.send({
+        type: "heartbeat",
+        to: id,
+        from: this.id,
+        term: this.term,
+        commit,
+        seq: this.heartbeatSeq,
+        sentTick: this.now,
+      });
+    }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: "timeoutNow", to, from: this.id, term: this.term });
+  }
+
+  // ---------------------------------------------------------------- linearizable reads
+
+  private leaderRead(context: string, from: NodeId, mode: ReadMode): ReadIndexResult {
+    if (this.pendingReads.length + this.readsAwaitingCommit.length >= this.maxPendingReads) {
+      return {
+        ok: false,
+        code: "OVERLOADED",
+        message: `more than ${this.maxPendingReads} reads are waiting`,
+      };
+    }
+    if (!this.committedInTerm()) {
+      // Our commit index may lag the true one until an entry of our term commits.
+      this.readsAwaitingCommit.push({ context, from });
+      return { ok: true };
+    }
+    const index = this.log.committed;
+    const single =
+      this.voters.incoming.size <= 1 && this.voters.outgoing.size <= 1 && this.isVoter(this.id);
+    if (single || (mode === "lease" && this.leaseValid())) {
+      this.grantRead({ context, from, index, seq: 0 });
+      return { ok: true };
+    }
+    // Confirm leadership with one heartbeat round, shared by all reads of this cycle.
+    this.pendingReads.push({ context, from, index, seq: this.heartbeatSeq + 1 });
+    this.readRoundNeeded = true;
+    return { ok: true };
+  }
+
+  private leaseValid(): boolean {
+    // The planted bug: trust leadership alone, as a lease without check-quorum does (a leader
+    // cut off from the rest never steps down, so it serves stale reads).
+    if (this.bugs.leaseWithoutCheckQuorum) return this.committedInTerm();
+    if (!this.checkQuorum) return false;
+    if (this.leaseDisabled || this.leadTransferee !== NONE || !this.committedInTerm()) return false;
+    // The lease starts at the send time of the latest heartbeat a quorum acknowledged: each of
+    // those voters will refuse to elect anyone else for an election timeout after receiving it.
+    const start = jointCommitted(this.voters, (id) =>
+      id === this.id ? this.now : (this.prs.get(id)?.ackedSentTick ?? Number.NEGATIVE_INFINITY),
+    );
+    return this.now < start + this.leaseTicks;
+  }
+
+  private releaseReads(): void {
+    if (this.pendingReads.length === 0) return;
+    const acked = jointCommitted(this.voters, (id) =>
+      id === this.id ? Number.POSITIVE_INFINITY : (this.prs.get(id)?.ackedSeq ?? 0),
+    );
+    let n = 0;
+    while (n < this.pendingReads.length && (this.pendingReads[n] as PendingRead).seq <= acked) {
+      this.grantRead(this.pendingReads[n] as PendingRead);
+      n++;
+    }
+    if (n > 0) this.pendingReads.splice(0, n);
+  }
+
+  private grantRead(r: PendingRead): void {
+    if (r.from === NONE) this.readStates.push({ index: r.index, context: r.context });
+    else
+      this.send({
+        type: "readIndexResp",
+        to: r.from,
+        from: this.id,
+        term: this.term,
+        context: r.context,
+        index: r.index,
+      });
+  }
+
+  // ---------------------------------------------------------------- configuration
+
+  private applyConfEntry(e: Entry): void {
+    const r = applyConfChange(this.conf, decodeConfChange(e.data));
+    // Changes are validated when proposed and serialized by pendingConfIndex, so an invalid
+    // entry can only be a no-op; every replica skips it identically.
+    if (!r.ok) return;
+    this.conf = r.confState;
+    this.switchToConfig(this.conf);
+  }
+
+  private switchToConfig(cs: ConfState): void {
+    this.voters = { incoming: new Set(cs.voters), outgoing: new Set(cs.votersOutgoing) };
+    const learners = new Set([...cs.learners, ...cs.learnersNext]);
+    const members = [...allMembers(cs)].sort();
+    const next = new Map<NodeId, Progress>();
+    const last = this.log.lastIndex();
+    for (const id of members) {
+      const isLearner = learners.has(id) && !this.isVoter(id);
+      let pr = this.prs.get(id);
+      if (!pr) {
+        pr = new Progress(last + 1, isLearner, this.maxInflightMsgs, this.maxInflightBytes);
+        // A new member counts as active so check-quorum gives it a round to answer.
+        pr.recentActive = true;
+        if (id === this.id && this.role === "leader") {
+          pr.becomeReplicate();
+          pr.match = this.stableLastIndex();
+        }
+      }
+      pr.isLearner = isLearner;
+      next.set(id, pr);
+    }
+    this.prs = next;
+    if (this.role !== "leader") return;
+    if (!this.isVoter(this.id)) {
+      // We were removed or demoted: the change is committed, so the rest can elect a leader.
+      this.becomeFollower(this.term, NONE);
+      return;
+    }
+    if (this.leadTransferee !== NONE && !this.isVoter(this.leadTransferee))
+      this.leadTransferee = NONE;
+    // The quorum changed: something may commit now; new members need the log.
+    if (!this.maybeCommitAndBroadcast()) this.bcastAppend(true);
+  }
+
+  private send(m: Message): void {
+    this.msgs.push(m);
+  }
+}
+
+function sameSoft(a: SoftState, b: SoftState): boolean {
+  return a.leader === b.leader && a.role === b.role;
+}
+
+function sameHard(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}

@@ -1,0 +1,92 @@
+/**
+ * Guards for the architecture: raft/ stays a pure state machine (no I/O, no clock, no timers,
+ * no ambient randomness, no async), and imports flow one way between layers.
+ */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const root = join(fileURLToPath(import.meta.url), "../../..");
+
+/** Things a pure, deterministic protocol core must never touch. */
+const FORBIDDEN: readonly [RegExp, string][] = [
+  [
+    /^\s*import\s+(?!type\b)[^;]*from\s+["']node:/m,
+    "a node:* runtime import (type-only imports are fine)",
+  ],
+  [
+    /^\s*import\s+(?!type\b)[^;]*from\s+["'](?!\.{1,2}\/)[^"']+["']/m,
+    "a third-party runtime import",
+  ],
+  [/\brequire\s*\(/, "require()"],
+  [/\b(setTimeout|setInterval|setImmediate|queueMicrotask)\s*\(/, "a timer"],
+  [/\bDate\b/, "the wall clock (Date)"],
+  [/\bperformance\s*\./, "the monotonic clock (performance)"],
+  [/\bMath\.random\b/, "ambient randomness (Math.random)"],
+  [/\bprocess\s*\./, "the process object"],
+  [/\b(async|await)\b/, "async code"],
+  [/\bPromise\b/, "promises"],
+  [/\bcrypto\b/, "crypto (randomness or I/O)"],
+];
+
+export function purityViolations(source: string): string[] {
+  // Comments may mention the forbidden things (they explain why they are forbidden).
+  const code = source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "");
+  return FORBIDDEN.filter(([re]) => re.test(code)).map(([, what]) => what);
+}
+
+function tsFiles(dir: string): string[] {
+  return readdirSync(join(root, dir), { withFileTypes: true }).flatMap((d) =>
+    d.isDirectory()
+      ? tsFiles(join(dir, d.name))
+      : d.name.endsWith(".ts")
+        ? [join(dir, d.name)]
+        : [],
+  );
+}
+
+test("src/raft is pure: no I/O, clocks, timers, Math.random or async", () => {
+  const files = tsFiles("src/raft");
+  assert.ok(files.length >= 5);
+  for (const f of files) {
+    assert.deepEqual(purityViolations(readFileSync(join(root, f), "utf8")), [], f);
+  }
+});
+
+test("the purity guard itself catches each forbidden thing", () => {
+  const bad = [
+    'import { readFileSync } from "node:fs";',
+    'import pino from "pino";',
+    "const x = require('fs');",
+    "setTimeout(() => 1, 10);",
+    "const t = Date.now();",
+    "const t = performance.now();",
+    "const r = Math.random();",
+    "process.exit(1);",
+    "async function f() {}",
+    "new Promise(() => {});",
+  ];
+  for (const line of bad) assert.notDeepEqual(purityViolations(line), [], line);
+  assert.deepEqual(
+    purityViolations('import type { Foo } from "node:fs";\n// Date.now() is banned\n'),
+    [],
+  );
+  assert.deepEqual(purityViolations('import { assert } from "../base/index.js";'), []);
+});
+
+test("imports flow one way: raft depends only on base; base on nothing", () => {
+  const allowed: Record<string, RegExp> = {
+    "src/base": /^\.\/|^node:/,
+    "src/raft": /^\.\/|^\.\.\/base\//,
+  };
+  for (const [dir, ok] of Object.entries(allowed)) {
+    for (const f of tsFiles(dir)) {
+      const src = readFileSync(join(root, f), "utf8");
+      for (const m of src.matchAll(/from\s+["']([^"']+)["']/g)) {
+        assert.match(m[1] as string, ok, `${f} imports ${m[1]}`);
+      }
+    }
+  }
+});
