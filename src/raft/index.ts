@@ -13,7 +13,6 @@ export {
   type RaftConfig,
   type RaftStatus,
   RawNode,
-  type ReadMode,
   type TestingBugs,
 } from "./raft.js";
 export {

@@ -47,6 +47,7 @@ import {
   type NodeId,
   type ProposeResult,
   type ReadIndexResult,
+  type ReadMode,
   type ReadState,
   type Ready,
   type Role,
@@ -54,8 +55,6 @@ import {
   type SoftState,
   type TransferResult,
 } from "./types.js";
-
-export type ReadMode = "quorum" | "lease";
 
 /**
  * Deliberately broken rules, used only to prove the simulator can catch protocol bugs.
@@ -182,9 +181,12 @@ export class RawNode {
   private uncommittedBytes = 0;
   private heartbeatSeq = 0;
   private pendingReads: PendingRead[] = [];
-  private readsAwaitingCommit: { context: string; from: NodeId }[] = [];
+  private readsAwaitingCommit: { context: string; from: NodeId; mode: ReadMode }[] = [];
   private readRoundNeeded = false;
   private appendNeeded = false;
+
+  /** Quiesced: the group is idle and ticks are ignored (see quiesce()). */
+  private quiesced = false;
 
   private prevSoft: SoftState;
   private prevHard: HardState;
@@ -247,6 +249,7 @@ export class RawNode {
 
   /** Advances logical time by one tick. */
   tick(): void {
+    if (this.quiesced) return;
     this.now++;
     this.ticksSinceLeader++;
     if (this.role === "leader") this.tickHeartbeat();
@@ -255,10 +258,75 @@ export class RawNode {
 
   /** Starts an election now (as if the election timeout had elapsed). */
   campaign(): void {
+    this.unquiesce();
     this.hup(false);
   }
 
+  /**
+   * Leader only: if every replica has the whole log, nothing is pending and no transfer runs,
+   * tell the followers to stop their election timers and stop ticking ourselves. An idle group
+   * then costs no CPU and sends nothing. Anything that happens (a proposal, a read, any message
+   * other than the quiescing heartbeat) wakes it. Followers must be woken by their host when the
+   * leader's node stops answering (node-level liveness), or the group would wait forever.
+   * Returns whether the group is now quiesced.
+   */
+  quiesce(): boolean {
+    if (this.role !== "leader") return false;
+    if (this.quiesced) return true;
+    const last = this.log.lastIndex();
+    if (this.log.committed !== last || this.leadTransferee !== NONE || this.appendNeeded)
+      return false;
+    if (
+      this.pendingReads.length > 0 ||
+      this.readsAwaitingCommit.length > 0 ||
+      this.readRoundNeeded
+    ) {
+      return false;
+    }
+    if (isJoint(this.conf)) return false;
+    for (const [id, pr] of this.prs) if (id !== this.id && pr.match !== last) return false;
+    this.heartbeatSeq++;
+    for (const id of this.prs.keys()) {
+      if (id === this.id) continue;
+      this.send({
+        type: "heartbeat",
+        to: id,
+        from: this.id,
+        term: this.term,
+        commit: last,
+        seq: this.heartbeatSeq,
+        sentTick: this.now,
+        quiesce: true,
+      });
+    }
+    this.quiesced = true;
+    return true;
+  }
+
+  /** Wakes a quiesced group: the election timer (or heartbeats) start again from zero. */
+  unquiesce(): void {
+    if (!this.quiesced) return;
+    this.quiesced = false;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    if (this.role === "leader") {
+      // Followers were not heard from while we slept: give them a check-quorum round. Our clock
+      // stood still while theirs may not have: acknowledgements from before do not count for
+      // the lease, which restarts with the heartbeats answered from now on.
+      for (const pr of this.prs.values()) {
+        pr.recentActive = true;
+        pr.ackedSentTick = Number.NEGATIVE_INFINITY;
+      }
+      this.bcastHeartbeat();
+    }
+  }
+
+  isQuiesced(): boolean {
+    return this.quiesced;
+  }
+
   propose(data: Uint8Array): ProposeResult {
+    this.unquiesce();
     const refused = this.checkCanPropose();
     if (refused) return refused;
     const size = data.byteLength + 24;
@@ -270,11 +338,11 @@ export class RawNode {
       };
     }
     const e = this.appendEntry("normal", data);
-    this.uncommittedBytes += size;
     return { ok: true, index: e.index, term: e.term };
   }
 
   proposeConfChange(cc: ConfChange): ProposeResult {
+    this.unquiesce();
     const refused = this.checkCanPropose();
     if (refused) return refused;
     if (this.pendingConfIndex > this.log.applied) return { ok: false, code: "CONF_CHANGE_PENDING" };
@@ -291,13 +359,15 @@ export class RawNode {
    * On a follower the request is forwarded to the leader.
    */
   readIndex(context: string, mode: ReadMode = this.readMode): ReadIndexResult {
+    this.unquiesce();
     if (this.role === "leader") return this.leaderRead(context, NONE, mode);
     if (this.lead === NONE) return { ok: false, code: "NOT_LEADER", leaderHint: NONE };
-    this.send({ type: "readIndex", to: this.lead, term: this.term, from: this.id, context });
+    this.send({ type: "readIndex", to: this.lead, term: this.term, from: this.id, context, mode });
     return { ok: true };
   }
 
   transferLeadership(to: NodeId): TransferResult {
+    this.unquiesce();
     if (this.role !== "leader") return { ok: false, code: "NOT_LEADER", leaderHint: this.lead };
     if (to === this.id) return { ok: false, code: "IS_LEADER" };
     const pr = this.prs.get(to);
@@ -332,6 +402,8 @@ export class RawNode {
   step(m: Message): void {
     assert(m.to === this.id, () => `message for ${m.to} stepped into ${this.id}`);
     if (m.from === this.id) return;
+    // Anything but the quiescing heartbeat and the answers to it wakes a quiesced group.
+    if (!((m.type === "heartbeat" && m.quiesce) || m.type === "heartbeatResp")) this.unquiesce();
 
     if (m.term > this.term) {
       if (m.type === "vote" || m.type === "preVote") {
@@ -546,6 +618,7 @@ export class RawNode {
     this.randomizedElectionTimeout = this.electionTimeout + this.random.int(this.electionTimeout);
     this.leadTransferee = NONE;
     this.leaseDisabled = false;
+    this.quiesced = false;
     this.votes.clear();
     this.pendingReads = [];
     this.readsAwaitingCommit = [];
@@ -667,6 +740,11 @@ export class RawNode {
 
   private hup(transfer: boolean): void {
     if (this.role === "leader" || !this.promotable()) return;
+    // We may have acknowledged a leader's heartbeat within the election timeout: campaigning
+    // now would break the lease that leader may be serving reads on. Only a transfer (which the
+    // leader itself asked for) may skip this. The election timer never fires inside the lease
+    // (both clocks restart on leader contact), so this only stops explicit campaign() calls.
+    if (!transfer && this.inLease()) return;
     if (this.hasUnappliedConfChanges()) return;
     if (this.preVote && !transfer) this.runElection("pre", false);
     else this.runElection("real", transfer);
@@ -849,6 +927,10 @@ export class RawNode {
       seq: m.seq,
       sentTick: m.sentTick,
     });
+    // Sleep only if we really hold everything the leader has committed.
+    const caughtUp = this.log.committed === m.commit && this.log.lastIndex() === m.commit;
+    if (m.quiesce && this.role === "follower" && caughtUp) this.quiesced = true;
+    else this.unquiesce();
   }
 
   private handleSnapshot(m: MsgSnap): void {
@@ -902,6 +984,8 @@ export class RawNode {
   private appendEntry(type: Entry["type"], data: Uint8Array): Entry {
     const e: Entry = { term: this.term, index: this.log.lastIndex() + 1, type, data };
     this.log.append([e]);
+    // Every entry of our term counts until it is applied (advance() subtracts exactly this).
+    this.uncommittedBytes += entryBytes(e);
     // Sent to followers at the next ready(): every proposal of one cycle shares one message.
     this.appendNeeded = true;
     if (this.voters.incoming.size === 1 && this.voters.outgoing.size === 0) {
@@ -920,7 +1004,7 @@ export class RawNode {
         if (pr) this.handleHeartbeatResp(m, pr);
         return;
       case "readIndex": {
-        const r = this.leaderRead(m.context, m.from, this.readMode);
+        const r = this.leaderRead(m.context, m.from, m.mode);
         if (!r.ok)
           this.send({
             type: "readIndexResp",
@@ -995,7 +1079,7 @@ export class RawNode {
       // Reads that arrived before our first commit can now be given an index.
       const waiting = this.readsAwaitingCommit;
       this.readsAwaitingCommit = [];
-      for (const r of waiting) this.leaderRead(r.context, r.from, this.readMode);
+      for (const r of waiting) this.leaderRead(r.context, r.from, r.mode);
     }
     return true;
   }
@@ -1079,7 +1163,7 @@ export class RawNode {
     }
     if (!this.committedInTerm()) {
       // Our commit index may lag the true one until an entry of our term commits.
-      this.readsAwaitingCommit.push({ context, from });
+      this.readsAwaitingCommit.push({ context, from, mode });
       return { ok: true };
     }
     const index = this.log.committed;

@@ -131,6 +131,8 @@ export interface MsgHeartbeat extends MessageBase {
   readonly commit: number;
   readonly seq: number;
   readonly sentTick: number;
+  /** The leader has quiesced the group: stop the election timer until something happens. */
+  readonly quiesce?: boolean;
 }
 
 export interface MsgHeartbeatResp extends MessageBase {
@@ -149,10 +151,15 @@ export interface MsgTimeoutNow extends MessageBase {
   readonly type: "timeoutNow";
 }
 
+/** How a leader confirms it is still leader before serving a read (see docs/raft.md). */
+export type ReadMode = "quorum" | "lease";
+
 /** A follower asks its leader for a read index on behalf of one of its clients. */
 export interface MsgReadIndex extends MessageBase {
   readonly type: "readIndex";
   readonly context: string;
+  /** The confirmation the follower's caller asked for. */
+  readonly mode: ReadMode;
 }
 
 export interface MsgReadIndexResp extends MessageBase {

@@ -225,19 +225,20 @@ function checkKey(
     return id;
   };
   // Bit order: ok ops by return time, then info ops by call time. The ok ops linearized at any
-  // point are then "a prefix plus a few", which keeps cache snapshots small (see OpSet).
+  // point are then "a prefix plus a few", which keeps cache keys small (see OpSet).
   const prepared = [...ops].sort(bitOrder).map((op, bit) => prepare(op, bit, intern));
   const okOps = prepared.filter((p) => !p.info);
   const infos = new InfoIndex(prepared.filter((p) => p.info));
   const { head, calls } = buildEntries(okOps);
   const linearized = new OpSet(okOps.length, prepared.length - okOps.length);
-  const cache = new ConfigCache();
+  // Configurations already explored: a configuration determines the rest of the search.
+  const explored = new Set<string>();
 
   const frame = (via: PreparedOp | null, state: number, require: number): Frame => ({
     via,
     state,
     require,
-    candidates: candidatesAt(head, infos, linearized, state),
+    candidates: candidatesAt(head, infos, state),
     next: 0,
   });
 
@@ -254,7 +255,8 @@ function checkKey(
       stack.pop();
       if (top.via !== null) {
         linearized.toggle(top.via);
-        if (!top.via.info) unlift(calls[top.via.bit]!);
+        if (top.via.info) infos.use(top.via, -1);
+        else unlift(calls[top.via.bit]!);
       }
       continue;
     }
@@ -262,11 +264,13 @@ function checkKey(
     if (next === ILLEGAL) continue;
     const require = p.info ? top.state : NO_REQUIREMENT;
     linearized.toggle(p);
-    if (!cache.add(linearized, next, require)) {
-      linearized.toggle(p); // already explored from this configuration
+    const config = linearized.key(next, require);
+    if (explored.has(config)) {
+      linearized.toggle(p);
       continue;
     }
-    if (cache.size > maxStates) {
+    explored.add(config);
+    if (explored.size > maxStates) {
       return {
         ok: "unknown",
         key,
@@ -275,7 +279,8 @@ function checkKey(
           "raise maxStatesPerKey or reduce concurrency / indeterminate ops",
       };
     }
-    if (!p.info) lift(calls[p.bit]!);
+    if (p.info) infos.use(p, 1);
+    else lift(calls[p.bit]!);
     if (head.next === null) return null; // every ok op linearized
     stack.push(frame(p, next, require));
   }
@@ -292,92 +297,130 @@ function bitOrder(x: HistoryOp, y: HistoryOp): number {
  * The ops worth trying next: the pending ok ops (calls before the first remaining return), then
  * the info ops that have been invoked by then and that one of those could need (`InfoIndex`).
  */
-function candidatesAt(
-  head: Entry,
-  infos: InfoIndex,
-  linearized: OpSet,
-  state: number,
-): PreparedOp[] {
+function candidatesAt(head: Entry, infos: InfoIndex, state: number): PreparedOp[] {
   const out: PreparedOp[] = [];
   let e = head.next;
   for (; e?.isCall; e = e.next) out.push(e.op);
-  if (e !== null && !infos.empty) infos.addUseful(out, state, e.time, linearized);
+  if (e !== null && !infos.empty) infos.addUseful(out, state, e.time);
   return out;
+}
+
+/** Info ops with identical effects, in call order; the first `used` have been linearized. */
+interface InfoGroup {
+  readonly ops: PreparedOp[];
+  used: number;
 }
 
 /**
  * The info ops of a key. They have no return event, so they are kept out of the event list
  * (where every one of them would be rescanned at every step forever) and looked up by the value
- * they produce instead, since `legalNext` only lets one go when the following op needs it.
+ * they produce instead, since only one that some pending op needs is worth trying.
+ *
+ * Info ops with the same effect are grouped, and a group's ops are only ever linearized in call
+ * order. That loses nothing: if a linearization uses a later-called op of a group where an
+ * earlier one is unused or used later, swapping the two is still valid, because an info op is
+ * only constrained by its call and the earlier one's call is no later. So a group offers one
+ * candidate, `ops[used]`; without this every pending read of "absent" would try each
+ * outstanding timed-out delete in turn.
  */
 class InfoIndex {
-  /** Info ops by the state they leave behind, each list in call order. */
-  private readonly byValue = new Map<number, PreparedOp[]>();
-  /** Info cas ops whose expected value some other info op produces: needers themselves. */
-  private readonly chained: PreparedOp[];
+  private readonly groups: InfoGroup[] = [];
+  private readonly groupOf = new Map<PreparedOp, InfoGroup>();
+  /** Groups by the state they leave behind, and the subset of those that are cas ops. */
+  private readonly byValue = new Map<number, InfoGroup[]>();
+  private readonly casByValue = new Map<number, InfoGroup[]>();
 
-  constructor(private readonly ops: readonly PreparedOp[]) {
+  constructor(ops: readonly PreparedOp[]) {
+    const byEffect = new Map<string, InfoGroup>();
     for (const p of ops) {
-      const produced = p.kind === CAS ? p.b : p.a;
-      const list = this.byValue.get(produced);
-      if (list === undefined) this.byValue.set(produced, [p]);
-      else list.push(p);
+      const effect = `${p.kind}:${p.a}:${p.b}`;
+      let group = byEffect.get(effect);
+      if (group === undefined) {
+        group = { ops: [], used: 0 };
+        byEffect.set(effect, group);
+        this.groups.push(group);
+        const produced = p.kind === CAS ? p.b : p.a;
+        pushTo(this.byValue, produced, group);
+        if (p.kind === CAS) pushTo(this.casByValue, produced, group);
+      }
+      group.ops.push(p);
+      this.groupOf.set(p, group);
     }
-    this.chained = ops.filter(
-      (p) => p.kind === CAS && (this.byValue.get(p.a) ?? []).some((x) => x !== p),
-    );
   }
 
   get empty(): boolean {
-    return this.ops.length === 0;
+    return this.groups.length === 0;
+  }
+
+  /** Records that info op `p` (its group's next) was linearized (+1) or undone (-1). */
+  use(p: PreparedOp, delta: 1 | -1): void {
+    this.groupOf.get(p)!.used += delta;
   }
 
   /**
-   * Appends to `out` (which holds the pending ok ops) the unlinearized info ops invoked by
-   * `horizon` that some pending op Z could need right after them, Z being legal after the
-   * info op but not in `state`: a read of v or a cas expecting v needs an op producing v; a
-   * failed cas expecting the current state is happy with any change. May add duplicates,
-   * which the cache then skips.
+   * Appends to `out`, which holds the pending ok ops, the info ops invoked by `horizon` that
+   * could start a run of info ops leading to a state one of those ok ops needs:
+   *
+   * - a pending failed cas expecting the current state is happy with any change, so every
+   *   group is worth a try;
+   * - otherwise a pending read of v, or cas expecting v, needs a run ending in v. A run of
+   *   several info ops is a chain of info cas ops, each expecting its predecessor's value, so
+   *   walk backwards from the needed values through info cas ops that are available, then
+   *   offer the groups producing any of them.
+   *
+   * Runs that lead nowhere, or loop back to the current state, can always be dropped or
+   * shortened, and an ok op that does not need the run can always be moved before it, so
+   * some linearization (if any exists) only uses runs found here.
    */
-  addUseful(out: PreparedOp[], state: number, horizon: number, linearized: OpSet): void {
-    const needers = out.slice();
-    for (const z of this.chained) {
-      if (z.op.call > horizon) break;
-      if (!linearized.has(z)) needers.push(z);
-    }
-    const available = (p: PreparedOp): boolean => p.op.call <= horizon && !linearized.has(p);
-    if (needers.some((z) => z.kind === CAS_FAILED && z.a === state)) {
-      for (const p of this.ops) {
-        if (p.op.call > horizon) break;
-        if (!linearized.has(p)) out.push(p);
+  addUseful(out: PreparedOp[], state: number, horizon: number): void {
+    const next = (g: InfoGroup): PreparedOp | undefined => {
+      const p = g.ops[g.used];
+      return p !== undefined && p.op.call <= horizon ? p : undefined;
+    };
+    const offer = (groups: readonly InfoGroup[]): void => {
+      for (const g of groups) {
+        const p = next(g);
+        if (p !== undefined) out.push(p);
       }
+    };
+    if (out.some((z) => z.kind === CAS_FAILED && z.a === state)) {
+      offer(this.groups);
       return;
     }
-    for (const z of needers) {
-      if ((z.kind === READ || z.kind === CAS) && z.a !== state) {
-        for (const p of this.byValue.get(z.a) ?? []) if (available(p)) out.push(p);
+    const needed: number[] = [];
+    const need = (v: number): void => {
+      if (v !== state && !needed.includes(v)) needed.push(v);
+    };
+    for (const z of out) if (z.kind === READ || z.kind === CAS) need(z.a);
+    for (let i = 0; i < needed.length; i++) {
+      for (const g of this.casByValue.get(needed[i]!) ?? []) {
+        const z = next(g);
+        if (z !== undefined) need(z.a);
       }
     }
+    for (const v of needed) offer(this.byValue.get(v) ?? []);
   }
 }
 
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else list.push(value);
+}
+
 /**
- * The set of linearized ops of one key, with an incrementally maintained hash. Zobrist
- * hashing: the hash of a set is the XOR of a random word per member, so it is updated in O(1)
- * as ops are linearized and undone instead of rehashing the whole bitset.
+ * The set of linearized ops of one key, able to produce a compact string key for the cache.
  *
  * Ok ops are numbered by return time and every op returning before the search frontier is
- * linearized, so their bitset is all ones up to word `lo` and all zeros from word `hi`; a
- * snapshot stores only the words in between (plus the info ops' bits). That turns the cache's
- * memory from O(ops) per configuration into O(concurrency).
+ * linearized, so their bitset is all ones up to word `lo` and all zeros from word `hi`; a key
+ * holds only the words in between (plus the info ops' bits). That keeps a cached configuration
+ * at O(concurrency) bytes rather than O(ops on the key).
  */
 class OpSet {
   private readonly ok: Uint32Array;
   private readonly info: Uint32Array;
-  private readonly zobrist: Uint32Array;
   private lo = 0;
   private hi = 0;
-  hash = 0;
 
   constructor(
     private readonly okCount: number,
@@ -385,16 +428,9 @@ class OpSet {
   ) {
     this.ok = new Uint32Array(Math.ceil(okCount / 32));
     this.info = new Uint32Array(Math.ceil(infoCount / 32));
-    this.zobrist = randomWords(okCount + infoCount);
-  }
-
-  has(p: PreparedOp): boolean {
-    const [words, i] = p.info ? [this.info, p.bit - this.okCount] : [this.ok, p.bit];
-    return (words[i >>> 5]! & (1 << (i & 31))) !== 0;
   }
 
   toggle(p: PreparedOp): void {
-    this.hash ^= this.zobrist[p.bit]!;
     if (p.info) {
       const i = p.bit - this.okCount;
       this.info[i >>> 5]! ^= 1 << (i & 31);
@@ -409,105 +445,23 @@ class OpSet {
     else while (this.hi > this.lo && ok[this.hi - 1] === 0) this.hi--;
   }
 
-  /** A compact copy that `equals` can later compare against: [lo, ok[lo..hi), info]. */
-  snapshot(): Uint32Array {
-    const out = new Uint32Array(1 + this.hi - this.lo + this.info.length);
-    out[0] = this.lo;
-    out.set(this.ok.subarray(this.lo, this.hi), 1);
-    out.set(this.info, 1 + this.hi - this.lo);
-    return out;
-  }
-
-  equals(snap: Uint32Array): boolean {
-    const { lo, hi, ok, info } = this;
-    if (snap[0] !== lo || snap.length !== 1 + hi - lo + info.length) return false;
-    for (let i = lo; i < hi; i++) if (snap[1 + i - lo] !== ok[i]) return false;
-    const base = 1 + hi - lo;
-    for (let i = 0; i < info.length; i++) if (snap[base + i] !== info[i]) return false;
-    return true;
-  }
-}
-
-/** Memo of explored configurations: (linearized set, state, pending info requirement). */
-class ConfigCache {
-  private readonly buckets = new Map<number, ConfigEntry[]>();
-  size = 0;
-
-  /** Records the configuration; false if it was already there. */
-  add(set: OpSet, state: number, require: number): boolean {
-    const hash = (set.hash ^ mix32(state) ^ mix32(require + 0x5bd1e995)) >>> 0;
-    let bucket = this.buckets.get(hash);
-    if (bucket === undefined) {
-      bucket = [];
-      this.buckets.set(hash, bucket);
-    }
-    for (const e of bucket) {
-      if (e.state === state && e.require === require && set.equals(e.set)) return false;
-    }
-    bucket.push({ set: set.snapshot(), state, require });
-    this.size++;
-    return true;
+  /**
+   * A string identifying (this set, state, require), as 16-bit char codes: strings are hashed
+   * and compared by the engine and cost far less memory per entry than typed arrays.
+   */
+  key(state: number, require: number): string {
+    const codes: number[] = [];
+    const put = (x: number): void => {
+      codes.push(x & 0xffff, x >>> 16);
+    };
+    put(state);
+    put(require + 1);
+    put(this.lo);
+    for (let i = this.lo; i < this.hi; i++) put(this.ok[i]!);
+    for (const word of this.info) put(word);
+    return String.fromCharCode(...codes);
   }
 }
-
-interface ConfigEntry {
-  readonly set: Uint32Array;
-  readonly state: number;
-  readonly require: number;
-}
-
-/** Validates `op` (already known to be checked) and encodes its effect on the register. */
-function prepare(op: HistoryOp, bit: number, intern: (v: string | null) => number): PreparedOp {
-  const info = op.status === "info";
-  const base = { op, bit, info, b: 0 };
-  switch (op.kind) {
-    case "read": {
-      const value = op.result?.value;
-      if (value === undefined) throw invalidOp(op, "an ok read needs result.value (null = absent)");
-      return { ...base, kind: READ, a: intern(value) };
-    }
-    case "write":
-      if (typeof op.value !== "string") throw invalidOp(op, "a write needs a string value");
-      return { ...base, kind: WRITE, a: intern(op.value) };
-    case "delete":
-      return { ...base, kind: WRITE, a: ABSENT };
-    case "cas": {
-      if (typeof op.value !== "string") throw invalidOp(op, "a cas needs a string value");
-      if (op.expect === undefined) throw invalidOp(op, "a cas needs expect (null = absent)");
-      const a = intern(op.expect);
-      const b = intern(op.value);
-      // An info cas either succeeded at some point or had no effect at all; the latter is
-      // the same as never linearizing it, so only the successful form needs modelling.
-      if (info) return { ...base, kind: CAS, a, b };
-      const ok = op.result?.ok;
-      if (typeof ok !== "boolean") throw invalidOp(op, "an ok cas needs result.ok");
-      return ok ? { ...base, kind: CAS, a, b } : { ...base, kind: CAS_FAILED, a };
-    }
-    default:
-      throw invalidOp(op, `unknown kind ${JSON.stringify((op as HistoryOp).kind)}`);
-  }
-}
-
-function validateTimes(op: HistoryOp): void {
-  if (!Number.isFinite(op.call)) throw invalidOp(op, "call must be a finite number");
-  if (op.status === "ok" && !(Number.isFinite(op.ret) && op.ret >= op.call)) {
-    throw invalidOp(op, "ret must be a finite number >= call");
-  }
-}
-
-function invalidOp(op: HistoryOp, why: string): Error {
-  return new Error(`checkLinearizable: invalid history op #${op.id}: ${why}`);
-}
-
-/** Placeholder op for the list head, which is never examined. */
-const SENTINEL: PreparedOp = {
-  op: { id: -1, client: -1, key: "", kind: "read", status: "ok", call: 0, ret: 0 },
-  bit: -1,
-  info: false,
-  kind: READ,
-  a: ABSENT,
-  b: 0,
-};
 
 /**
  * Builds the event list of the ok ops behind a sentinel head; `calls[bit]` is each op's call
@@ -552,27 +506,6 @@ function unlift(call: Entry): void {
   if (ret.next !== null) ret.next.prev = ret;
   call.prev!.next = call;
   call.next!.prev = call;
-}
-
-/** murmur3's 32-bit finalizer: spreads small integers over all hash bits. */
-function mix32(x: number): number {
-  let h = x | 0;
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return h ^ (h >>> 16);
-}
-
-/** Deterministic pseudo-random words (mulberry32), so runs are reproducible. */
-function randomWords(n: number): Uint32Array {
-  const out = new Uint32Array(n);
-  let seed = 0x2545f491;
-  for (let i = 0; i < n; i++) {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    out[i] = (t ^ (t >>> 14)) >>> 0;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

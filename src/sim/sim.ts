@@ -73,6 +73,7 @@ export interface SimStats {
   transfers: number;
   snapshotsSent: number;
   compactions: number;
+  quiesces: number;
 }
 
 export interface SimResult {
@@ -182,6 +183,7 @@ class Simulation {
     transfers: 0,
     snapshotsSent: 0,
     compactions: 0,
+    quiesces: 0,
   };
   private readonly trace: string[] = [];
   private readonly history: HistoryOp[] = [];
@@ -217,6 +219,8 @@ class Simulation {
   private readonly bug: BugName | undefined;
   /** Probability that a newly elected leader is killed moments later (divergent logs). */
   private readonly leaderKillRate: number;
+  /** Per leader tick, the probability that it tries to quiesce its group. */
+  private readonly quiesceRate: number;
 
   constructor(
     readonly seed: number,
@@ -239,6 +243,7 @@ class Simulation {
     this.readMode =
       this.bug === "leaseWithoutCheckQuorum" ? "lease" : p.pick(["quorum", "lease"] as const);
     this.leaderKillRate = p.pick([0, 0, 0.1, 0.3]);
+    this.quiesceRate = p.pick([0, 0.05, 0.5]);
     this.nemesisGapMs = p.pick([
       [50, 300],
       [100, 800],
@@ -263,6 +268,7 @@ class Simulation {
       `appendBytes=${this.maxAppendBytes}`,
       `reads=${this.readMode}`,
       `leaderKill=${this.leaderKillRate}`,
+      `quiesce=${this.quiesceRate}`,
       this.bug ? `bug=${this.bug}` : "",
     ]
       .filter(Boolean)
@@ -427,8 +433,28 @@ class Simulation {
     if (!n?.up || n.epoch !== epoch) return;
     this.queue.push(this.now + n.tickMs, { k: "tick", node: id, epoch });
     if (n.paused) return; // the missed ticks are replayed on resume
-    n.peer.node.tick();
+    const node = n.peer.node;
+    node.tick();
+    const st = node.basicStatus();
+    if (node.isQuiesced() && st.role === "follower" && !this.leaderReachable(n, st.leader)) {
+      // What a host's node-level liveness does: the leader's node stopped answering, so the
+      // group must run its election timer again.
+      node.unquiesce();
+    } else if (st.role === "leader" && this.prng.chance(this.quiesceRate)) {
+      if (node.quiesce()) this.stats.quiesces++;
+    }
     this.afterInput(n);
+  }
+
+  private leaderReachable(n: SimNode, leader: NodeId): boolean {
+    const l = this.nodes.get(leader);
+    return (
+      l !== undefined &&
+      l.up &&
+      !l.paused &&
+      !this.cut.has(`${leader}>${n.id}`) &&
+      !this.cut.has(`${n.id}>${leader}`)
+    );
   }
 
   private deliverLocal(ev: LocalEv): void {
@@ -777,8 +803,10 @@ class Simulation {
       }
       return;
     }
-    if (!this.healed)
-      this.queue.push(this.now + this.prng.range(0, 20), { k: "clientNext", client: op.client });
+    if (this.healed) return;
+    // Now and then a client goes quiet, so groups fall idle (and may quiesce).
+    const think = this.prng.chance(0.05) ? this.prng.range(100, 1000) : this.prng.range(0, 20);
+    this.queue.push(this.now + think, { k: "clientNext", client: op.client });
   }
 
   // ------------------------------------------------------------------ faults
