@@ -57,9 +57,9 @@ function run(proposers: number, durationMs: number, valueBytes: number): Result 
   const pump = (): number => {
     let leaderReadies = 0;
     for (const p of peers.values()) {
-      while (p.beginReady()) {
+      for (let rd = p.beginReady(); rd; rd = p.beginReady()) {
         if (p === leader) leaderReadies++;
-        const out = p.finishReady();
+        const out = [...rd.eagerMessages, ...p.finishReady()];
         messages += out.length;
         queue.push(...out);
       }

@@ -1,31 +1,192 @@
 #!/usr/bin/env node
-/**
- * The `kumo` command. Until the node layer lands, `kumo dev` demonstrates the consensus core by
- * running the deterministic cluster simulator and printing what happened.
- */
-import { Command } from "commander";
-import { runSeed } from "../sim/sim.js";
+/** The `kumo` command: run a node, run a local cluster, and talk to a cluster. */
+import { Command, InvalidArgumentError } from "commander";
+import { ConfigError, OPTIONS, envName, resolveConfig } from "../node/config.js";
+import { KumoNode } from "../node/node.js";
+import { type ClientOptions, failOnError, keyPath, request, resolveClient } from "./client.js";
+import { runDev } from "./dev.js";
 
-const program = new Command().name("kumo").description("Kumo: replicated KV and S3-compatible storage");
+const program = new Command()
+  .name("kumo")
+  .description("Kumo: a replicated, sharded key-value store and S3-compatible object store")
+  .showHelpAfterError();
+
+const server = program
+  .command("server")
+  .description("run one node (see docs/configuration.md; flags, KUMO_* variables and --config YAML are equivalent)")
+  .option("--config <file>", "YAML configuration file (env KUMO_CONFIG)");
+for (const o of OPTIONS) {
+  const def = o.def === undefined ? "" : ` (default ${Array.isArray(o.def) ? o.def.join(",") || "none" : o.def})`;
+  server.option(`--${o.flag} <value>`, `${o.help}; env ${envName(o.flag)}${def}`);
+}
+server.action(async (flags: Record<string, unknown>) => {
+  let cfg: ReturnType<typeof resolveConfig>;
+  try {
+    cfg = resolveConfig(flags);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(`kumo server: ${e.message}`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const node = new KumoNode(cfg);
+  const stop = async () => {
+    await node.stop();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+  try {
+    await node.start();
+  } catch (e) {
+    console.error(`kumo server ${cfg.id}: cannot start: ${(e as Error).message}`);
+    process.exit(1);
+  }
+  console.log(`kumo server ${cfg.id}: serving; peer ${cfg.peer}, API http://${cfg.api}, S3 http://${cfg.s3}`);
+});
+
+function positiveInt(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+    return n;
+  };
+}
 
 program
   .command("dev")
-  .description("run a local demonstration (for now: simulated Raft clusters under faults)")
-  .option("--seeds <n>", "how many simulated clusters to run", "5")
-  .action((opts: { seeds: string }) => {
-    const n = Math.max(1, Number(opts.seeds) || 5);
-    console.log(`Simulating ${n} Raft clusters under partitions, crashes, pauses and membership changes...`);
-    let bad = 0;
-    for (let seed = 1; seed <= n; seed++) {
-      const r = runSeed(seed, { nodes: seed % 2 === 0 ? 5 : 3 });
-      const s = r.stats;
-      console.log(
-        `cluster ${seed}: ${r.settings.split(" ")[0]} — ${s.opsOk} ops ok, ${s.leaderChanges} leaders, ${s.crashes} crashes, ` +
-          `${s.partitions} partitions, ${s.confChanges} membership changes: ${r.violation ? `VIOLATION ${r.violation.kind}` : "linearizable, nothing lost"}`,
-      );
-      if (r.violation) bad++;
-    }
-    process.exitCode = bad > 0 ? 1 : 0;
+  .description("run a local cluster of real node processes on 127.0.0.1 (Ctrl+C stops it)")
+  .option("--nodes <n>", "number of nodes", positiveInt("--nodes"), 3)
+  .option("--data <dir>", "data directory (cluster.json goes here)", ".kumo")
+  .option("--base-port <port>", "first port; node i uses base+10(i-1) .. +2", positiveInt("--base-port"), 7400)
+  .option("--quiet", "do not forward node output", false)
+  .allowUnknownOption(false)
+  .action(async (o: { nodes: number; data: string; basePort: number; quiet: boolean }, cmd: Command) => {
+    await runDev({ nodes: o.nodes, data: o.data, basePort: o.basePort, quiet: o.quiet, serverArgs: cmd.args });
   });
 
-program.parse();
+function withClient(cmd: Command): Command {
+  return cmd
+    .option("--endpoint <url>", "a node's API address (env KUMO_ENDPOINT)")
+    .option("--token <token>", "bearer token (env KUMO_TOKEN)")
+    .option("--cluster <file>", "cluster.json from kumo dev (env KUMO_CLUSTER)", undefined);
+}
+
+async function run(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    console.error(`kumo: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
+}
+
+const kv = program.command("kv").description("read and write keys");
+withClient(kv.command("put <key> [value]"))
+  .description("write a value (from the argument, or standard input)")
+  .option("--keyspace <name>", "keyspace", "default")
+  .option("--if-revision <n>", "compare-and-set: only if the key's revision is n")
+  .option("--create-only", "only if the key does not exist", false)
+  .action((key: string, value: string | undefined, o: ClientOptions & { keyspace: string; ifRevision?: string; createOnly: boolean }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      let body: Uint8Array;
+      if (value !== undefined) body = new TextEncoder().encode(value);
+      else {
+        const chunks: Buffer[] = [];
+        for await (const ch of process.stdin) chunks.push(ch as Buffer);
+        body = Buffer.concat(chunks);
+      }
+      const headers: Record<string, string> = {};
+      if (o.ifRevision) headers["if-match"] = `"${o.ifRevision}"`;
+      if (o.createOnly) headers["if-none-match"] = "*";
+      const r = await request(c, "PUT", keyPath(o.keyspace, key), body, headers);
+      await failOnError(r);
+      console.log(JSON.stringify(await r.json()));
+    }),
+  );
+withClient(kv.command("get <key>"))
+  .description("print a value")
+  .option("--keyspace <name>", "keyspace", "default")
+  .option("--stale", "allow a possibly stale read from the nearest replica", false)
+  .action((key: string, o: ClientOptions & { keyspace: string; stale: boolean }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(c, "GET", keyPath(o.keyspace, key) + (o.stale ? "?consistency=stale" : ""));
+      await failOnError(r);
+      process.stdout.write(Buffer.from(await r.arrayBuffer()));
+      if (process.stdout.isTTY) process.stdout.write("\n");
+    }),
+  );
+withClient(kv.command("del <key>"))
+  .description("delete a key")
+  .option("--keyspace <name>", "keyspace", "default")
+  .option("--if-revision <n>", "only if the key's revision is n")
+  .action((key: string, o: ClientOptions & { keyspace: string; ifRevision?: string }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(c, "DELETE", keyPath(o.keyspace, key), undefined, o.ifRevision ? { "if-match": `"${o.ifRevision}"` } : {});
+      await failOnError(r);
+      console.log(JSON.stringify(await r.json()));
+    }),
+  );
+withClient(kv.command("ls [prefix]"))
+  .description("list keys in order (all pages)")
+  .option("--keyspace <name>", "keyspace", "default")
+  .option("--limit <n>", "page size", "1000")
+  .action((prefix: string | undefined, o: ClientOptions & { keyspace: string; limit: string }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      let startAfter: string | null = null;
+      do {
+        const q = new URLSearchParams({ prefix: prefix ?? "", limit: o.limit, keys_only: "true" });
+        if (startAfter) q.set("start_after", startAfter);
+        const r = await request(c, "GET", `/v1/kv/${encodeURIComponent(o.keyspace)}?${q}`);
+        await failOnError(r);
+        const page = (await r.json()) as { items: { key: string; revision: number }[]; next: string | null };
+        for (const it of page.items) console.log(`${it.key}\t${it.revision}`);
+        startAfter = page.next;
+      } while (startAfter);
+    }),
+  );
+
+withClient(program.command("status"))
+  .description("show nodes, shards and their leaders")
+  .option("--json", "print the raw JSON", false)
+  .action((o: ClientOptions & { json: boolean }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(c, "GET", "/v1/cluster");
+      await failOnError(r);
+      const st = (await r.json()) as {
+        node: string;
+        nodes: { id: string; peer: string; reachable?: boolean; self?: boolean }[];
+        shards: { id: string; replicas: string[]; leader: string | null; term: number | null; commit: number | null }[];
+      };
+      if (o.json) {
+        console.log(JSON.stringify(st, null, 2));
+        return;
+      }
+      console.log(`as seen by ${st.node}:`);
+      console.log("NODE\tPEER\tREACHABLE");
+      for (const n of st.nodes) console.log(`${n.id}\t${n.peer}\t${n.self ? "self" : n.reachable ? "yes" : "NO"}`);
+      console.log("\nSHARD\tLEADER\tTERM\tCOMMIT\tREPLICAS");
+      for (const s of st.shards) console.log(`${s.id}\t${s.leader ?? "NONE"}\t${s.term}\t${s.commit}\t${s.replicas.join(",")}`);
+    }),
+  );
+
+program
+  .command("sim-demo")
+  .description("run a few deterministic simulated clusters under faults and report")
+  .option("--seeds <n>", "how many", "5")
+  .action(async (o: { seeds: string }) => {
+    const { runSeed } = await import("../sim/sim.js");
+    const n = Math.max(1, Number(o.seeds) || 5);
+    for (let seed = 1; seed <= n; seed++) {
+      const r = runSeed(seed, { nodes: seed % 2 === 0 ? 5 : 3 });
+      console.log(`cluster ${seed}: ${r.stats.opsOk} ops ok, ${r.stats.leaderChanges} leaders, ${r.stats.crashes} crashes: ${r.violation ? `VIOLATION ${r.violation.kind}` : "linearizable, nothing lost"}`);
+    }
+  });
+
+await program.parseAsync();

@@ -223,11 +223,13 @@ export class RawNode {
     this.term = hs.term;
     this.vote = hs.vote;
 
-    // The configuration is the snapshot's, plus every configuration entry already applied.
-    let conf = storage.snapshot().meta.confState;
-    const first = this.log.firstIndex();
-    if (this.log.applied >= first) {
-      for (const e of this.log.slice(first, this.log.applied + 1, Number.POSITIVE_INFINITY)) {
+    // The configuration is the log base's (snapshot or compaction point), plus every
+    // configuration entry after it that the state machine has already applied.
+    const base = storage.snapshotMeta();
+    let conf = base.confState;
+    const from = Math.max(base.index + 1, this.log.firstIndex());
+    if (this.log.applied >= from) {
+      for (const e of this.log.slice(from, this.log.applied + 1, Number.POSITIVE_INFINITY)) {
         if (e.type !== "conf") continue;
         const r = applyConfChange(conf, decodeConfChange(e.data));
         if (r.ok) conf = r.confState;
@@ -488,6 +490,14 @@ export class RawNode {
     const hard = this.hardState();
     const hardChanged = !sameHard(hard, this.prevHard);
     const entries = this.log.unstableEntries.slice();
+    // Leader-originated traffic needs nothing from this Ready's writes; everything that
+    // acknowledges or votes must wait until they are durable.
+    const eager: Message[] = [];
+    const after: Message[] = [];
+    for (const m of this.msgs) {
+      if (m.type === "app" || m.type === "heartbeat" || m.type === "snap" || m.type === "timeoutNow") eager.push(m);
+      else after.push(m);
+    }
     const rd: Ready = {
       softState: sameSoft(soft, this.prevSoft) ? undefined : soft,
       hardState: hardChanged ? hard : undefined,
@@ -495,7 +505,8 @@ export class RawNode {
       entries,
       mustSync:
         entries.length > 0 || hard.term !== this.prevHard.term || hard.vote !== this.prevHard.vote,
-      messages: this.msgs,
+      messages: after,
+      eagerMessages: eager,
       committedEntries: this.log.unstableSnapshot
         ? []
         : this.log.nextCommittedEntries(this.maxApplyBytes),

@@ -5,7 +5,7 @@
  */
 import { assert } from "../base/index.js";
 import { encodeConfChange } from "./confchange.js";
-import type { ConfState, Entry, HardState, NodeId, Snapshot } from "./types.js";
+import type { ConfState, Entry, HardState, NodeId, Snapshot, SnapshotMeta } from "./types.js";
 
 export const EMPTY_CONF: ConfState = Object.freeze({
   voters: [],
@@ -29,8 +29,17 @@ export interface RaftStorage {
   term(index: number): number | undefined;
   /** Entries [lo, hi), at least one, stopping before the one that would exceed `maxBytes`. */
   entries(lo: number, hi: number, maxBytes: number): Entry[];
-  /** The most recent snapshot (index 0, empty config, for a fresh log). */
+  /**
+   * The most recent snapshot, to send to a follower that needs compacted entries (index 0,
+   * empty config, for a fresh log). A durable host may create it on demand at its applied index.
+   */
   snapshot(): Snapshot;
+  /**
+   * The metadata (index, term, configuration) of the log's base: the latest snapshot or
+   * compaction point. `index >= firstIndex() - 1`, and every entry after it is still in the log.
+   * Cheap: raft reads it at boot to rebuild the configuration.
+   */
+  snapshotMeta(): SnapshotMeta;
 }
 
 /** Rough wire/storage footprint of an entry, used for every byte limit. */
@@ -84,6 +93,9 @@ export class MemoryStorage implements RaftStorage {
   }
   snapshot(): Snapshot {
     return this.snap;
+  }
+  snapshotMeta(): SnapshotMeta {
+    return this.snap.meta;
   }
 
   // --- the write side, used by hosts ---

@@ -198,8 +198,15 @@ export interface Ready {
   readonly entries: readonly Entry[];
   /** True when hard state or entries must be written durably (fsync) before `messages` go out. */
   readonly mustSync: boolean;
-  /** Messages to send AFTER the above is durable. */
+  /** Messages to send AFTER the above is durable (acknowledgements, votes, answers). */
   readonly messages: readonly Message[];
+  /**
+   * A leader's appends, heartbeats, snapshots and TimeoutNow: they do not depend on this
+   * Ready's writes, so the host may send them at once, in parallel with its own fsync (the
+   * leader counts its own log toward commitment only after advance()). Sending them with
+   * `messages` instead is also correct, only slower.
+   */
+  readonly eagerMessages: readonly Message[];
   /** Committed entries to apply to the state machine, in order. */
   readonly committedEntries: readonly Entry[];
   /** Linearizable read permissions, released once `index` is applied. */

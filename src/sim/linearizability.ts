@@ -15,10 +15,11 @@
  * are memoized so each is expanded at most once.
  *
  * Ops with status "info" (timeouts, crashes) may take effect at any time after their call, or
- * never. Their return event sits at +Infinity, and the history counts as fully linearized once
- * every "ok" op is. On top of that we only let an info op take effect when the op linearized
- * right after it *needs* it (see `legalNext`), which stops the search from trying every subset
- * of outstanding timeouts at every step.
+ * never: in effect they return at +Infinity, and the history counts as linearized once every
+ * "ok" op is. Each one stays pending forever, so naively every outstanding timeout would be
+ * tried (and every subset of them explored) at every step. Instead they are kept out of the
+ * event list and only tried right before a pending op that needs the value they produce (see
+ * `legalNext` and `InfoIndex`, which argue why no linearization is lost).
  */
 
 export type OpStatus = "ok" | "fail" | "info";
@@ -55,12 +56,12 @@ export interface CheckOptions {
   readonly initial?: string | null;
   /**
    * Search budget: the most distinct configurations memoized for one key before giving up with
-   * `ok: "unknown"`. Each costs roughly (ops on the key)/8 bytes plus ~100 bytes of memory.
+   * `ok: "unknown"`. Each costs on the order of 100-200 bytes (more with many info ops).
    */
   readonly maxStatesPerKey?: number;
 }
 
-const DEFAULT_MAX_STATES_PER_KEY = 500_000;
+const DEFAULT_MAX_STATES_PER_KEY = 2_000_000;
 
 /** How many ops around the point where the search got stuck are reported on failure. */
 const MAX_REPORTED_OPS = 12;
@@ -462,6 +463,59 @@ class OpSet {
     return String.fromCharCode(...codes);
   }
 }
+
+/** Validates `op` (already known to be checked) and encodes its effect on the register. */
+function prepare(op: HistoryOp, bit: number, intern: (v: string | null) => number): PreparedOp {
+  const info = op.status === "info";
+  const base = { op, bit, info, b: 0 };
+  switch (op.kind) {
+    case "read": {
+      const value = op.result?.value;
+      if (value === undefined) throw invalidOp(op, "an ok read needs result.value (null = absent)");
+      return { ...base, kind: READ, a: intern(value) };
+    }
+    case "write":
+      if (typeof op.value !== "string") throw invalidOp(op, "a write needs a string value");
+      return { ...base, kind: WRITE, a: intern(op.value) };
+    case "delete":
+      return { ...base, kind: WRITE, a: ABSENT };
+    case "cas": {
+      if (typeof op.value !== "string") throw invalidOp(op, "a cas needs a string value");
+      if (op.expect === undefined) throw invalidOp(op, "a cas needs expect (null = absent)");
+      const a = intern(op.expect);
+      const b = intern(op.value);
+      // An info cas either succeeded at some point or had no effect at all; the latter is
+      // the same as never linearizing it, so only the successful form needs modelling.
+      if (info) return { ...base, kind: CAS, a, b };
+      const ok = op.result?.ok;
+      if (typeof ok !== "boolean") throw invalidOp(op, "an ok cas needs result.ok");
+      return ok ? { ...base, kind: CAS, a, b } : { ...base, kind: CAS_FAILED, a };
+    }
+    default:
+      throw invalidOp(op, `unknown kind ${JSON.stringify((op as HistoryOp).kind)}`);
+  }
+}
+
+function validateTimes(op: HistoryOp): void {
+  if (!Number.isFinite(op.call)) throw invalidOp(op, "call must be a finite number");
+  if (op.status === "ok" && !(Number.isFinite(op.ret) && op.ret >= op.call)) {
+    throw invalidOp(op, "ret must be a finite number >= call");
+  }
+}
+
+function invalidOp(op: HistoryOp, why: string): Error {
+  return new Error(`checkLinearizable: invalid history op #${op.id}: ${why}`);
+}
+
+/** Placeholder op for the list head, which is never examined. */
+const SENTINEL: PreparedOp = {
+  op: { id: -1, client: -1, key: "", kind: "read", status: "ok", call: 0, ret: 0 },
+  bit: -1,
+  info: false,
+  kind: READ,
+  a: ABSENT,
+  b: 0,
+};
 
 /**
  * Builds the event list of the ok ops behind a sentinel head; `calls[bit]` is each op's call

@@ -111,7 +111,10 @@ export class MemoryPeer {
     return this.inFlight;
   }
 
-  /** Persists, applies and advances the in-flight Ready; returns the messages to send now. */
+  /**
+   * Persists, applies and advances the in-flight Ready; returns the messages that had to wait
+   * for persistence (the caller sent `eagerMessages` when it began the Ready).
+   */
   finishReady(): Message[] {
     const rd = this.inFlight;
     assert(rd, "finishReady without beginReady");
@@ -133,10 +136,13 @@ export class MemoryPeer {
     return rd.messages.slice();
   }
 
-  /** One synchronous host cycle: ready → persist → apply → advance. */
+  /** One synchronous host cycle: ready → (eager messages) → persist → apply → advance. */
   cycle(): Message[] {
     const out: Message[] = [];
-    while (this.beginReady()) out.push(...this.finishReady());
+    for (let rd = this.beginReady(); rd; rd = this.beginReady()) {
+      out.push(...rd.eagerMessages);
+      out.push(...this.finishReady());
+    }
     return out;
   }
 

@@ -503,6 +503,9 @@ class Simulation {
     if (n.peer.busy()) return;
     const rd = n.peer.beginReady();
     if (!rd) return;
+    // A leader's appends go out while its own disk write is in flight (and are still delivered
+    // if it crashes before the write completes, as on a real network).
+    for (const m of rd.eagerMessages) this.send(m);
     const needsDisk =
       rd.mustSync ||
       rd.snapshot !== undefined ||

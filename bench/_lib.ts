@@ -1,0 +1,612 @@
+/**
+ * Shared helpers of the process-level benchmarks (bench/kv.ts, bench/idle.ts): a cluster of real
+ * `kumo server` child processes on 127.0.0.1 (like test/integration/_cluster.ts, plus per-node
+ * `node` flags such as --cpu-prof, and a node without --join), a keep-alive HTTP client, the
+ * machine description, the raw fsync rate of the disk, per-process CPU from /proc, and a summary
+ * of V8 .cpuprofile files. Benchmarks print numbers; nothing here asserts on them.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import {
+  closeSync,
+  fdatasyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { Agent, request } from "node:http";
+import { createServer } from "node:net";
+import { cpus, release, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The compiled `kumo` entry point (bench compiles to dist/bench/, src to dist/src/). */
+export const MAIN = join(fileURLToPath(import.meta.url), "../../src/cli/main.js");
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------------ options
+
+/** `--name value` from argv, else the environment variable, else the default. */
+export function option(flag: string, env: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${flag}`);
+  if (i >= 0 && process.argv[i + 1] !== undefined) return process.argv[i + 1] as string;
+  const e = process.env[env];
+  return e !== undefined && e !== "" ? e : fallback;
+}
+
+export function numberOption(flag: string, env: string, fallback: number): number {
+  const v = Number(option(flag, env, String(fallback)));
+  if (!Number.isFinite(v) || v < 0) throw new Error(`--${flag} / ${env} must be a number >= 0`);
+  return v;
+}
+
+/** The command that reproduces this run: BENCH_* variables, node, the script and its flags. */
+export function commandLine(): string {
+  const env = Object.entries(process.env)
+    .filter(([k, v]) => k.startsWith("BENCH_") && v !== undefined && v !== "")
+    .map(([k, v]) => `${k}=${v}`);
+  const script = (process.argv[1] ?? "").replace(`${process.cwd()}/`, "");
+  return [...env, "node", script, ...process.argv.slice(2)].join(" ");
+}
+
+// ------------------------------------------------------------------ machine
+
+function diskOf(dir: string): string {
+  try {
+    const real = realpathSync(dir);
+    let best = { mount: "", dev: "?", fs: "?" };
+    for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
+      const [dev, mount, fs] = line.split(" ");
+      if (!dev || !mount || !fs) continue;
+      const inside = real === mount || real.startsWith(mount === "/" ? "/" : `${mount}/`);
+      if (inside && mount.length >= best.mount.length) best = { mount, dev, fs };
+    }
+    const name = best.dev.replace(/^\/dev\//, "");
+    let kind = "";
+    try {
+      const rot = readFileSync(`/sys/block/${name}/queue/rotational`, "utf8").trim();
+      kind = rot === "0" ? ", non-rotational" : ", rotational";
+    } catch {
+      // a partition or a virtual device: no queue directory
+    }
+    return `${best.dev} (${best.fs}${kind}) mounted on ${best.mount}`;
+  } catch {
+    return "unknown";
+  }
+}
+
+export function machine(dataDir: string): string {
+  const c = cpus();
+  const model = c[0]?.model.trim() ?? "?";
+  return (
+    `machine: ${c.length} cores (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory, ` +
+    `Linux ${release()}, node ${process.version}; data dir ${dataDir} on ${diskOf(dataDir)}`
+  );
+}
+
+// ------------------------------------------------------------------ statistics and tables
+
+/** The p-quantile (0..1) of an ascending array (nearest rank). */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  return sorted[i] as number;
+}
+
+export function fmt(n: number, digits = 0): string {
+  if (!Number.isFinite(n)) return "-";
+  return n.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+/** A Markdown table (first column left-aligned, the others right-aligned). */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    `| ${cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number)))
+      .join(" | ")} |`;
+  const rule = `|${widths.map((w, i) => (i === 0 ? "-".repeat(w + 2) : `${"-".repeat(w + 1)}:`)).join("|")}|`;
+  return [line(header), rule, ...rows.map(line)].join("\n");
+}
+
+// ------------------------------------------------------------------ disk
+
+export interface FsyncResult {
+  readonly fsyncsPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** The disk's floor: 4 KiB write + fdatasync in a loop for `ms`, in a scratch file under `dir`. */
+export function rawFsync(dir: string, ms: number): FsyncResult {
+  const scratch = mkdtempSync(join(dir, "kumo-bench-fsync-"));
+  const fd = openSync(join(scratch, "f"), "w");
+  const block = Buffer.alloc(4096, 7);
+  const lat: number[] = [];
+  try {
+    const t0 = performance.now();
+    while (performance.now() - t0 < ms) {
+      const s = performance.now();
+      writeSync(fd, block, 0, block.length, 0);
+      fdatasyncSync(fd);
+      lat.push(performance.now() - s);
+    }
+    const elapsed = performance.now() - t0;
+    lat.sort((a, b) => a - b);
+    return {
+      fsyncsPerSec: (lat.length / elapsed) * 1000,
+      p50Ms: percentile(lat, 0.5),
+      p99Ms: percentile(lat, 0.99),
+    };
+  } finally {
+    closeSync(fd);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------------ CPU of a process
+
+let clockTicks: number | undefined;
+
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** utime + stime of a process so far, in seconds, from /proc/<pid>/stat. */
+export function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may contain spaces: fields are counted after its ")".
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // rest[0] is field 3 (state); utime is field 14, stime field 15.
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return (utime + stime) / ticksPerSecond();
+}
+
+/** Busy and total jiffies of the whole machine so far (all cores), from /proc/stat. */
+export function systemCpu(): { busy: number; total: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is included in user)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: (total - idle) / ticksPerSecond(), total: total / ticksPerSecond() };
+}
+
+/** The 1-minute load average and what else is running, to judge how quiet the machine is. */
+export function loadAverage(): string {
+  try {
+    return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "?";
+  }
+}
+
+// ------------------------------------------------------------------ the cluster
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+export async function waitFor(
+  cond: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  everyMs = 100,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond().catch(() => false)) return;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+export interface ShardStatus {
+  readonly id: string;
+  readonly replicas: string[];
+  readonly leader: string | null;
+  readonly localRole: string | null;
+  readonly commit: number | null;
+  readonly applied: number | null;
+  readonly quiesced: boolean | null;
+}
+
+export interface NodeStats {
+  readonly host: Record<string, number>;
+  readonly engine: { syncs: number; batches: number; bytesWritten: number };
+  readonly transport: Record<string, number>;
+}
+
+export interface ClusterStatus {
+  readonly node: string;
+  readonly shards: ShardStatus[];
+  readonly stats: NodeStats;
+}
+
+export interface BenchNode {
+  readonly id: string;
+  readonly peer: string;
+  readonly api: string;
+  readonly s3: string;
+  readonly data: string;
+  proc: ChildProcess | undefined;
+  readonly log: string[];
+}
+
+export interface BenchClusterOptions {
+  readonly nodes: number;
+  /** Extra `kumo server` flags for every node (e.g. --shards 1000). */
+  readonly args?: readonly string[];
+  /** Flags for `node` itself, per node id (e.g. --cpu-prof). */
+  readonly nodeArgs?: (id: string) => readonly string[];
+  /** Where the data directories go (a fresh temporary directory under it). */
+  readonly baseDir?: string;
+  readonly token?: string;
+}
+
+/** Real `kumo server` processes on 127.0.0.1 with free ports and fresh data directories. */
+export class BenchCluster {
+  readonly nodes: BenchNode[] = [];
+  readonly token: string;
+  readonly dir: string;
+
+  private constructor(private readonly opts: BenchClusterOptions) {
+    this.token = opts.token ?? "bench-token";
+    this.dir = mkdtempSync(join(opts.baseDir ?? tmpdir(), "kumo-bench-"));
+  }
+
+  /** Spawns the nodes and waits until every node is ready (not yet until leaders exist). */
+  static async start(opts: BenchClusterOptions): Promise<BenchCluster> {
+    const c = new BenchCluster(opts);
+    for (let i = 1; i <= opts.nodes; i++) {
+      c.nodes.push({
+        id: `n${i}`,
+        peer: `127.0.0.1:${await freePort()}`,
+        api: `127.0.0.1:${await freePort()}`,
+        s3: `127.0.0.1:${await freePort()}`,
+        data: join(c.dir, `n${i}`),
+        proc: undefined,
+        log: [],
+      });
+    }
+    for (const n of c.nodes) c.spawn(n);
+    try {
+      await waitFor(
+        async () => {
+          for (const n of c.nodes) {
+            const r = await fetch(`http://${n.api}/readyz`).catch(() => undefined);
+            if (!r?.ok) return false;
+          }
+          return true;
+        },
+        60_000,
+        "every node ready",
+      );
+    } catch (e) {
+      console.error(c.logs());
+      await c.stop();
+      throw e;
+    }
+    return c;
+  }
+
+  private spawn(n: BenchNode): void {
+    const others = this.nodes.filter((o) => o.id !== n.id).map((o) => `${o.id}=${o.peer}`);
+    const args = [
+      ...(this.opts.nodeArgs?.(n.id) ?? []),
+      MAIN,
+      "server",
+      "--id",
+      n.id,
+      "--data",
+      n.data,
+      "--peer",
+      n.peer,
+      "--api",
+      n.api,
+      "--s3",
+      n.s3,
+      ...(others.length > 0 ? ["--join", others.join(",")] : []),
+      ...(this.opts.args ?? []),
+    ];
+    const proc = spawn(process.execPath, args, {
+      env: { ...process.env, KUMO_TOKENS: this.token },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const keep = (d: Buffer) => {
+      n.log.push(d.toString());
+      if (n.log.length > 200) n.log.shift();
+    };
+    proc.stdout?.on("data", keep);
+    proc.stderr?.on("data", keep);
+    n.proc = proc;
+  }
+
+  pid(id: string): number {
+    const pid = this.nodes.find((n) => n.id === id)?.proc?.pid;
+    if (pid === undefined) throw new Error(`node ${id} is not running`);
+    return pid;
+  }
+
+  auth(): Record<string, string> {
+    return { authorization: `Bearer ${this.token}` };
+  }
+
+  async status(n: BenchNode): Promise<ClusterStatus> {
+    const r = await fetch(`http://${n.api}/v1/cluster`, {
+      headers: this.auth(),
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!r.ok) throw new Error(`GET /v1/cluster on ${n.id}: ${r.status}`);
+    return (await r.json()) as ClusterStatus;
+  }
+
+  async stats(): Promise<NodeStats[]> {
+    return Promise.all(this.nodes.map(async (n) => (await this.status(n)).stats));
+  }
+
+  /** Waits until every shard has a leader, as seen by every node. */
+  async waitLeaders(timeoutMs: number): Promise<void> {
+    await waitFor(
+      async () => {
+        for (const n of this.nodes) {
+          const st = await this.status(n);
+          if (!st.shards.every((s) => s.leader)) return false;
+        }
+        return true;
+      },
+      timeoutMs,
+      "a leader for every shard",
+      250,
+    );
+  }
+
+  /** SIGTERM every node (graceful: flushes, writes CPU profiles), SIGKILL after `graceMs`. */
+  async stop(graceMs = 30_000): Promise<void> {
+    await Promise.all(
+      this.nodes.map(async (n) => {
+        const p = n.proc;
+        if (!p || p.exitCode !== null || p.signalCode !== null) return;
+        await new Promise<void>((resolve) => {
+          const kill = setTimeout(() => p.kill("SIGKILL"), graceMs);
+          p.once("exit", () => {
+            clearTimeout(kill);
+            resolve();
+          });
+          p.kill("SIGTERM");
+        });
+        n.proc = undefined;
+      }),
+    );
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  logs(): string {
+    return this.nodes.map((n) => `--- ${n.id}\n${n.log.join("")}`).join("\n");
+  }
+}
+
+// ------------------------------------------------------------------ HTTP client
+
+export interface HttpResult {
+  /** HTTP status, or 0 if the request failed without an answer (connection error, timeout). */
+  readonly status: number;
+  readonly ms: number;
+  /** The error code of a non-2xx JSON answer, or the socket error. */
+  readonly error?: string;
+}
+
+/** A keep-alive HTTP/1.1 client for the KV API. */
+export class KvClient {
+  readonly agent: Agent;
+
+  constructor(
+    private readonly token: string,
+    maxSockets: number,
+    private readonly timeoutMs = 15_000,
+  ) {
+    this.agent = new Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets });
+  }
+
+  send(api: string, method: string, path: string, body?: Buffer): Promise<HttpResult> {
+    const i = api.lastIndexOf(":");
+    const t0 = performance.now();
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (status: number, error?: string) => {
+        if (done) return;
+        done = true;
+        resolve({ status, ms: performance.now() - t0, ...(error ? { error } : {}) });
+      };
+      const headers: Record<string, string | number> = { authorization: `Bearer ${this.token}` };
+      if (body) headers["content-length"] = body.byteLength;
+      const req = request(
+        {
+          agent: this.agent,
+          host: api.slice(0, i),
+          port: Number(api.slice(i + 1)),
+          method,
+          path,
+          headers,
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          const chunks: Buffer[] = [];
+          const ok = status >= 200 && status < 300;
+          res.on("data", (c: Buffer) => {
+            if (!ok) chunks.push(c);
+          });
+          res.on("end", () => {
+            if (ok) return finish(status);
+            let code = `HTTP ${status}`;
+            try {
+              const e = JSON.parse(Buffer.concat(chunks).toString()) as {
+                error?: { code?: string };
+              };
+              if (e.error?.code) code = e.error.code;
+            } catch {
+              // not JSON
+            }
+            finish(status, code);
+          });
+          res.on("error", (e) => finish(0, e.message));
+        },
+      );
+      req.setTimeout(this.timeoutMs, () => req.destroy(new Error("client timeout")));
+      req.on("error", (e) => finish(0, (e as NodeJS.ErrnoException).code ?? e.message));
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+// ------------------------------------------------------------------ CPU profiles
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+function frameName(n: ProfileNode): string {
+  const f = n.callFrame;
+  const name = f.functionName || "(anonymous)";
+  if (!f.url) return name;
+  const short = f.url
+    .replace(/^file:\/\//, "")
+    .replace(/^.*\/dist\//, "")
+    .replace(/^.*\/node_modules\//, "");
+  return `${name} ${short}:${f.lineNumber + 1}`;
+}
+
+function category(n: ProfileNode): string {
+  const { functionName: fn, url } = n.callFrame;
+  if (fn === "(garbage collector)" || fn === "(program)" || fn === "(idle)") return fn;
+  if (!url) return "(native / builtins)";
+  if (url.includes("/node_modules/lmdb") || url.includes("/node_modules/msgpackr"))
+    return "lmdb-js";
+  if (url.includes("/node_modules/@grpc/") || url.includes("/node_modules/protobufjs")) {
+    return "grpc-js + protobuf";
+  }
+  const m = /\/dist\/src\/([^/]+)\//.exec(url);
+  if (m) return `kumo src/${m[1]}`;
+  if (/^node:(_http|internal\/http|http)/.test(url)) return "node http";
+  if (/^node:(net|internal\/(net|stream_base|streams)|stream|_stream)/.test(url)) {
+    return "node net/streams";
+  }
+  if (url.startsWith("node:")) return "node (other)";
+  return "other";
+}
+
+/** Self and inclusive time per function and self time per category of one .cpuprofile. */
+export function summarizeProfile(file: string, top = 25): string {
+  const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
+  const byId = new Map<number, ProfileNode>();
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) {
+    byId.set(n.id, n);
+    for (const c of n.children ?? []) parent.set(c, n.id);
+  }
+  const total = (p.endTime - p.startTime) / 1000;
+  const self = new Map<string, number>();
+  const incl = new Map<string, number>();
+  const cats = new Map<string, number>();
+  const stacks = new Map<number, string[]>();
+  const stackOf = (id: number): string[] => {
+    let s = stacks.get(id);
+    if (s) return s;
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const n = byId.get(at);
+      if (n && n.callFrame.functionName !== "(root)") seen.add(frameName(n));
+    }
+    s = [...seen];
+    stacks.set(id, s);
+    return s;
+  };
+  for (let i = 0; i < p.samples.length; i++) {
+    const id = p.samples[i] as number;
+    const ms = (p.timeDeltas[i + 1] ?? p.timeDeltas[i] ?? 0) / 1000;
+    const n = byId.get(id);
+    if (!n) continue;
+    const name = frameName(n);
+    self.set(name, (self.get(name) ?? 0) + ms);
+    const cat = category(n);
+    cats.set(cat, (cats.get(cat) ?? 0) + ms);
+    for (const f of stackOf(id)) incl.set(f, (incl.get(f) ?? 0) + ms);
+  }
+  const busy = total - (self.get("(idle)") ?? 0);
+  const rows = (m: Map<string, number>, k: number) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, k)
+      .map(([name, ms]) => [
+        name,
+        fmt(ms),
+        `${fmt((100 * ms) / total, 1)}%`,
+        `${fmt((100 * ms) / busy, 1)}%`,
+      ]);
+  const head = ["", "ms", "% of wall", "% of busy"];
+  return [
+    `profile ${file}: ${fmt(total)} ms wall, ${fmt(busy)} ms not idle`,
+    "",
+    "self time by category:",
+    table(["category", ...head.slice(1)], rows(cats, 20)),
+    "",
+    `top ${top} functions by self time:`,
+    table(["function", ...head.slice(1)], rows(self, top)),
+    "",
+    `top ${top} functions by inclusive time:`,
+    table(["function", ...head.slice(1)], rows(incl, top)),
+  ].join("\n");
+}
+
+/** `node` flags that write a CPU profile of node `id` into `dir` when it exits. */
+export function cpuProfArgs(dir: string, id: string): string[] {
+  mkdirSync(dir, { recursive: true });
+  return ["--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${id}.cpuprofile`];
+}
+
+export function profilesIn(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((f) => f.endsWith(".cpuprofile"))
+      .map((f) => join(dir, f));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,450 @@
+/**
+ * `node dist/bench/kv.js`: the KV API of a real 3-node cluster (separate `kumo server`
+ * processes, default settings: 8 shards of the default keyspace, 3 replicas, LMDB on the local
+ * disk) under a closed-loop load generator in this process: node:http with a keep-alive Agent,
+ * requests round-robin over the three nodes' API ports, keys from a set of 10,000, 256-byte
+ * values. Workloads: puts, and a 90/10 get/put mix (linearizable gets), each with 1, 16 and 64
+ * concurrent clients, each for a warm-up and then a measured window. Per workload it prints
+ * ops/s, p50/p90/p99 latency, errors, fsyncs per acknowledged put (LMDB commits of all nodes
+ * over puts acknowledged, and per node), host-loop counters and the CPU of every process. In the
+ * same run it measures the disk's raw fsync rate, so the ratios are side by side.
+ *
+ * A benchmark, not a test: it prints numbers (and how they compare with the targets); it never
+ * fails on them. docs/benchmarks.md ("KV") records them.
+ *
+ * Options (flag or environment variable):
+ *   --seconds / BENCH_SECONDS                 measured window per workload (8)
+ *   --warmup / BENCH_WARMUP_SECONDS           warm-up before each window (2)
+ *   --fsync-seconds / BENCH_FSYNC_SECONDS     raw fsync loop (2)
+ *   --workloads / BENCH_WORKLOADS             e.g. "put:64,mix:1" (put:1,put:16,put:64,mix:1,mix:16,mix:64)
+ *   --dir / BENCH_DIR                         where data directories go (the OS temp directory)
+ *   --cpu-prof / BENCH_CPU_PROF               node ids to run under `node --cpu-prof` ("n1", "n1,n2", "all")
+ *   --cpu-prof-dir / BENCH_CPU_PROF_DIR       where the .cpuprofile files go (a new temp directory)
+ */
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  BenchCluster,
+  commandLine,
+  cpuProfArgs,
+  fmt,
+  KvClient,
+  machine,
+  type NodeStats,
+  numberOption,
+  option,
+  percentile,
+  processCpuSeconds,
+  loadAverage,
+  systemCpu,
+  profilesIn,
+  rawFsync,
+  summarizeProfile,
+  table,
+} from "./_lib.js";
+
+const KEYS = 10_000;
+const VALUE_BYTES = 256;
+const GET_SHARE = 0.9;
+
+const seconds = numberOption("seconds", "BENCH_SECONDS", 8);
+const warmupSeconds = numberOption("warmup", "BENCH_WARMUP_SECONDS", 2);
+const fsyncSeconds = numberOption("fsync-seconds", "BENCH_FSYNC_SECONDS", 2);
+const workloadSpec = option(
+  "workloads",
+  "BENCH_WORKLOADS",
+  "put:1,put:16,put:64,mix:1,mix:16,mix:64",
+);
+const baseDir = option("dir", "BENCH_DIR", tmpdir());
+const profNodes = option("cpu-prof", "BENCH_CPU_PROF", "");
+const profDir = option(
+  "cpu-prof-dir",
+  "BENCH_CPU_PROF_DIR",
+  join(tmpdir(), `kumo-bench-prof-${process.pid}`),
+);
+
+interface Workload {
+  readonly kind: "put" | "mix";
+  readonly clients: number;
+}
+
+const workloads: Workload[] = workloadSpec.split(",").map((s) => {
+  const [kind, clients] = s.trim().split(":");
+  const n = Number(clients);
+  if ((kind !== "put" && kind !== "mix") || !Number.isInteger(n) || n < 1) {
+    throw new Error(`bad workload ${JSON.stringify(s)}: use put:N or mix:N`);
+  }
+  return { kind, clients: n };
+});
+
+const keys = Array.from(
+  { length: KEYS },
+  (_, i) => `/v1/kv/default/bench-${String(i).padStart(5, "0")}`,
+);
+const value = Buffer.alloc(VALUE_BYTES);
+for (let i = 0; i < VALUE_BYTES; i++) value[i] = (i * 31 + 7) & 0xff;
+
+interface Row {
+  readonly w: Workload;
+  readonly secs: number;
+  readonly ops: number;
+  readonly puts: number;
+  readonly gets: number;
+  readonly misses: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly putP50: number;
+  readonly putP99: number;
+  readonly errors: number;
+  readonly errorKinds: Map<string, number>;
+  /** Puts acknowledged between the two stats snapshots (the fsync ratio's denominator). */
+  readonly putsAcked: number;
+  readonly opsAcked: number;
+  readonly delta: NodeStats[];
+  readonly statsSecs: number;
+  readonly serverCpu: number[];
+  readonly benchCpu: number;
+  /** Busy CPU of the whole machine (all processes), in cores. */
+  readonly machineCpu: number;
+}
+
+function diff(a: NodeStats, b: NodeStats): NodeStats {
+  const sub = (x: Record<string, number>, y: Record<string, number>) =>
+    Object.fromEntries(Object.keys(y).map((k) => [k, (y[k] ?? 0) - (x[k] ?? 0)]));
+  return {
+    host: sub(a.host, b.host),
+    engine: sub(a.engine, b.engine) as NodeStats["engine"],
+    transport: sub(a.transport, b.transport),
+  };
+}
+
+const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
+
+async function preload(cluster: BenchCluster, client: KvClient): Promise<string> {
+  const apis = cluster.nodes.map((n) => n.api);
+  let next = 0;
+  let loaded = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const deadline = t0 + 120_000;
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      while (next < KEYS && performance.now() < deadline) {
+        const i = next++;
+        // Retry a failed put of this key (bounded by the deadline).
+        while (performance.now() < deadline) {
+          const r = await client.send(
+            apis[i % apis.length] as string,
+            "PUT",
+            keys[i] as string,
+            value,
+          );
+          if (r.status === 200) {
+            loaded++;
+            break;
+          }
+          errors++;
+        }
+      }
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  return `preloaded ${loaded} of ${KEYS} keys in ${secs.toFixed(1)} s (${fmt(loaded / secs)} puts/s, 64 clients, ${errors} errors)`;
+}
+
+async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
+  const client = new KvClient(cluster.token, Math.max(w.clients, 1));
+  const apis = cluster.nodes.map((n) => n.api);
+  const pids = cluster.nodes.map((n) => cluster.pid(n.id));
+  const t0 = performance.now();
+  const measureFrom = t0 + warmupSeconds * 1000;
+  const measureTo = measureFrom + seconds * 1000;
+  const lat: number[] = [];
+  const putLat: number[] = [];
+  let puts = 0;
+  let gets = 0;
+  let misses = 0;
+  let errors = 0;
+  const errorKinds = new Map<string, number>();
+  let rr = 0;
+  let counting = false;
+  let putsAcked = 0;
+  let opsAcked = 0;
+
+  // At the start of the measured window: counters and CPU of every process.
+  let before: NodeStats[] = [];
+  let cpuBefore: number[] = [];
+  let benchCpuBefore = process.cpuUsage();
+  let sysBefore = systemCpu();
+  let statsFrom = 0;
+  const snapshot = new Promise<void>((resolve, reject) => {
+    setTimeout(() => {
+      counting = true;
+      statsFrom = performance.now();
+      cpuBefore = pids.map(processCpuSeconds);
+      benchCpuBefore = process.cpuUsage();
+      sysBefore = systemCpu();
+      cluster.stats().then((s) => {
+        before = s;
+        resolve();
+      }, reject);
+    }, measureFrom - t0);
+  });
+
+  const loop = async () => {
+    while (performance.now() < measureTo) {
+      const isPut = w.kind === "put" || Math.random() >= GET_SHARE;
+      const path = keys[Math.floor(Math.random() * KEYS)] as string;
+      const api = apis[rr++ % apis.length] as string;
+      const r = isPut
+        ? await client.send(api, "PUT", path, value)
+        : await client.send(api, "GET", path);
+      const ok = r.status === 200 || (!isPut && r.status === 404);
+      if (counting && ok) {
+        opsAcked++;
+        if (isPut) putsAcked++;
+      }
+      const now = performance.now();
+      if (now < measureFrom || now > measureTo) continue;
+      if (!ok) {
+        errors++;
+        const kind = r.error ?? `HTTP ${r.status}`;
+        errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+        continue;
+      }
+      lat.push(r.ms);
+      if (isPut) {
+        puts++;
+        putLat.push(r.ms);
+      } else {
+        gets++;
+        if (r.status === 404) misses++;
+      }
+    }
+  };
+  await Promise.all([snapshot, ...Array.from({ length: w.clients }, loop)]);
+  // Every client has stopped and every request it sent is answered (or timed out): the
+  // counters now cover exactly the acknowledged puts counted since the first snapshot.
+  const cpuAfter = pids.map(processCpuSeconds);
+  const benchCpu = process.cpuUsage(benchCpuBefore);
+  const sysAfter = systemCpu();
+  const statsSecs = (performance.now() - statsFrom) / 1000;
+  const after = await cluster.stats();
+  client.close();
+
+  lat.sort((a, b) => a - b);
+  putLat.sort((a, b) => a - b);
+  return {
+    w,
+    secs: seconds,
+    ops: puts + gets,
+    puts,
+    gets,
+    misses,
+    p50: percentile(lat, 0.5),
+    p90: percentile(lat, 0.9),
+    p99: percentile(lat, 0.99),
+    putP50: percentile(putLat, 0.5),
+    putP99: percentile(putLat, 0.99),
+    errors,
+    errorKinds,
+    putsAcked,
+    opsAcked,
+    delta: after.map((a, i) => diff(before[i] as NodeStats, a)),
+    statsSecs,
+    serverCpu: cpuAfter.map((c, i) => (c - (cpuBefore[i] ?? 0)) / statsSecs),
+    benchCpu: (benchCpu.user + benchCpu.system) / 1e6 / statsSecs,
+    machineCpu: (sysAfter.busy - sysBefore.busy) / statsSecs,
+  };
+}
+
+function name(w: Workload): string {
+  return w.kind === "put" ? "put" : "90% get / 10% put";
+}
+
+function fsyncsPerPut(r: Row): { all: number; perNode: number } {
+  const syncs = sum(r.delta.map((d) => d.engine.syncs));
+  const all = r.putsAcked > 0 ? syncs / r.putsAcked : Number.NaN;
+  return { all, perNode: all / r.delta.length };
+}
+
+function resultTable(rows: readonly Row[]): string {
+  return table(
+    [
+      "workload",
+      "clients",
+      "ops/s",
+      "puts/s",
+      "p50 ms",
+      "p90 ms",
+      "p99 ms",
+      "put p99 ms",
+      "errors",
+      "fsyncs/put (3 nodes)",
+      "fsyncs/put per node",
+    ],
+    rows.map((r) => {
+      const f = fsyncsPerPut(r);
+      return [
+        name(r.w),
+        String(r.w.clients),
+        fmt(r.ops / r.secs),
+        fmt(r.puts / r.secs),
+        fmt(r.p50, 2),
+        fmt(r.p90, 2),
+        fmt(r.p99, 2),
+        fmt(r.putP99, 2),
+        String(r.errors),
+        fmt(f.all, 3),
+        fmt(f.perNode, 3),
+      ];
+    }),
+  );
+}
+
+function counterTable(rows: readonly Row[]): string {
+  return table(
+    [
+      "workload",
+      "clients",
+      "host cycles/s per node",
+      "fsyncs/s per node",
+      "readies/cycle",
+      "entries/fsync",
+      "raft msgs/op",
+      "msgs/batch",
+      "CPU % n1 / n2 / n3",
+      "CPU % bench",
+      "CPU % machine",
+      "CPU % others",
+    ],
+    rows.map((r) => {
+      const n = r.delta.length;
+      const get = (f: (d: NodeStats) => number) => sum(r.delta.map(f));
+      const cycles = get((d) => d.host.cycles ?? 0);
+      const syncs = get((d) => d.engine.syncs);
+      const cpu = r.serverCpu.map((c) => fmt(c * 100));
+      return [
+        name(r.w),
+        String(r.w.clients),
+        fmt(cycles / n / r.statsSecs),
+        fmt(syncs / n / r.statsSecs),
+        fmt(get((d) => d.host.readies ?? 0) / cycles, 2),
+        fmt(get((d) => d.host.entriesPersisted ?? 0) / syncs, 1),
+        fmt(get((d) => d.host.messagesSent ?? 0) / r.opsAcked, 2),
+        fmt(get((d) => d.host.messagesSent ?? 0) / get((d) => d.host.batchesSent ?? 0), 1),
+        cpu.join(" / "),
+        fmt(r.benchCpu * 100),
+        fmt(r.machineCpu * 100),
+        fmt(Math.max(0, r.machineCpu - sum(r.serverCpu) - r.benchCpu) * 100),
+      ];
+    }),
+  );
+}
+
+function verdicts(rows: readonly Row[]): string[] {
+  const out: string[] = [];
+  const find = (kind: Workload["kind"], clients: number) =>
+    rows.find((r) => r.w.kind === kind && r.w.clients === clients);
+  const p64 = find("put", 64);
+  if (p64) {
+    const rate = p64.puts / p64.secs;
+    out.push(
+      `put, 64 clients: ${fmt(rate)} puts/s (target >= 1,700: ${rate >= 1700 ? "meets" : "MISSES"}), ` +
+        `p99 ${fmt(p64.p99, 1)} ms (target <= 100: ${p64.p99 <= 100 ? "meets" : "MISSES"}), ` +
+        `fsyncs/put per node ${fmt(fsyncsPerPut(p64).perNode, 3)} (target well below 1: ${fsyncsPerPut(p64).perNode < 0.5 ? "meets" : "MISSES"})`,
+    );
+  }
+  const p1 = find("put", 1);
+  if (p1) {
+    out.push(
+      `put, 1 client: p50 ${fmt(p1.p50, 2)} ms (target <= 4: ${p1.p50 <= 4 ? "meets" : "MISSES"})`,
+    );
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  console.log(`bench:kv — ${new Date().toISOString()}`);
+  console.log(`command: ${commandLine()}`);
+  console.log(machine(baseDir));
+  console.log(`load average at start: ${loadAverage()}`);
+  console.log(
+    `cluster: 3 kumo server processes on 127.0.0.1, default settings (8 shards, 3 replicas); ` +
+      `${KEYS} keys, ${VALUE_BYTES}-byte values; ${warmupSeconds} s warm-up + ${seconds} s measured per workload`,
+  );
+
+  const disk = rawFsync(baseDir, fsyncSeconds * 1000);
+  console.log(
+    `disk: raw 4 KiB write + fdatasync: ${fmt(disk.fsyncsPerSec)} fsyncs/s (p50 ${fmt(disk.p50Ms, 3)} ms, p99 ${fmt(disk.p99Ms, 3)} ms)`,
+  );
+
+  const profiled = profNodes === "all" ? ["n1", "n2", "n3"] : profNodes.split(",").filter((s) => s);
+  const cluster = await BenchCluster.start({
+    nodes: 3,
+    baseDir,
+    nodeArgs: (id) => (profiled.includes(id) ? cpuProfArgs(profDir, id) : []),
+  });
+  const rows: Row[] = [];
+  try {
+    await cluster.waitLeaders(60_000);
+    const st = await cluster.status(cluster.nodes[0] as (typeof cluster.nodes)[0]);
+    const leads = new Map<string, number>();
+    for (const s of st.shards)
+      leads.set(s.leader ?? "none", (leads.get(s.leader ?? "none") ?? 0) + 1);
+    console.log(
+      `cluster up after ${((performance.now() - started) / 1000).toFixed(1)} s; shard leaders: ${[
+        ...leads,
+      ]
+        .sort()
+        .map(([n, c]) => `${n}=${c}`)
+        .join(" ")}`,
+    );
+    const pre = new KvClient(cluster.token, 64);
+    console.log(await preload(cluster, pre));
+    pre.close();
+
+    for (const w of workloads) {
+      const r = await run(cluster, w);
+      rows.push(r);
+      const f = fsyncsPerPut(r);
+      const errs = [...r.errorKinds].map(([k, v]) => `${k}=${v}`).join(" ");
+      console.log(
+        `  ${name(w)}, ${w.clients} clients: ${fmt(r.ops / r.secs)} ops/s, p50 ${fmt(r.p50, 2)} / p90 ${fmt(r.p90, 2)} / p99 ${fmt(r.p99, 2)} ms, ` +
+          `${r.errors} errors${errs ? ` (${errs})` : ""}, ${fmt(f.all, 3)} fsyncs/put (${fmt(f.perNode, 3)} per node)` +
+          (r.misses > 0 ? `, ${r.misses} get misses` : ""),
+      );
+    }
+  } catch (e) {
+    console.error(cluster.logs());
+    throw e;
+  } finally {
+    await cluster.stop();
+  }
+
+  console.log("");
+  console.log(resultTable(rows));
+  console.log("");
+  console.log(
+    "per-node counters over each measured window (GET /v1/cluster deltas; CPU from /proc, 100% = one core; "others" = processes outside this benchmark):",
+  );
+  console.log(counterTable(rows));
+  console.log("");
+  console.log(
+    `disk floor: ${fmt(disk.fsyncsPerSec)} fsyncs/s raw; ${cpus().length} cores shared by 3 servers and the load generator`,
+  );
+  for (const v of verdicts(rows)) console.log(`target: ${v}`);
+  console.log(`load average at end: ${loadAverage()}`);
+  console.log(`bench:kv took ${((performance.now() - started) / 1000).toFixed(0)} s`);
+
+  if (profiled.length > 0) {
+    for (const f of profilesIn(profDir)) {
+      console.log("");
+      console.log(summarizeProfile(f));
+    }
+  }
+}
+
+await main();

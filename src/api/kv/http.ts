@@ -1,0 +1,257 @@
+/**
+ * The KV HTTP API (see docs/kv-api.md):
+ *
+ *   PUT    /v1/kv/{keyspace}/{key}   body = value      → 200 {"revision":N}, ETag "N"
+ *          If-Match: "N" (compare-and-set), If-None-Match: * (create only)  → 412 on mismatch
+ *   GET    /v1/kv/{keyspace}/{key}[?consistency=stale] → 200 raw value, ETag; 404
+ *   DELETE /v1/kv/{keyspace}/{key}   [If-Match]        → 200 {"revision":N}; 404; 412
+ *   GET    /v1/kv/{keyspace}?prefix=&start_after=&limit=&keys_only=&consistency=
+ *          → {"items":[{"key","revision","value"(base64)}],"next": key | null}
+ *
+ * Every error is JSON {"error":{"code","message"}} with the matching status; no stack traces.
+ * Limits (key and value size, listing page size) are explicit and configurable.
+ */
+import { timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Condition } from "../../shard/index.js";
+import type { Consistency, KvError, KvService } from "./service.js";
+
+export interface KvHttpOptions {
+  readonly tokens: readonly string[];
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  readonly listLimitMax: number;
+}
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+const enc = new TextEncoder();
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const data = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, { "content-type": "application/json", "content-length": data.byteLength, ...headers });
+  res.end(data);
+}
+
+export function sendError(res: ServerResponse, err: HttpError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, err.status, { error: { code: err.code, message: err.message, ...err.extra } }, err.headers);
+}
+
+const STATUS: Record<KvError["code"], number> = {
+  NOT_FOUND: 404,
+  PRECONDITION_FAILED: 412,
+  KEYSPACE_NOT_FOUND: 404,
+  UNAVAILABLE: 503,
+  OUTCOME_UNKNOWN: 503,
+  OVERLOADED: 503,
+};
+
+function kvError(e: KvError): HttpError {
+  const status = STATUS[e.code];
+  const headers: Record<string, string> = status === 503 ? { "retry-after": "1" } : {};
+  const extra = e.revision !== undefined ? { revision: e.revision } : {};
+  return new HttpError(status, e.code, e.message, headers, extra);
+}
+
+/** Reads a request body into memory, refusing (413) past `max` bytes without buffering more. */
+export function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
+  const declared = req.headers["content-length"];
+  if (declared !== undefined && Number(declared) > max) {
+    return Promise.reject(new HttpError(413, "VALUE_TOO_LARGE", `the value is ${declared} bytes; at most ${max} are allowed`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on("data", (c: Buffer) => {
+      if (failed) return;
+      size += c.byteLength;
+      if (size > max) {
+        failed = true;
+        reject(new HttpError(413, "VALUE_TOO_LARGE", `the value exceeds ${max} bytes`, { connection: "close" }));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => {
+      if (failed) return;
+      const buf = Buffer.concat(chunks, size);
+      resolve(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+    });
+    req.on("error", (e) => {
+      if (!failed) reject(new HttpError(400, "BAD_REQUEST", `request body: ${e.message}`));
+    });
+  });
+}
+
+/** Bearer-token check in constant time per token. */
+export function authorized(req: IncomingMessage, tokens: readonly string[]): boolean {
+  const h = req.headers.authorization;
+  if (!h?.startsWith("Bearer ")) return false;
+  const given = Buffer.from(h.slice(7).trim());
+  let ok = false;
+  for (const t of tokens) {
+    const want = Buffer.from(t);
+    if (want.byteLength === given.byteLength && timingSafeEqual(want, given)) ok = true;
+  }
+  return ok;
+}
+
+function decodeSegment(s: string, what: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new HttpError(400, "BAD_REQUEST", `${what} is not valid percent-encoded UTF-8`);
+  }
+}
+
+function parseRevision(h: string): number {
+  const m = /^\s*(?:W\/)?"?(\d+)"?\s*$/.exec(h);
+  if (!m) throw new HttpError(400, "BAD_REQUEST", `If-Match must be a revision such as "12", got ${JSON.stringify(h)}`);
+  const n = Number(m[1]);
+  if (!Number.isSafeInteger(n)) throw new HttpError(400, "BAD_REQUEST", "If-Match revision out of range");
+  return n;
+}
+
+function condition(req: IncomingMessage, allowCreateOnly: boolean): Condition {
+  const ifMatch = req.headers["if-match"];
+  const ifNoneMatch = req.headers["if-none-match"];
+  if (ifMatch !== undefined && ifNoneMatch !== undefined) {
+    throw new HttpError(400, "BAD_REQUEST", "use either If-Match or If-None-Match, not both");
+  }
+  if (ifMatch !== undefined) return { kind: "ifRevision", revision: parseRevision(ifMatch) };
+  if (ifNoneMatch !== undefined) {
+    if (!allowCreateOnly || ifNoneMatch.trim() !== "*") {
+      throw new HttpError(400, "BAD_REQUEST", 'only "If-None-Match: *" (create only) is supported, on PUT');
+    }
+    return { kind: "ifAbsent" };
+  }
+  return { kind: "none" };
+}
+
+function b64(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
+}
+
+export class KvHttpApi {
+  constructor(
+    private readonly service: KvService,
+    private readonly opts: KvHttpOptions,
+  ) {}
+
+  /** Handles /v1/kv/... ; returns false if the path is not ours. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    const raw = url.pathname;
+    if (raw !== "/v1/kv" && !raw.startsWith("/v1/kv/")) return false;
+    if (!authorized(req, this.opts.tokens)) {
+      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", { "www-authenticate": 'Bearer realm="kumo"' });
+    }
+    const rest = raw.slice("/v1/kv/".length);
+    const slash = rest.indexOf("/");
+    const keyspace = decodeSegment(slash < 0 ? rest : rest.slice(0, slash), "the keyspace");
+    if (keyspace === "") throw new HttpError(400, "BAD_REQUEST", "the path must name a keyspace: /v1/kv/{keyspace}/{key}");
+    if (!this.service.hasKeyspace(keyspace)) {
+      throw new HttpError(404, "KEYSPACE_NOT_FOUND", `keyspace "${keyspace}" does not exist`);
+    }
+    const consistency = this.consistency(url);
+    if (slash < 0) {
+      if (req.method !== "GET") throw new HttpError(405, "METHOD_NOT_ALLOWED", "a keyspace can only be listed (GET)", { allow: "GET" });
+      await this.list(res, keyspace, url, consistency);
+      return true;
+    }
+    const keyText = decodeSegment(rest.slice(slash + 1), "the key");
+    if (keyText === "") throw new HttpError(400, "BAD_REQUEST", "the key is empty");
+    const key = enc.encode(keyText);
+    if (key.byteLength > this.opts.keyBytesMax) {
+      throw new HttpError(413, "KEY_TOO_LARGE", `the key is ${key.byteLength} bytes; at most ${this.opts.keyBytesMax} are allowed`);
+    }
+    switch (req.method) {
+      case "PUT": {
+        const cond = condition(req, true);
+        const value = await readBody(req, this.opts.valueBytesMax);
+        const r = await this.service.put(keyspace, key, value, cond);
+        if (!r.ok) throw kvError(r);
+        sendJson(res, 200, { revision: r.revision }, { etag: `"${r.revision}"` });
+        return true;
+      }
+      case "GET":
+      case "HEAD": {
+        const r = await this.service.get(keyspace, key, consistency);
+        if (!r.ok) throw kvError(r);
+        if (!r.item) throw new HttpError(404, "NOT_FOUND", `no key ${JSON.stringify(keyText)} in keyspace "${keyspace}"`);
+        res.writeHead(200, {
+          "content-type": "application/octet-stream",
+          "content-length": r.item.value.byteLength,
+          etag: `"${r.item.revision}"`,
+          "x-kumo-revision": String(r.item.revision),
+        });
+        res.end(req.method === "HEAD" ? undefined : r.item.value);
+        return true;
+      }
+      case "DELETE": {
+        const cond = condition(req, false);
+        const r = await this.service.delete(keyspace, key, cond);
+        if (!r.ok) {
+          if (r.code === "NOT_FOUND") {
+            throw new HttpError(404, "NOT_FOUND", `no key ${JSON.stringify(keyText)} in keyspace "${keyspace}"`);
+          }
+          throw kvError(r);
+        }
+        sendJson(res, 200, { revision: r.revision });
+        return true;
+      }
+      default:
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not supported on a key`, { allow: "GET, HEAD, PUT, DELETE" });
+    }
+  }
+
+  private consistency(url: URL): Consistency {
+    const c = url.searchParams.get("consistency");
+    if (c === null || c === "linearizable") return "linearizable";
+    if (c === "stale") return "stale";
+    throw new HttpError(400, "BAD_REQUEST", 'consistency must be "linearizable" (default) or "stale"');
+  }
+
+  private async list(res: ServerResponse, keyspace: string, url: URL, consistency: Consistency): Promise<void> {
+    const q = url.searchParams;
+    const prefix = enc.encode(q.get("prefix") ?? "");
+    const startAfterText = q.get("start_after");
+    const limitText = q.get("limit");
+    let limit = 100;
+    if (limitText !== null) {
+      limit = Number(limitText);
+      if (!Number.isInteger(limit) || limit < 1 || limit > this.opts.listLimitMax) {
+        throw new HttpError(400, "BAD_REQUEST", `limit must be an integer from 1 to ${this.opts.listLimitMax}`);
+      }
+    }
+    const keysOnlyText = q.get("keys_only");
+    if (keysOnlyText !== null && !["", "true", "false", "1", "0"].includes(keysOnlyText)) {
+      throw new HttpError(400, "BAD_REQUEST", "keys_only must be true or false");
+    }
+    const keysOnly = keysOnlyText !== null && keysOnlyText !== "false" && keysOnlyText !== "0";
+    const startAfter = startAfterText !== null && startAfterText !== "" ? enc.encode(startAfterText) : undefined;
+    const r = await this.service.list(keyspace, { prefix, startAfter, limit }, consistency);
+    if (!r.ok) throw kvError(r);
+    const dec = new TextDecoder();
+    const items = r.items.map((i) => {
+      const key = dec.decode(i.key);
+      return keysOnly ? { key, revision: i.revision } : { key, revision: i.revision, value: b64(i.value) };
+    });
+    const last = items[items.length - 1];
+    sendJson(res, 200, { items, next: r.more && last ? last.key : null });
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * The KV service: turns a key-level request into shard-level work. It finds the shard through
+ * the shard map, proposes on the local replica when this node leads the shard, and otherwise
+ * forwards the request to the leader over the transport. Leader changes are retried inside one
+ * deadline; everything that can go wrong comes back as a typed error (never a hang, never a
+ * stack trace).
+ *
+ * Retrying is only ever done when the previous attempt certainly did not take effect
+ * (NOT_LEADER, DROPPED, UNREACHABLE before sending); an attempt whose outcome is unknown
+ * (TIMEOUT) is reported as such.
+ */
+import type { MultiRaftHost, ProposeOutcome } from "../../multiraft/index.js";
+import type { NodeId } from "../../raft/index.js";
+import {
+  type ApplyResult,
+  type Condition,
+  type KvItem,
+  type ShardMachine,
+  type ShardMap,
+  encodeCommand,
+  prefixEnd,
+} from "../../shard/index.js";
+import type { Transport } from "../../transport/transport.js";
+
+export type KvErrorCode =
+  | "NOT_FOUND"
+  | "PRECONDITION_FAILED"
+  | "KEYSPACE_NOT_FOUND"
+  | "UNAVAILABLE"
+  | "OUTCOME_UNKNOWN"
+  | "OVERLOADED";
+
+export interface KvError {
+  readonly ok: false;
+  readonly code: KvErrorCode;
+  readonly message: string;
+  /** The key's current revision, for PRECONDITION_FAILED. */
+  readonly revision?: number;
+}
+
+export type Consistency = "linearizable" | "stale";
+
+export interface KvServiceOptions {
+  /** The deadline of one client request, all retries included. */
+  readonly requestTimeoutMs: number;
+  /** Fail fast: give up when no shard leader has been known for this long. */
+  readonly noLeaderTimeoutMs: number;
+}
+
+export interface ListRequest {
+  readonly prefix: Uint8Array;
+  readonly startAfter: Uint8Array | undefined;
+  readonly limit: number;
+}
+
+type Host = MultiRaftHost<ApplyResult, ShardMachine>;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function b64(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
+}
+function unb64(s: string): Uint8Array {
+  return new Uint8Array(Buffer.from(s, "base64"));
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.byteLength, b.byteLength);
+  for (let i = 0; i < n; i++) {
+    const d = (a[i] as number) - (b[i] as number);
+    if (d !== 0) return d;
+  }
+  return a.byteLength - b.byteLength;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Transport method names of the forwarded requests. */
+const PROPOSE = "kv.propose";
+const READ = "kv.read";
+
+export class KvService {
+  constructor(
+    private readonly self: NodeId,
+    private readonly host: Host,
+    private readonly transport: Transport,
+    private map: ShardMap,
+    private readonly opts: KvServiceOptions,
+  ) {}
+
+  setShardMap(map: ShardMap): void {
+    this.map = map;
+  }
+
+  hasKeyspace(keyspace: string): boolean {
+    return this.map.hasKeyspace(keyspace);
+  }
+
+  async put(keyspace: string, key: Uint8Array, value: Uint8Array, cond: Condition): Promise<{ ok: true; revision: number } | KvError> {
+    return this.write(keyspace, key, encodeCommand({ op: "put", key, value, cond }));
+  }
+
+  async delete(keyspace: string, key: Uint8Array, cond: Condition): Promise<{ ok: true; revision: number } | KvError> {
+    return this.write(keyspace, key, encodeCommand({ op: "delete", key, cond }));
+  }
+
+  async get(keyspace: string, key: Uint8Array, consistency: Consistency): Promise<{ ok: true; item: KvItem | undefined } | KvError> {
+    const shard = this.map.locate(keyspace, key);
+    if (!shard) return { ok: false, code: "KEYSPACE_NOT_FOUND", message: `keyspace "${keyspace}" does not exist` };
+    const r = await this.readShard(shard.id, shard.replicas, consistency, (m) => {
+      const item = m.get(key);
+      return item ? [item] : [];
+    }, { prefix: key, startAfter: undefined, limit: 1, exact: true });
+    if (!r.ok) return r;
+    return { ok: true, item: r.items[0] };
+  }
+
+  /** Keys with `prefix` after `startAfter`, in key order, merged from every shard. */
+  async list(keyspace: string, req: ListRequest, consistency: Consistency): Promise<{ ok: true; items: KvItem[]; more: boolean } | KvError> {
+    if (!this.map.hasKeyspace(keyspace)) {
+      return { ok: false, code: "KEYSPACE_NOT_FOUND", message: `keyspace "${keyspace}" does not exist` };
+    }
+    const shards = this.map.shards(keyspace);
+    const results = await Promise.all(
+      shards.map((s) =>
+        this.readShard(s.id, s.replicas, consistency, (m) => scanMachine(m, req.prefix, req.startAfter, req.limit + 1), {
+          prefix: req.prefix,
+          startAfter: req.startAfter,
+          limit: req.limit + 1,
+          exact: false,
+        }),
+      ),
+    );
+    const items: KvItem[] = [];
+    for (const r of results) {
+      if (!r.ok) return r;
+      items.push(...r.items);
+    }
+    items.sort((a, b) => compareBytes(a.key, b.key));
+    const more = items.length > req.limit;
+    return { ok: true, items: items.slice(0, req.limit), more };
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  private async write(keyspace: string, key: Uint8Array, cmd: Uint8Array): Promise<{ ok: true; revision: number } | KvError> {
+    const shard = this.map.locate(keyspace, key);
+    if (!shard) return { ok: false, code: "KEYSPACE_NOT_FOUND", message: `keyspace "${keyspace}" does not exist` };
+    const deadline = Date.now() + this.opts.requestTimeoutMs;
+    let target: NodeId | undefined = this.host.leaderOf(shard.id) ?? (this.host.hasGroup(shard.id) ? this.self : undefined);
+    let leaderlessSince: number | undefined;
+    let attempt = 0;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return unavailable(`shard ${shard.id}: no leader accepted the write within ${this.opts.requestTimeoutMs} ms`);
+      target ??= shard.replicas[attempt % shard.replicas.length] as NodeId;
+      attempt++;
+      const outcome = target === this.self ? await this.host.propose(shard.id, cmd, remaining) : await this.forwardPropose(target, shard.id, cmd, remaining);
+      if (outcome.ok) return applyResultToKv(outcome.result);
+      switch (outcome.code) {
+        case "NOT_LEADER":
+        case "UNREACHABLE":
+        case "NO_GROUP": {
+          const hint = outcome.code === "NOT_LEADER" ? outcome.leaderHint : "";
+          if (hint && hint !== target) {
+            target = hint;
+            leaderlessSince = undefined;
+            continue;
+          }
+          // Nobody knows a leader right now: an election may be running. Fail fast if it lasts.
+          leaderlessSince ??= Date.now();
+          if (Date.now() - leaderlessSince > this.opts.noLeaderTimeoutMs) {
+            return unavailable(`shard ${shard.id} has no leader (a majority of its replicas may be down)`);
+          }
+          await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
+          target = this.host.leaderOf(shard.id);
+          continue;
+        }
+        case "DROPPED":
+          target = this.host.leaderOf(shard.id);
+          continue; // certainly not applied: safe to retry
+        case "OVERLOADED":
+          return { ok: false, code: "OVERLOADED", message: outcome.message };
+        case "TIMEOUT":
+          return {
+            ok: false,
+            code: "OUTCOME_UNKNOWN",
+            message: `shard ${shard.id} did not confirm the write in time; it may or may not have been applied`,
+          };
+      }
+    }
+  }
+
+  private async forwardPropose(
+    to: NodeId,
+    shardId: string,
+    cmd: Uint8Array,
+    timeoutMs: number,
+  ): Promise<ProposeOutcome<ApplyResult> | { ok: false; code: "UNREACHABLE" }> {
+    const body = enc.encode(JSON.stringify({ shard: shardId, cmd: b64(cmd), timeoutMs }));
+    const r = await this.transport.call(to, PROPOSE, body, timeoutMs + 200);
+    if (!r.ok) {
+      // A timed-out call may have been proposed by the remote: the outcome is unknown.
+      if (r.code === "TIMEOUT") return { ok: false, code: "TIMEOUT", message: r.message };
+      return { ok: false, code: "UNREACHABLE" };
+    }
+    return JSON.parse(dec.decode(r.body)) as ProposeOutcome<ApplyResult>;
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  private async readShard(
+    shardId: string,
+    replicas: readonly NodeId[],
+    consistency: Consistency,
+    read: (m: ShardMachine) => KvItem[],
+    wire: { prefix: Uint8Array; startAfter: Uint8Array | undefined; limit: number; exact: boolean },
+  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+    if (!this.host.hasGroup(shardId)) {
+      // No local replica: ask one that has it (it runs the same logic locally).
+      for (const r of replicas) {
+        const res = await this.forwardRead(r, shardId, consistency, wire);
+        if (res.ok || res.code !== "UNAVAILABLE") return res;
+      }
+      return unavailable(`no replica of shard ${shardId} answered`);
+    }
+    if (consistency === "stale") {
+      const m = this.host.localMachine(shardId);
+      return m ? { ok: true, items: read(m) } : unavailable(`no replica of ${shardId}`);
+    }
+    const deadline = Date.now() + this.opts.requestTimeoutMs;
+    let leaderlessSince: number | undefined;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return unavailable(`shard ${shardId}: read not confirmed within ${this.opts.requestTimeoutMs} ms`);
+      // ReadIndex works on followers too: the leader confirms, this replica serves.
+      const r = await this.host.linearizableRead(shardId, remaining);
+      if (r.ok) return { ok: true, items: read(r.machine) };
+      if (r.code === "NOT_LEADER") {
+        leaderlessSince ??= Date.now();
+        if (Date.now() - leaderlessSince > this.opts.noLeaderTimeoutMs) {
+          return unavailable(`shard ${shardId} has no leader (a majority of its replicas may be down)`);
+        }
+        await sleep(25);
+        continue;
+      }
+      if (r.code === "OVERLOADED") return { ok: false, code: "OVERLOADED", message: r.message };
+      return unavailable(`shard ${shardId}: ${r.message}`);
+    }
+  }
+
+  private async forwardRead(
+    to: NodeId,
+    shardId: string,
+    consistency: Consistency,
+    wire: { prefix: Uint8Array; startAfter: Uint8Array | undefined; limit: number; exact: boolean },
+  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+    const body = enc.encode(
+      JSON.stringify({
+        shard: shardId,
+        consistency,
+        prefix: b64(wire.prefix),
+        startAfter: wire.startAfter ? b64(wire.startAfter) : undefined,
+        limit: wire.limit,
+        exact: wire.exact,
+      }),
+    );
+    const r = await this.transport.call(to, READ, body, this.opts.requestTimeoutMs);
+    if (!r.ok) return unavailable(`replica ${to} unreachable: ${r.message}`);
+    const res = JSON.parse(dec.decode(r.body)) as
+      | { ok: true; items: { key: string; value: string; revision: number }[] }
+      | KvError;
+    if (!res.ok) return res;
+    return { ok: true, items: res.items.map((i) => ({ key: unb64(i.key), value: unb64(i.value), revision: i.revision })) };
+  }
+
+  // ------------------------------------------------------------------ serving forwarded requests
+
+  /** Answers a request forwarded by another node (registered as the transport's call handler). */
+  async handleCall(_from: NodeId, method: string, body: Uint8Array): Promise<Uint8Array> {
+    const req = JSON.parse(dec.decode(body)) as Record<string, unknown>;
+    if (method === PROPOSE) {
+      const outcome = await this.host.propose(String(req.shard), unb64(String(req.cmd)), Number(req.timeoutMs));
+      return enc.encode(JSON.stringify(outcome));
+    }
+    if (method === READ) {
+      const prefix = unb64(String(req.prefix));
+      const startAfter = typeof req.startAfter === "string" ? unb64(req.startAfter) : undefined;
+      const limit = Number(req.limit);
+      const exact = req.exact === true;
+      const res = await this.readShard(
+        String(req.shard),
+        [],
+        req.consistency === "stale" ? "stale" : "linearizable",
+        (m) => {
+          if (exact) {
+            const item = m.get(prefix);
+            return item ? [item] : [];
+          }
+          return scanMachine(m, prefix, startAfter, limit);
+        },
+        { prefix, startAfter, limit, exact },
+      );
+      const out = res.ok
+        ? { ok: true, items: res.items.map((i) => ({ key: b64(i.key), value: b64(i.value), revision: i.revision })) }
+        : res;
+      return enc.encode(JSON.stringify(out));
+    }
+    throw new Error(`unknown method ${method}`);
+  }
+}
+
+function scanMachine(m: ShardMachine, prefix: Uint8Array, startAfter: Uint8Array | undefined, limit: number): KvItem[] {
+  let start = prefix;
+  if (startAfter && compareBytes(startAfter, prefix) >= 0) {
+    // The smallest key strictly after startAfter.
+    start = new Uint8Array(startAfter.byteLength + 1);
+    start.set(startAfter, 0);
+  }
+  const end = prefix.byteLength > 0 ? prefixEnd(prefix) : undefined;
+  return m.scan(start, end, limit);
+}
+
+function unavailable(message: string): KvError {
+  return { ok: false, code: "UNAVAILABLE", message };
+}
+
+function applyResultToKv(r: ApplyResult | undefined): { ok: true; revision: number } | KvError {
+  if (!r) return { ok: false, code: "UNAVAILABLE", message: "the write was applied without a result" };
+  if (r.ok) return { ok: true, revision: r.revision };
+  if (r.code === "NOT_FOUND") return { ok: false, code: "NOT_FOUND", message: "no such key" };
+  return {
+    ok: false,
+    code: "PRECONDITION_FAILED",
+    message: r.revision === 0 ? "the key does not exist" : `the key's revision is ${r.revision}`,
+    revision: r.revision,
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * `kumo dev`: a local cluster of real node processes on 127.0.0.1, for development and demos.
+ * It writes DIR/cluster.json (endpoints, pids, credentials), prints the endpoints, and stops
+ * every node it started on SIGINT/SIGTERM. Started again on the same DIR, it restarts the same
+ * cluster (same ids, ports, credentials) with its data.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface ClusterFileNode {
+  id: string;
+  pid: number;
+  api: string;
+  s3: string;
+  peer: string;
+}
+
+export interface ClusterFile {
+  nodes: ClusterFileNode[];
+  token: string;
+  s3: { accessKeyId: string; secretAccessKey: string };
+}
+
+export interface DevOptions {
+  nodes: number;
+  data: string;
+  basePort: number;
+  /** Extra arguments for every `kumo server` (e.g. shorter timeouts in tests). */
+  serverArgs: string[];
+  quiet: boolean;
+}
+
+const mainScript = join(fileURLToPath(import.meta.url), "../main.js");
+
+async function waitReady(api: string, deadlineMs: number): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      const r = await fetch(`http://${api}/readyz`);
+      if (r.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error(`node at ${api} not ready after ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Waits until a write and a read go through (every shard has a leader). */
+async function waitServing(api: string, token: string, deadlineMs: number): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      const r = await fetch(`http://${api}/v1/cluster`, { headers: { authorization: `Bearer ${token}` } });
+      if (r.ok) {
+        const st = (await r.json()) as { shards: { leader: string | null }[] };
+        if (st.shards.every((s) => s.leader)) {
+          const w = await fetch(`http://${api}/v1/kv/default/.kumo-dev-probe`, {
+            method: "PUT",
+            headers: { authorization: `Bearer ${token}` },
+            body: new Date().toISOString(),
+          });
+          if (w.ok) return;
+        }
+      }
+    } catch {
+      // retry
+    }
+    if (Date.now() > until) throw new Error(`cluster not serving after ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function runDev(opts: DevOptions): Promise<void> {
+  const dir = resolve(opts.data);
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "cluster.json");
+  let cluster: ClusterFile;
+  if (existsSync(file)) {
+    cluster = JSON.parse(readFileSync(file, "utf8")) as ClusterFile;
+    if (opts.nodes !== cluster.nodes.length && opts.nodes !== 3) {
+      throw new Error(
+        `${file} describes ${cluster.nodes.length} nodes; changing the node count of an existing cluster comes with the placement driver`,
+      );
+    }
+  } else {
+    cluster = {
+      nodes: Array.from({ length: opts.nodes }, (_, i) => {
+        const p = opts.basePort + i * 10;
+        return { id: `n${i + 1}`, pid: 0, peer: `127.0.0.1:${p}`, api: `127.0.0.1:${p + 1}`, s3: `127.0.0.1:${p + 2}` };
+      }),
+      token: randomBytes(24).toString("base64url"),
+      s3: { accessKeyId: `KUMO${randomBytes(8).toString("hex").toUpperCase()}`, secretAccessKey: randomBytes(30).toString("base64url") },
+    };
+  }
+
+  const children = new Map<string, ChildProcess>();
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    if (!opts.quiet) console.log("kumo dev: stopping every node...");
+    await Promise.all(
+      [...children.values()].map(
+        (c) =>
+          new Promise<void>((r) => {
+            if (c.exitCode !== null || c.signalCode !== null) return r();
+            c.once("exit", () => r());
+            c.kill("SIGTERM");
+            setTimeout(() => c.kill("SIGKILL"), 10_000).unref();
+          }),
+      ),
+    );
+    process.exit(code);
+  };
+  process.on("SIGINT", () => void stopAll(0));
+  process.on("SIGTERM", () => void stopAll(0));
+
+  for (const n of cluster.nodes) {
+    const others = cluster.nodes.filter((o) => o.id !== n.id).map((o) => `${o.id}=${o.peer}`);
+    const args = [
+      mainScript,
+      "server",
+      "--id",
+      n.id,
+      "--data",
+      join(dir, n.id),
+      "--peer",
+      n.peer,
+      "--api",
+      n.api,
+      "--s3",
+      n.s3,
+      ...(others.length > 0 ? ["--join", others.join(",")] : []),
+      ...opts.serverArgs,
+    ];
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, KUMO_TOKENS: cluster.token },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const prefix = `[${n.id}] `;
+    const forward = (stream: NodeJS.ReadableStream | null, out: NodeJS.WriteStream) => {
+      stream?.on("data", (d: Buffer) => {
+        if (opts.quiet) return;
+        for (const line of d.toString().split("\n")) if (line) out.write(prefix + line + "\n");
+      });
+    };
+    forward(child.stdout, process.stdout);
+    forward(child.stderr, process.stderr);
+    child.on("exit", (code, signal) => {
+      if (!stopping) console.log(`kumo dev: node ${n.id} exited (${signal ?? `code ${code}`})`);
+    });
+    children.set(n.id, child);
+    n.pid = child.pid ?? 0;
+  }
+
+  try {
+    await Promise.all(cluster.nodes.map((n) => waitReady(n.api, 60_000)));
+    await waitServing((cluster.nodes[0] as ClusterFileNode).api, cluster.token, 60_000);
+  } catch (e) {
+    console.error(`kumo dev: ${(e as Error).message}`);
+    await stopAll(1);
+    return;
+  }
+  writeFileSync(file, `${JSON.stringify(cluster, null, 2)}\n`);
+  const first = cluster.nodes[0] as ClusterFileNode;
+  console.log(
+    [
+      "",
+      `Kumo is running: ${cluster.nodes.length} nodes, data in ${dir}`,
+      `  KV API:      ${cluster.nodes.map((n) => `http://${n.api}`).join("  ")}`,
+      `  S3 endpoint: ${cluster.nodes.map((n) => `http://${n.s3}`).join("  ")}  (S3 API: coming soon)`,
+      `  Console:     http://${first.api}/v1/cluster  (JSON status; web console: coming soon)`,
+      `  Token:       ${cluster.token}`,
+      `  S3 keys:     ${cluster.s3.accessKeyId} / ${cluster.s3.secretAccessKey}`,
+      `  Cluster:     ${file}`,
+      "",
+      `Try:  curl -X PUT -H "Authorization: Bearer ${cluster.token}" --data hello http://${first.api}/v1/kv/default/greeting`,
+      `      node ${mainScript} kv get greeting --cluster ${file}`,
+      "Press Ctrl+C to stop every node.",
+      "",
+    ].join("\n"),
+  );
+}

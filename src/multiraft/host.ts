@@ -1,0 +1,602 @@
+/**
+ * The multi-Raft host: drives every Raft group (shard replica) on this node from one loop.
+ *
+ * One cycle: collect the Ready of every group that has one; stage all their log appends, hard
+ * states, snapshot installs and state-machine applies into ONE write batch; write it (one fsync
+ * if any group needs durability: group commit); then send every message, batched per
+ * destination node; then complete client proposals and reads; then advance every group. While a
+ * cycle's write is in flight, new messages, ticks and proposals accumulate for the next cycle,
+ * so the batch size adapts to the load by itself.
+ *
+ * Time: a single interval timer delivers ticks computed from the monotonic clock, so a stalled
+ * event loop (GC, SIGSTOP) replays the missed ticks before anything else (this keeps the leader
+ * lease sound, see docs/raft.md). Idle groups are quiesced and cost no ticks (see quiescence).
+ */
+import { AssertionError, Prng, assert } from "../base/index.js";
+import {
+  type ConfChange,
+  type Entry,
+  type Message,
+  type NodeId,
+  type ReadMode,
+  RawNode,
+  type Ready,
+  type Snapshot,
+} from "../raft/index.js";
+import type { StorageEngine, WriteOp } from "../storage/engine.js";
+import { GroupStorage } from "../storage/raftstore.js";
+import type { GroupMessage, Transport } from "../transport/transport.js";
+
+/**
+ * What the host needs from a group's replicated state machine. It applies committed entries by
+ * staging writes into the host's batch, so that log, state and applied index commit together.
+ */
+export interface GroupMachine<R> {
+  /** Last applied index/term, including writes staged in the batch in flight. */
+  readonly applied: number;
+  /** Last applied index/term whose writes are visible in the engine. */
+  readonly durableApplied: number;
+  readonly durableAppliedTerm: number;
+  /** Applies a committed entry; returns the result to hand to the proposer (if any). */
+  apply(e: Entry, ops: WriteOp[]): R | undefined;
+  stageApplied(ops: WriteOp[]): void;
+  /** The batch staged since the last call is durable and visible. */
+  batchCommitted(): void;
+  /** An image of the state as of `durableApplied`. */
+  snapshotData(): Uint8Array;
+  restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void;
+}
+
+export interface HostConfig<R, M extends GroupMachine<R>> {
+  readonly nodeId: NodeId;
+  readonly engine: StorageEngine;
+  readonly transport: Transport;
+  /** Seed for election jitter (the composition root passes a random one). */
+  readonly seed: number;
+  readonly tickMs?: number;
+  readonly electionTimeoutTicks?: number;
+  readonly heartbeatIntervalTicks?: number;
+  readonly readMode?: ReadMode;
+  /** Compact a group's log once this many applied entries follow its first index. */
+  readonly compactEveryEntries?: number;
+  /** Entries kept behind the applied index at compaction (for slightly lagging followers). */
+  readonly compactKeepEntries?: number;
+  readonly maxUncommittedBytes?: number;
+  /** Ticks a leader waits with nothing to do before it quiesces its group. */
+  readonly quiesceAfterTicks?: number;
+  /** Called when a cycle fails unrecoverably (storage error, corruption): the node must stop. */
+  readonly onFatal?: (err: unknown) => void;
+  /** Opens (or creates) the state machine of a group. */
+  readonly machine: (groupId: string) => M;
+}
+
+export type ProposeOutcome<R> =
+  | { readonly ok: true; readonly result: R | undefined }
+  | { readonly ok: false; readonly code: "NOT_LEADER"; readonly leaderHint: NodeId }
+  | { readonly ok: false; readonly code: "NO_GROUP"; readonly message: string }
+  | { readonly ok: false; readonly code: "OVERLOADED"; readonly message: string }
+  /** The entry was replaced by another leader's: it certainly did not take effect. */
+  | { readonly ok: false; readonly code: "DROPPED"; readonly message: string }
+  /** No answer within the deadline: the write may or may not take effect. */
+  | { readonly ok: false; readonly code: "TIMEOUT"; readonly message: string };
+
+export type ReadOutcome<M> =
+  | { readonly ok: true; readonly machine: M }
+  | { readonly ok: false; readonly code: "NOT_LEADER"; readonly leaderHint: NodeId }
+  | { readonly ok: false; readonly code: "NO_GROUP" | "OVERLOADED" | "TIMEOUT"; readonly message: string };
+
+interface Waiter<T> {
+  readonly resolve: (v: T) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+interface Group<R, M> {
+  readonly id: string;
+  raft: RawNode;
+  readonly storage: GroupStorage;
+  readonly machine: M;
+  readonly proposals: Map<number, { term: number; waiter: Waiter<ProposeOutcome<R>> }>;
+  readonly reads: Map<string, Waiter<ReadOutcome<M>>>;
+  readyReads: { index: number; waiter: Waiter<ReadOutcome<M>> }[];
+  idleTicks: number;
+}
+
+export interface GroupStatus {
+  readonly id: string;
+  readonly role: string;
+  readonly term: number;
+  readonly leader: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+  readonly quiesced: boolean;
+}
+
+export interface HostStats {
+  cycles: number;
+  writes: number;
+  syncWrites: number;
+  readies: number;
+  entriesPersisted: number;
+  entriesApplied: number;
+  messagesSent: number;
+  batchesSent: number;
+  ticksDelivered: number;
+}
+
+export class MultiRaftHost<R, M extends GroupMachine<R>> {
+  readonly nodeId: NodeId;
+  private readonly engine: StorageEngine;
+  private readonly transport: Transport;
+  private readonly prng: Prng;
+  private readonly tickMs: number;
+  private readonly electionTimeoutTicks: number;
+  private readonly heartbeatIntervalTicks: number;
+  private readonly readMode: ReadMode;
+  private readonly compactEveryEntries: number;
+  private readonly compactKeepEntries: number;
+  private readonly maxUncommittedBytes: number;
+  private readonly quiesceAfterTicks: number;
+  private readonly onFatal: (err: unknown) => void;
+  private readonly makeMachine: (groupId: string) => M;
+
+  private readonly groups = new Map<string, Group<R, M>>();
+  private readonly dirty = new Set<Group<R, M>>();
+  private pendingOps: WriteOp[] = [];
+  private cycleScheduled = false;
+  private cycleRunning = false;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private lastTickAt = 0;
+  private stopped = false;
+  private readSeq = 0;
+  readonly stats: HostStats = {
+    cycles: 0,
+    writes: 0,
+    syncWrites: 0,
+    readies: 0,
+    entriesPersisted: 0,
+    entriesApplied: 0,
+    messagesSent: 0,
+    batchesSent: 0,
+    ticksDelivered: 0,
+  };
+
+  constructor(cfg: HostConfig<R, M>) {
+    this.makeMachine = cfg.machine;
+    this.nodeId = cfg.nodeId;
+    this.engine = cfg.engine;
+    this.transport = cfg.transport;
+    this.prng = new Prng(cfg.seed);
+    this.tickMs = cfg.tickMs ?? 50;
+    this.electionTimeoutTicks = cfg.electionTimeoutTicks ?? 10;
+    this.heartbeatIntervalTicks = cfg.heartbeatIntervalTicks ?? 1;
+    this.readMode = cfg.readMode ?? "quorum";
+    this.compactEveryEntries = cfg.compactEveryEntries ?? 10_000;
+    this.compactKeepEntries = cfg.compactKeepEntries ?? 1_000;
+    this.maxUncommittedBytes = cfg.maxUncommittedBytes ?? 64 << 20;
+    this.quiesceAfterTicks = cfg.quiesceAfterTicks ?? 2 * this.electionTimeoutTicks;
+    this.onFatal = cfg.onFatal ?? ((err) => console.error("multiraft: fatal", err));
+  }
+
+  /** Loads every group stored on this node and starts ticking. */
+  start(): void {
+    for (const id of GroupStorage.listGroups(this.engine)) this.openGroup(id);
+    this.lastTickAt = performance.now();
+    this.tickTimer = setInterval(() => this.onTimer(), this.tickMs);
+    for (const g of this.groups.values()) this.dirty.add(g);
+    this.schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    // Let a cycle in flight finish its write so nothing acknowledged is half-done.
+    while (this.cycleRunning) await new Promise((r) => setTimeout(r, 1));
+    for (const g of this.groups.values()) this.failAll(g, "node stopping");
+  }
+
+  hasGroup(id: string): boolean {
+    return this.groups.has(id);
+  }
+
+  groupIds(): string[] {
+    return [...this.groups.keys()];
+  }
+
+  /**
+   * Creates a group replica. With `voters`, this node is one of the group's initial members and
+   * bootstraps its log; without, it starts empty and learns everything from the leader.
+   */
+  async createGroup(id: string, voters?: readonly NodeId[]): Promise<void> {
+    if (this.groups.has(id)) return;
+    if (voters) {
+      const ops: WriteOp[] = [];
+      GroupStorage.bootstrap(id, voters, ops);
+      await this.engine.write(ops, { sync: true });
+    }
+    const g = this.openGroup(id);
+    this.dirty.add(g);
+    this.schedule();
+  }
+
+  private openGroup(id: string): Group<R, M> {
+    assert(!this.groups.has(id), `group ${id} opened twice`);
+    // The snapshot provider needs the group object, which needs the storage: close over a slot.
+    const slot: { g?: Group<R, M> } = {};
+    const storage = GroupStorage.load(this.engine, id, () => this.makeSnapshot(slot.g as Group<R, M>));
+    const machine = this.makeMachine(id);
+    const raft = this.newRaft(id, storage, machine.applied);
+    const g: Group<R, M> = {
+      id,
+      raft,
+      storage,
+      machine,
+      proposals: new Map(),
+      reads: new Map(),
+      readyReads: [],
+      idleTicks: 0,
+    };
+    slot.g = g;
+    this.groups.set(id, g);
+    return g;
+  }
+
+  private newRaft(id: string, storage: GroupStorage, applied: number): RawNode {
+    return new RawNode({
+      id: this.nodeId,
+      storage,
+      applied,
+      random: this.prng.fork(),
+      electionTimeoutTicks: this.electionTimeoutTicks,
+      heartbeatIntervalTicks: this.heartbeatIntervalTicks,
+      readMode: this.readMode,
+      maxUncommittedBytes: this.maxUncommittedBytes,
+      preVote: true,
+      checkQuorum: true,
+    });
+  }
+
+  /** A snapshot of the group's state machine as visible in the engine (see ShardMachine). */
+  private makeSnapshot(g: Group<R, M>): Snapshot {
+    return {
+      meta: { index: g.machine.durableApplied, term: g.machine.durableAppliedTerm, confState: g.raft.status().conf },
+      data: g.machine.snapshotData(),
+    };
+  }
+
+  // ------------------------------------------------------------------ inputs
+
+  /** Raft messages from a peer node (possibly for many groups). */
+  receive(from: NodeId, batch: readonly GroupMessage[]): void {
+    for (const { group, msg } of batch) {
+      const g = this.groups.get(group);
+      if (!g || msg.to !== this.nodeId) continue; // not (or no longer) a replica here
+      try {
+        g.raft.step(msg);
+      } catch (err) {
+        this.fatal(err);
+        return;
+      }
+      this.dirty.add(g);
+    }
+    void from;
+    this.schedule();
+  }
+
+  propose(groupId: string, data: Uint8Array, timeoutMs: number): Promise<ProposeOutcome<R>> {
+    const g = this.groups.get(groupId);
+    if (!g) return Promise.resolve({ ok: false, code: "NO_GROUP", message: `no replica of ${groupId} here` });
+    const r = g.raft.propose(data);
+    if (!r.ok) {
+      switch (r.code) {
+        case "NOT_LEADER":
+        case "TRANSFERRING":
+          return Promise.resolve({ ok: false, code: "NOT_LEADER", leaderHint: r.leaderHint });
+        case "OVERLOADED":
+          return Promise.resolve({ ok: false, code: "OVERLOADED", message: r.message });
+        default:
+          return Promise.resolve({ ok: false, code: "OVERLOADED", message: r.code });
+      }
+    }
+    this.dirty.add(g);
+    this.schedule();
+    return new Promise<ProposeOutcome<R>>((resolve) => {
+      const timer = setTimeout(() => {
+        g.proposals.delete(r.index);
+        resolve({ ok: false, code: "TIMEOUT", message: `not applied within ${timeoutMs} ms; it may still take effect` });
+      }, timeoutMs);
+      g.proposals.set(r.index, { term: r.term, waiter: { resolve, timer } });
+    });
+  }
+
+  proposeConfChange(groupId: string, cc: ConfChange): ProposeOutcome<R> {
+    const g = this.groups.get(groupId);
+    if (!g) return { ok: false, code: "NO_GROUP", message: `no replica of ${groupId} here` };
+    const r = g.raft.proposeConfChange(cc);
+    this.dirty.add(g);
+    this.schedule();
+    if (r.ok) return { ok: true, result: undefined };
+    if (r.code === "NOT_LEADER" || r.code === "TRANSFERRING") return { ok: false, code: "NOT_LEADER", leaderHint: r.leaderHint };
+    return { ok: false, code: "OVERLOADED", message: r.code };
+  }
+
+  /**
+   * A linearizable read of a group's state: resolves once this replica has applied everything
+   * committed before the call (confirmed by the leader), so the caller may read `machine`.
+   * Works on followers too (the leader confirms the read index).
+   */
+  linearizableRead(groupId: string, timeoutMs: number): Promise<ReadOutcome<M>> {
+    const g = this.groups.get(groupId);
+    if (!g) return Promise.resolve({ ok: false, code: "NO_GROUP", message: `no replica of ${groupId} here` });
+    const ctx = `${this.nodeId}.${++this.readSeq}`;
+    const r = g.raft.readIndex(ctx);
+    if (!r.ok) {
+      if (r.code === "NOT_LEADER") return Promise.resolve({ ok: false, code: "NOT_LEADER", leaderHint: r.leaderHint });
+      return Promise.resolve({ ok: false, code: "OVERLOADED", message: r.message });
+    }
+    this.dirty.add(g);
+    this.schedule();
+    return new Promise<ReadOutcome<M>>((resolve) => {
+      const timer = setTimeout(() => {
+        g.reads.delete(ctx);
+        g.readyReads = g.readyReads.filter((x) => x.waiter.timer !== timer);
+        resolve({ ok: false, code: "TIMEOUT", message: `read not confirmed within ${timeoutMs} ms` });
+      }, timeoutMs);
+      g.reads.set(ctx, { resolve, timer });
+    });
+  }
+
+  /** The local replica's state without any consistency check (stale reads). */
+  localMachine(groupId: string): M | undefined {
+    return this.groups.get(groupId)?.machine;
+  }
+
+  transferLeadership(groupId: string, to: NodeId): boolean {
+    const g = this.groups.get(groupId);
+    if (!g) return false;
+    const r = g.raft.transferLeadership(to);
+    this.dirty.add(g);
+    this.schedule();
+    return r.ok;
+  }
+
+  campaign(groupId: string): void {
+    const g = this.groups.get(groupId);
+    if (!g) return;
+    g.raft.campaign();
+    this.dirty.add(g);
+    this.schedule();
+  }
+
+  status(groupId: string): GroupStatus | undefined {
+    const g = this.groups.get(groupId);
+    if (!g) return undefined;
+    const st = g.raft.status();
+    return {
+      id: g.id,
+      role: st.role,
+      term: st.term,
+      leader: st.leader,
+      commit: st.commit,
+      applied: st.applied,
+      lastIndex: st.lastIndex,
+      voters: st.conf.voters,
+      learners: st.conf.learners,
+      quiesced: g.raft.isQuiesced(),
+    };
+  }
+
+  leaderOf(groupId: string): NodeId | undefined {
+    const g = this.groups.get(groupId);
+    const lead = g?.raft.basicStatus().leader;
+    return lead ? lead : undefined;
+  }
+
+  // ------------------------------------------------------------------ time and quiescence
+
+  private onTimer(): void {
+    if (this.stopped) return;
+    const now = performance.now();
+    // Ticks owed by the monotonic clock (more than one if the event loop stalled).
+    const owed = Math.floor((now - this.lastTickAt) / this.tickMs);
+    if (owed <= 0) return;
+    this.lastTickAt += owed * this.tickMs;
+    const ticks = Math.min(owed, 4 * this.electionTimeoutTicks);
+    try {
+      for (const g of this.groups.values()) this.tickGroup(g, ticks);
+    } catch (err) {
+      this.fatal(err);
+      return;
+    }
+    this.schedule();
+  }
+
+  /**
+   * Quiescence: a leader whose group has been idle for `quiesceAfterTicks` (every replica has
+   * the whole log, nothing pending) quiesces it; followers follow. A quiesced group costs no
+   * ticks and sends nothing; any proposal, read or message wakes it (inside raft). The host adds
+   * node-level liveness: a quiesced follower whose leader's node is unreachable wakes up and
+   * runs its election timer again. This is what makes a thousand idle shards cost close to
+   * nothing.
+   */
+  private tickGroup(g: Group<R, M>, ticks: number): void {
+    const raft = g.raft;
+    if (raft.isQuiesced()) {
+      const st = raft.basicStatus();
+      if (st.role !== "follower" || (st.leader !== "" && this.transport.reachable(st.leader))) return;
+      raft.unquiesce();
+    }
+    for (let i = 0; i < ticks; i++) raft.tick();
+    this.stats.ticksDelivered += ticks;
+    this.dirty.add(g);
+    const st = raft.basicStatus();
+    const idle = st.role === "leader" && g.proposals.size === 0 && g.reads.size === 0 && g.readyReads.length === 0;
+    g.idleTicks = idle ? g.idleTicks + ticks : 0;
+    if (g.idleTicks >= this.quiesceAfterTicks && raft.quiesce()) g.idleTicks = 0;
+  }
+
+  /** Number of groups currently quiesced on this node. */
+  quiescedGroups(): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.raft.isQuiesced()) n++;
+    return n;
+  }
+
+  // ------------------------------------------------------------------ the cycle
+
+  private schedule(): void {
+    if (this.cycleScheduled || this.stopped) return;
+    this.cycleScheduled = true;
+    setImmediate(() => {
+      this.cycleScheduled = false;
+      void this.cycle();
+    });
+  }
+
+  private fatal(err: unknown): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.tickTimer) clearInterval(this.tickTimer);
+    this.onFatal(err);
+  }
+
+  private async cycle(): Promise<void> {
+    if (this.cycleRunning || this.stopped) return;
+    this.cycleRunning = true;
+    try {
+      await this.runCycle();
+    } catch (err) {
+      this.fatal(err instanceof AssertionError ? err : err);
+    } finally {
+      this.cycleRunning = false;
+    }
+    if (this.dirty.size > 0 || this.pendingOps.length > 0) this.schedule();
+  }
+
+  private async runCycle(): Promise<void> {
+    const readies: [Group<R, M>, Ready][] = [];
+    for (const g of this.dirty) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
+    this.dirty.clear();
+    if (readies.length === 0 && this.pendingOps.length === 0) return;
+    this.stats.cycles++;
+    this.stats.readies += readies.length;
+
+    // A leader's appends and heartbeats do not wait for our fsync: replicate in parallel.
+    this.sendBatched(readies.map(([g, rd]) => [g, rd.eagerMessages] as const));
+
+    const ops = this.pendingOps;
+    this.pendingOps = [];
+    let sync = false;
+    const applied: [Group<R, M>, Entry, R | undefined][] = [];
+    for (const [g, rd] of readies) {
+      g.storage.stage(rd, ops);
+      if (rd.snapshot) g.machine.restore(rd.snapshot.data, rd.snapshot.meta.index, rd.snapshot.meta.term, ops);
+      for (const e of rd.committedEntries) {
+        if (e.index <= g.machine.applied) continue; // already applied before a restart
+        applied.push([g, e, g.machine.apply(e, ops)]);
+      }
+      if (rd.committedEntries.length > 0) g.machine.stageApplied(ops);
+      if (rd.mustSync) sync = true;
+      this.stats.entriesPersisted += rd.entries.length;
+    }
+    if (ops.length > 0) {
+      await this.engine.write(ops, { sync });
+      this.stats.writes++;
+      if (sync) this.stats.syncWrites++;
+    }
+    for (const [g, rd] of readies) {
+      g.storage.persisted(rd);
+      g.machine.batchCommitted();
+    }
+
+    // Acknowledgements and votes go out only now that what they acknowledge is durable.
+    this.sendBatched(readies.map(([g, rd]) => [g, rd.messages] as const));
+
+    // Client answers.
+    this.stats.entriesApplied += applied.length;
+    for (const [g, e, result] of applied) {
+      const p = g.proposals.get(e.index);
+      if (!p) continue;
+      g.proposals.delete(e.index);
+      clearTimeout(p.waiter.timer);
+      if (p.term !== e.term) {
+        p.waiter.resolve({ ok: false, code: "DROPPED", message: "a new leader replaced the entry; retry" });
+      } else {
+        p.waiter.resolve({ ok: true, result });
+      }
+    }
+    for (const [g, rd] of readies) {
+      for (const rs of rd.readStates) {
+        const w = g.reads.get(rs.context);
+        if (!w) continue;
+        g.reads.delete(rs.context);
+        g.readyReads.push({ index: rs.index, waiter: w });
+      }
+      if (g.readyReads.length > 0) this.releaseReads(g);
+    }
+
+    for (const [g, rd] of readies) {
+      g.raft.advance(rd);
+      if (g.raft.hasReady()) this.dirty.add(g);
+      this.maybeCompact(g);
+    }
+  }
+
+  /** Sends messages of many groups, one batch per destination node. */
+  private sendBatched(perGroup: readonly (readonly [Group<R, M>, readonly Message[]])[]): void {
+    const byNode = new Map<NodeId, GroupMessage[]>();
+    for (const [g, msgs] of perGroup) {
+      for (const msg of msgs) {
+        let batch = byNode.get(msg.to);
+        if (!batch) {
+          batch = [];
+          byNode.set(msg.to, batch);
+        }
+        batch.push({ group: g.id, msg });
+      }
+    }
+    for (const [to, batch] of byNode) {
+      this.transport.send(to, batch);
+      this.stats.batchesSent++;
+      this.stats.messagesSent += batch.length;
+    }
+  }
+
+  private releaseReads(g: Group<R, M>): void {
+    const still: typeof g.readyReads = [];
+    for (const r of g.readyReads) {
+      if (g.machine.durableApplied >= r.index) {
+        clearTimeout(r.waiter.timer);
+        r.waiter.resolve({ ok: true, machine: g.machine });
+      } else still.push(r);
+    }
+    g.readyReads = still;
+  }
+
+  private maybeCompact(g: Group<R, M>): void {
+    const first = g.storage.firstIndex();
+    const upTo = g.machine.durableApplied - this.compactKeepEntries;
+    if (upTo - first < this.compactEveryEntries) return;
+    g.storage.compact(upTo, g.machine.durableApplied, this.pendingOps);
+  }
+
+  private failAll(g: Group<R, M>, why: string): void {
+    for (const p of g.proposals.values()) {
+      clearTimeout(p.waiter.timer);
+      p.waiter.resolve({ ok: false, code: "TIMEOUT", message: why });
+    }
+    g.proposals.clear();
+    for (const w of g.reads.values()) {
+      clearTimeout(w.timer);
+      w.resolve({ ok: false, code: "TIMEOUT", message: why });
+    }
+    g.reads.clear();
+    for (const r of g.readyReads) {
+      clearTimeout(r.waiter.timer);
+      r.waiter.resolve({ ok: false, code: "TIMEOUT", message: why });
+    }
+    g.readyReads = [];
+  }
+}

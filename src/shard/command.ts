@@ -1,0 +1,53 @@
+/**
+ * Shard commands: what a KV write looks like in the Raft log. A compact binary encoding (a
+ * value may be up to a few MiB; JSON would inflate it):
+ *
+ *   [op u8][cond u8][expectedRevision f64][keyLength u16][key][value...]
+ *
+ * op: 1 put, 2 delete. cond: 0 none, 1 if the key's revision equals expectedRevision
+ * (compare-and-set), 2 if the key is absent (create-only). Revisions are log indexes (< 2^53).
+ */
+import { assert } from "../base/index.js";
+
+export type Condition =
+  | { readonly kind: "none" }
+  | { readonly kind: "ifRevision"; readonly revision: number }
+  | { readonly kind: "ifAbsent" };
+
+export type ShardCommand =
+  | { readonly op: "put"; readonly key: Uint8Array; readonly value: Uint8Array; readonly cond: Condition }
+  | { readonly op: "delete"; readonly key: Uint8Array; readonly cond: Condition };
+
+const HEADER_BYTES = 12;
+export const KEY_BYTES_HARD_MAX = 0xffff;
+
+export function encodeCommand(c: ShardCommand): Uint8Array {
+  assert(c.key.byteLength <= KEY_BYTES_HARD_MAX, "key too long for the command encoding");
+  const value = c.op === "put" ? c.value : new Uint8Array(0);
+  const out = new Uint8Array(HEADER_BYTES + c.key.byteLength + value.byteLength);
+  const view = new DataView(out.buffer);
+  out[0] = c.op === "put" ? 1 : 2;
+  out[1] = c.cond.kind === "none" ? 0 : c.cond.kind === "ifRevision" ? 1 : 2;
+  view.setFloat64(2, c.cond.kind === "ifRevision" ? c.cond.revision : 0);
+  view.setUint16(10, c.key.byteLength);
+  out.set(c.key, HEADER_BYTES);
+  out.set(value, HEADER_BYTES + c.key.byteLength);
+  return out;
+}
+
+export function decodeCommand(data: Uint8Array): ShardCommand {
+  assert(data.byteLength >= HEADER_BYTES, "truncated shard command");
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const op = data[0];
+  const condKind = data[1];
+  const revision = view.getFloat64(2);
+  const keyLength = view.getUint16(10);
+  assert(HEADER_BYTES + keyLength <= data.byteLength, "shard command key overruns");
+  const key = data.subarray(HEADER_BYTES, HEADER_BYTES + keyLength);
+  const cond: Condition =
+    condKind === 0 ? { kind: "none" } : condKind === 1 ? { kind: "ifRevision", revision } : { kind: "ifAbsent" };
+  assert(condKind !== undefined && condKind <= 2, "unknown condition");
+  if (op === 1) return { op: "put", key, value: data.subarray(HEADER_BYTES + keyLength), cond };
+  assert(op === 2, "unknown shard command");
+  return { op: "delete", key, cond };
+}

@@ -1,0 +1,229 @@
+/**
+ * The shard state machine: an ordered KV where each key carries a revision (the log index of
+ * the entry that last wrote it). It lives in the node's StorageEngine under `d/<shard>/`, with
+ * the applied index under `s/<shard>/applied`, and is changed only by applying committed Raft
+ * entries. Applying stages writes into the host's batch (so the log append, the state change and
+ * the applied index of every group commit together, in one transaction); reads that must see
+ * writes staged earlier in the same batch go through an overlay that is dropped once the batch
+ * is durable.
+ *
+ * Deterministic: the same entries applied to the same state give the same state and results on
+ * every replica (no clock, no randomness).
+ */
+import { assert } from "../base/index.js";
+import type { Entry } from "../raft/index.js";
+import type { StorageEngine, WriteOp } from "../storage/engine.js";
+import { decodeCommand } from "./command.js";
+
+const enc = new TextEncoder();
+
+export type ApplyResult =
+  | { readonly ok: true; readonly revision: number }
+  | { readonly ok: false; readonly code: "PRECONDITION_FAILED"; readonly revision: number }
+  | { readonly ok: false; readonly code: "NOT_FOUND" };
+
+export interface KvItem {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly revision: number;
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.byteLength + b.byteLength);
+  out.set(a, 0);
+  out.set(b, a.byteLength);
+  return out;
+}
+
+/** The smallest byte string greater than every string starting with `prefix`. */
+export function prefixEnd(prefix: Uint8Array): Uint8Array {
+  const out = prefix.slice();
+  for (let i = out.length - 1; i >= 0; i--) {
+    if ((out[i] as number) < 0xff) {
+      out[i] = (out[i] as number) + 1;
+      return out.subarray(0, i + 1);
+    }
+  }
+  return new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+}
+
+function encodeStored(revision: number, value: Uint8Array): Uint8Array {
+  const out = new Uint8Array(8 + value.byteLength);
+  new DataView(out.buffer).setFloat64(0, revision);
+  out.set(value, 8);
+  return out;
+}
+
+function decodeStored(raw: Uint8Array): { revision: number; value: Uint8Array } {
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  return { revision: view.getFloat64(0), value: raw.subarray(8) };
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+}
+
+export class ShardMachine {
+  private readonly dataPrefix: Uint8Array;
+  private readonly dataEnd: Uint8Array;
+  private readonly appliedKey: Uint8Array;
+  /** Writes staged in the current, not yet durable batch: hex(key) -> stored bytes or null. */
+  private overlay = new Map<string, Uint8Array | null>();
+  /** Last applied entry, including writes staged in the batch in flight. */
+  applied = 0;
+  appliedTerm = 0;
+  /** Last applied entry whose writes are visible in the engine (what reads and snapshots see). */
+  durableApplied = 0;
+  durableAppliedTerm = 0;
+
+  constructor(
+    private readonly engine: StorageEngine,
+    readonly shardId: string,
+  ) {
+    this.dataPrefix = enc.encode(`d/${shardId}/`);
+    this.dataEnd = prefixEnd(this.dataPrefix);
+    this.appliedKey = enc.encode(`s/${shardId}/applied`);
+    const raw = engine.get(this.appliedKey);
+    if (raw) {
+      const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+      this.applied = view.getFloat64(0);
+      this.appliedTerm = view.getFloat64(8);
+    }
+    this.durableApplied = this.applied;
+    this.durableAppliedTerm = this.appliedTerm;
+  }
+
+  private storedKey(key: Uint8Array): Uint8Array {
+    return concat(this.dataPrefix, key);
+  }
+
+  private readStored(key: Uint8Array): { revision: number; value: Uint8Array } | undefined {
+    const sk = this.storedKey(key);
+    const staged = this.overlay.get(hex(sk));
+    if (staged === null) return undefined;
+    const raw = staged ?? this.engine.get(sk);
+    return raw ? decodeStored(raw) : undefined;
+  }
+
+  /**
+   * Applies one committed entry, staging its writes into `ops`. Returns the client-visible
+   * result for normal entries with a command, undefined for no-ops and configuration entries.
+   */
+  apply(e: Entry, ops: WriteOp[]): ApplyResult | undefined {
+    assert(e.index > this.applied, () => `entry ${e.index} applied twice (applied ${this.applied})`);
+    this.applied = e.index;
+    this.appliedTerm = e.term;
+    if (e.type !== "normal" || e.data.byteLength === 0) return undefined;
+    const cmd = decodeCommand(e.data);
+    const current = this.readStored(cmd.key);
+    if (cmd.cond.kind === "ifRevision" && (current?.revision ?? 0) !== cmd.cond.revision) {
+      return { ok: false, code: "PRECONDITION_FAILED", revision: current?.revision ?? 0 };
+    }
+    if (cmd.cond.kind === "ifAbsent" && current) {
+      return { ok: false, code: "PRECONDITION_FAILED", revision: current.revision };
+    }
+    const sk = this.storedKey(cmd.key);
+    if (cmd.op === "put") {
+      // The value is copied: the entry's bytes may alias a network buffer.
+      const stored = encodeStored(e.index, cmd.value);
+      ops.push({ op: "put", key: sk, value: stored });
+      this.overlay.set(hex(sk), stored);
+      return { ok: true, revision: e.index };
+    }
+    if (!current) return { ok: false, code: "NOT_FOUND" };
+    ops.push({ op: "del", key: sk });
+    this.overlay.set(hex(sk), null);
+    return { ok: true, revision: e.index };
+  }
+
+  /** Stages the applied index (once per batch, after the last apply). */
+  stageApplied(ops: WriteOp[]): void {
+    const raw = new Uint8Array(16);
+    const view = new DataView(raw.buffer);
+    view.setFloat64(0, this.applied);
+    view.setFloat64(8, this.appliedTerm);
+    ops.push({ op: "put", key: this.appliedKey, value: raw });
+  }
+
+  /** The staged batch is durable and visible in the engine: drop the overlay. */
+  batchCommitted(): void {
+    if (this.overlay.size > 0) this.overlay = new Map();
+    this.durableApplied = this.applied;
+    this.durableAppliedTerm = this.appliedTerm;
+  }
+
+  /** The committed value of `key` as of `durableApplied` (staged writes are not visible). */
+  get(key: Uint8Array): KvItem | undefined {
+    const raw = this.engine.get(this.storedKey(key));
+    if (!raw) return undefined;
+    const s = decodeStored(raw);
+    return { key, value: s.value, revision: s.revision };
+  }
+
+  /** Items with key in [start, end) (end undefined = no bound), in key order, at most `limit`.
+   *  Reads the engine: the state as of `durableApplied`. */
+  scan(start: Uint8Array, end: Uint8Array | undefined, limit: number): KvItem[] {
+    const out: KvItem[] = [];
+    const from = this.storedKey(start);
+    const to = end ? this.storedKey(end) : this.dataEnd;
+    for (const [k, v] of this.engine.scan(from, to, { limit })) {
+      const { revision, value } = decodeStored(v);
+      out.push({ key: k.subarray(this.dataPrefix.byteLength), value, revision });
+    }
+    return out;
+  }
+
+  /**
+   * An image of the whole shard as of `durableApplied` (for Raft snapshots; may be called while
+   * a batch is in flight, which it ignores): [keyLen u32][storedLen u32][key][stored]...
+   */
+  snapshotData(): Uint8Array {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
+      const key = k.subarray(this.dataPrefix.byteLength);
+      const head = new Uint8Array(8);
+      const view = new DataView(head.buffer);
+      view.setUint32(0, key.byteLength);
+      view.setUint32(4, v.byteLength);
+      parts.push(head, key, v);
+      size += 8 + key.byteLength + v.byteLength;
+    }
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.byteLength;
+    }
+    return out;
+  }
+
+  /** Replaces the shard's contents with a snapshot image applied at (index, term). */
+  restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void {
+    ops.push({ op: "delRange", start: this.dataPrefix, end: this.dataEnd });
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    let at = 0;
+    while (at < data.byteLength) {
+      const kl = view.getUint32(at);
+      const vl = view.getUint32(at + 4);
+      at += 8;
+      const key = data.slice(at, at + kl);
+      at += kl;
+      const stored = data.slice(at, at + vl);
+      at += vl;
+      ops.push({ op: "put", key: this.storedKey(key), value: stored });
+    }
+    assert(at === data.byteLength, "malformed shard snapshot");
+    // No entry is applied in the same batch as a snapshot (raft hands out none), so no overlay.
+    this.overlay = new Map();
+    this.applied = index;
+    this.appliedTerm = term;
+    this.stageApplied(ops);
+  }
+
+  /** Stages deletion of the whole shard (when its replica is removed from this node). */
+  destroy(ops: WriteOp[]): void {
+    ops.push({ op: "delRange", start: this.dataPrefix, end: this.dataEnd });
+    ops.push({ op: "del", key: this.appliedKey });
+  }
+}

@@ -1,0 +1,26 @@
+/** storage/: the node-local storage layer. See docs/storage.md. */
+
+export type { EngineStats, ScanOptions, StorageEngine, WriteOp } from "./engine.js";
+export {
+  bytesStr,
+  compareBytes,
+  concat,
+  decodeU64,
+  hasPrefix,
+  KEY_BYTES_MAX,
+  prefixEnd,
+  strBytes,
+  u64,
+  VALUE_BYTES_MAX,
+  writeU64,
+} from "./keys.js";
+export { EngineFailedError, LmdbEngine, type LmdbEngineOptions } from "./lmdb.js";
+export { MemoryEngine } from "./memory.js";
+export {
+  CorruptionError,
+  decodeEntry,
+  encodeEntry,
+  entryKey,
+  GroupStorage,
+  type SnapshotProvider,
+} from "./raftstore.js";

@@ -1,0 +1,437 @@
+/**
+ * A real multi-process Kumo cluster on 127.0.0.1 for integration tests and benchmarks: each
+ * node is a `kumo server` child process with its own data directory and free ports.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { initialShardMap } from "../../src/shard/index.js";
+
+export const MAIN = join(fileURLToPath(import.meta.url), "../../../src/cli/main.js");
+
+/** Every child process a test started and that is still running: killed if the runner exits. */
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) c.kill("SIGKILL");
+});
+
+/** Spawns a child process that is SIGKILLed if the test process exits before it does. */
+export function spawnTracked(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): ChildProcess {
+  const proc = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(proc);
+  proc.once("exit", () => children.delete(proc));
+  return proc;
+}
+
+/** Sends `signal` and resolves once the process has exited; escalates to SIGKILL after `graceMs`. */
+export async function killProcess(
+  p: ChildProcess,
+  signal: NodeJS.Signals = "SIGKILL",
+  graceMs = 10_000,
+): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  await new Promise<void>((r) => {
+    const timer = setTimeout(() => p.kill("SIGKILL"), graceMs);
+    p.once("exit", () => {
+      clearTimeout(timer);
+      r();
+    });
+    p.kill(signal);
+  });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
+}
+
+/** A base port such that base .. base+count-1 are all free on 127.0.0.1 (right now). */
+export async function freePortRange(count: number, attempts = 50): Promise<number> {
+  for (let i = 0; i < attempts; i++) {
+    const p = await freePort();
+    const base = p - (p % 10);
+    if (base < 1024 || base + count > 65_535) continue;
+    let ok = true;
+    for (let q = base; q < base + count && ok; q++) ok = await portFree(q);
+    if (ok) return base;
+  }
+  throw new Error(`no free range of ${count} ports found`);
+}
+
+export interface HttpAnswer {
+  /** 0 when the request failed at the network level (see `error`). */
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: Buffer;
+  readonly text: string;
+  readonly error?: string;
+}
+
+/** One HTTP request that never throws: a network failure is status 0. */
+export async function http(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: Uint8Array | string } = {},
+  timeoutMs = 20_000,
+): Promise<HttpAnswer> {
+  try {
+    const r = await fetch(url, {
+      method: init.method ?? "GET",
+      headers: init.headers ?? {},
+      ...(init.body !== undefined ? { body: init.body } : {}),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const body = Buffer.from(await r.arrayBuffer());
+    return { status: r.status, headers: r.headers, body, text: body.toString("utf8") };
+  } catch (e) {
+    const err = e as Error & { cause?: Error };
+    return {
+      status: 0,
+      headers: new Headers(),
+      body: Buffer.alloc(0),
+      text: "",
+      error: `${err.message}${err.cause ? `: ${err.cause.message}` : ""}`,
+    };
+  }
+}
+
+/**
+ * A request through node:http with a chunked (Transfer-Encoding: chunked) body written as
+ * `chunks`; resolves with the answer even if the server answers (and closes) before the whole
+ * body was sent.
+ */
+export function chunkedRequest(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  chunks: readonly Uint8Array[],
+  timeoutMs = 20_000,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = httpRequest(
+      { host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (d: Buffer) => parts.push(d));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text: Buffer.concat(parts).toString("utf8"),
+          }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    // Write errors after an early answer (EPIPE, ECONNRESET) are expected; the response decides.
+    req.on("error", (e) => setTimeout(() => reject(e), 1000).unref());
+    let i = 0;
+    const writeNext = () => {
+      while (i < chunks.length) {
+        const c = chunks[i++] as Uint8Array;
+        if (req.destroyed) return;
+        if (!req.write(c)) {
+          req.once("drain", writeNext);
+          return;
+        }
+      }
+      req.end();
+    };
+    writeNext();
+  });
+}
+
+/** Runs the `kumo` CLI; resolves with its exit code and output (never rejects on exit code). */
+export function runCli(
+  args: readonly string[],
+  timeoutMs = 30_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [MAIN, ...args],
+      { timeout: timeoutMs, encoding: "utf8" },
+      (err, stdout, stderr) => {
+        const code =
+          err === null ? 0 : typeof err.code === "number" ? err.code : err.killed ? -1 : 1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface NodeInfo {
+  readonly id: string;
+  readonly peer: string;
+  readonly api: string;
+  readonly s3: string;
+  readonly data: string;
+  proc: ChildProcess | undefined;
+  log: string[];
+}
+
+export interface ClusterOptions {
+  readonly nodes?: number;
+  /** Extra `kumo server` flags for every node. */
+  readonly args?: readonly string[];
+  readonly token?: string;
+  /** --shards (8 by default, as the server's default); used by `keysOfShard`. */
+  readonly shards?: number;
+}
+
+export interface ShardStatus {
+  id: string;
+  replicas: string[];
+  leader: string | null;
+  term: number | null;
+  commit: number;
+  applied: number;
+}
+
+export class TestCluster {
+  readonly nodes: NodeInfo[] = [];
+  readonly token: string;
+  readonly dir: string;
+  readonly shards: number;
+  private readonly args: readonly string[];
+
+  private constructor(opts: ClusterOptions) {
+    this.token = opts.token ?? "test-token";
+    this.shards = opts.shards ?? 8;
+    this.args = [...(opts.shards !== undefined ? ["--shards", String(opts.shards)] : []), ...(opts.args ?? [])];
+    this.dir = mkdtempSync(join(tmpdir(), "kumo-it-"));
+  }
+
+  static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
+    const c = new TestCluster(opts);
+    const n = opts.nodes ?? 3;
+    for (let i = 1; i <= n; i++) {
+      c.nodes.push({
+        id: `n${i}`,
+        peer: `127.0.0.1:${await freePort()}`,
+        api: `127.0.0.1:${await freePort()}`,
+        s3: `127.0.0.1:${await freePort()}`,
+        data: join(c.dir, `n${i}`),
+        proc: undefined,
+        log: [],
+      });
+    }
+    for (const node of c.nodes) c.spawn(node);
+    try {
+      await c.waitServing(30_000);
+    } catch (e) {
+      const logs = c.logs();
+      await c.stop();
+      throw new Error(`${(e as Error).message}\n${logs}`);
+    }
+    return c;
+  }
+
+  node(id: string): NodeInfo {
+    const n = this.nodes.find((x) => x.id === id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  ids(): string[] {
+    return this.nodes.map((n) => n.id);
+  }
+
+  private spawn(node: NodeInfo): void {
+    const join = this.nodes.filter((o) => o.id !== node.id).map((o) => `${o.id}=${o.peer}`);
+    const proc = spawnTracked(
+      [
+        MAIN,
+        "server",
+        "--id",
+        node.id,
+        "--data",
+        node.data,
+        "--peer",
+        node.peer,
+        "--api",
+        node.api,
+        "--s3",
+        node.s3,
+        ...(join.length > 0 ? ["--join", join.join(",")] : []),
+        ...this.args,
+      ],
+      { ...process.env, KUMO_TOKENS: this.token },
+    );
+    const keep = (d: Buffer) => {
+      node.log.push(d.toString());
+      if (node.log.length > 200) node.log.shift();
+    };
+    proc.stdout?.on("data", keep);
+    proc.stderr?.on("data", keep);
+    proc.once("exit", (code, signal) => {
+      node.log.push(`[harness] ${node.id} exited (${signal ?? `code ${code}`})\n`);
+      if (node.proc === proc) node.proc = undefined;
+    });
+    node.proc = proc;
+  }
+
+  /** kill -9 (or another signal); resolves when the process is gone. */
+  async kill(id: string, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    const n = this.node(id);
+    const p = n.proc;
+    if (p) await killProcess(p, signal);
+    n.proc = undefined;
+  }
+
+  /** kill -9 every node at once. */
+  async killAll(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    await Promise.all(this.nodes.map((n) => this.kill(n.id, signal)));
+  }
+
+  /** (Re)starts a node on its data directory and ports; resolves once it is ready. */
+  async restart(id: string): Promise<void> {
+    const n = this.node(id);
+    if (n.proc) await this.kill(id, "SIGTERM");
+    this.spawn(n);
+    await waitFor(
+      async () => (await fetch(`http://${n.api}/readyz`).catch(() => undefined))?.ok === true,
+      30_000,
+      `${id} ready`,
+    );
+  }
+
+  /** Restarts every dead node and waits until every shard has a leader again. */
+  async heal(timeoutMs = 30_000): Promise<void> {
+    await Promise.all(this.nodes.filter((n) => !n.proc).map((n) => this.restart(n.id)));
+    await this.waitServing(timeoutMs);
+  }
+
+  alive(): NodeInfo[] {
+    return this.nodes.filter((n) => n.proc);
+  }
+
+  async waitServing(timeoutMs: number): Promise<void> {
+    await waitFor(
+      async () => {
+        for (const n of this.alive()) {
+          const r = await fetch(`http://${n.api}/readyz`).catch(() => undefined);
+          if (!r?.ok) return false;
+        }
+        const first = this.alive()[0];
+        if (!first) return false;
+        const st = await this.status(first.id).catch(() => undefined);
+        return st !== undefined && st.shards.every((s) => s.leader);
+      },
+      timeoutMs,
+      "cluster serving",
+    );
+  }
+
+  async status(id: string): Promise<{ shards: ShardStatus[] }> {
+    const r = await fetch(`http://${this.node(id).api}/v1/cluster`, { headers: this.auth() });
+    if (!r.ok) throw new Error(`status ${r.status}`);
+    return (await r.json()) as { shards: ShardStatus[] };
+  }
+
+  /**
+   * `count` keys (`${prefix}${i}`) that the default keyspace places in shard `shardId`
+   * (computed with the same shard map the nodes build).
+   */
+  keysOfShard(shardId: string, count: number, prefix: string): string[] {
+    const map = initialShardMap(this.ids(), this.shards, 3);
+    const enc = new TextEncoder();
+    const out: string[] = [];
+    for (let i = 0; out.length < count && i < 100_000; i++) {
+      const k = `${prefix}${i}`;
+      if (map.locate("default", enc.encode(k))?.id === shardId) out.push(k);
+    }
+    return out;
+  }
+
+  auth(): Record<string, string> {
+    return { authorization: `Bearer ${this.token}` };
+  }
+
+  url(id: string, path: string): string {
+    return `http://${this.node(id).api}${path}`;
+  }
+
+  /** An authenticated request to node `id` (headers override the Authorization header). */
+  async req(
+    id: string,
+    method: string,
+    path: string,
+    opts: { headers?: Record<string, string>; body?: Uint8Array | string; timeoutMs?: number } = {},
+  ): Promise<HttpAnswer> {
+    return http(
+      this.url(id, path),
+      {
+        method,
+        headers: { ...this.auth(), ...(opts.headers ?? {}) },
+        ...(opts.body !== undefined ? { body: opts.body } : {}),
+      },
+      opts.timeoutMs,
+    );
+  }
+
+  async put(id: string, key: string, value: string, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(this.url(id, `/v1/kv/default/${key}`), {
+      method: "PUT",
+      headers: { ...this.auth(), ...headers },
+      body: value,
+    });
+  }
+
+  async get(id: string, key: string, query = ""): Promise<Response> {
+    return fetch(this.url(id, `/v1/kv/default/${key}${query}`), { headers: this.auth() });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => this.kill(n.id, "SIGTERM")));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  logs(): string {
+    return this.nodes.map((n) => `--- ${n.id}\n${n.log.join("")}`).join("\n");
+  }
+}
+
+export async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond().catch(() => false)) return;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The documented error body, or undefined if `text` is not one. */
+export function errorBody(text: string): { code: string; message: string; revision?: number } | undefined {
+  try {
+    const j = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; revision?: number } };
+    if (typeof j.error?.code !== "string" || typeof j.error.message !== "string") return undefined;
+    return j.error as { code: string; message: string; revision?: number };
+  } catch {
+    return undefined;
+  }
+}
