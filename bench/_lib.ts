@@ -6,6 +6,7 @@
  * of V8 .cpuprofile files. Benchmarks print numbers; nothing here asserts on them.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import {
   closeSync,
   fdatasyncSync,
@@ -16,6 +17,7 @@ import {
   readFileSync,
   realpathSync,
   rmSync,
+  statSync,
   writeSync,
 } from "node:fs";
 import { Agent, request } from "node:http";
@@ -87,6 +89,39 @@ export function machine(dataDir: string): string {
     `machine: ${c.length} cores (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory, ` +
     `Linux ${release()}, node ${process.version}; data dir ${dataDir} on ${diskOf(dataDir)}`
   );
+}
+
+/** The repository root (dist/bench/_lib.js is two levels below it). */
+export const REPO = join(fileURLToPath(import.meta.url), "../../..");
+
+function filesUnder(dir: string, ext: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...filesUnder(p, ext));
+    else if (e.name.endsWith(ext)) out.push(p);
+  }
+  return out.sort();
+}
+
+/**
+ * Which code the numbers belong to: a hash of the compiled server code (dist/src/**.js, what the
+ * node processes run) and the newest modification time of src/**.ts.
+ */
+export function codeVersion(): string {
+  try {
+    const h = createHash("sha256");
+    for (const f of filesUnder(join(REPO, "dist/src"), ".js")) {
+      h.update(f.slice(REPO.length));
+      h.update(readFileSync(f));
+    }
+    const newest = Math.max(
+      ...filesUnder(join(REPO, "src"), ".ts").map((f) => statSync(f).mtimeMs),
+    );
+    return `dist/src sha256 ${h.digest("hex").slice(0, 12)}, src/ last modified ${new Date(newest).toISOString()}`;
+  } catch (e) {
+    return `unknown (${(e as Error).message})`;
+  }
 }
 
 // ------------------------------------------------------------------ statistics and tables
@@ -186,6 +221,24 @@ export function systemCpu(): { busy: number; total: number } {
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   const idle = (f[3] ?? 0) + (f[4] ?? 0);
   return { busy: (total - idle) / ticksPerSecond(), total: total / ticksPerSecond() };
+}
+
+/**
+ * On a shared machine: waits (at most `maxMs`) until the whole machine has been nearly idle
+ * (under `busyMax` cores busy) for one second; returns what it saw.
+ */
+export async function waitQuiet(maxMs: number, busyMax = 0.15): Promise<string> {
+  const t0 = performance.now();
+  let busy = Number.NaN;
+  while (performance.now() - t0 < maxMs) {
+    const a = systemCpu();
+    await sleep(1000);
+    const b = systemCpu();
+    busy = ((b.busy - a.busy) / Math.max(0.001, b.total - a.total)) * cpus().length;
+    if (busy < busyMax)
+      return `machine quiet after ${((performance.now() - t0) / 1000).toFixed(0)} s`;
+  }
+  return `machine still busy after ${(maxMs / 1000).toFixed(0)} s (${fmt(busy * 100)}% of a core): measuring anyway`;
 }
 
 /** The 1-minute load average and what else is running, to judge how quiet the machine is. */
@@ -532,8 +585,20 @@ function category(n: ProfileNode): string {
   return "other";
 }
 
-/** Self and inclusive time per function and self time per category of one .cpuprofile. */
-export function summarizeProfile(file: string, top = 25): string {
+/** Now on the clock of V8 profiles (CLOCK_MONOTONIC, microseconds), for `summarizeProfile`. */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/**
+ * Self and inclusive time per function and self time per category of one .cpuprofile; with
+ * `windows` ([from, to] in `monotonicUs()` time), only the samples taken inside them.
+ */
+export function summarizeProfile(
+  file: string,
+  top = 25,
+  windows?: readonly (readonly [number, number])[],
+): string {
   const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
   const byId = new Map<number, ProfileNode>();
   const parent = new Map<number, number>();
@@ -541,7 +606,7 @@ export function summarizeProfile(file: string, top = 25): string {
     byId.set(n.id, n);
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
-  const total = (p.endTime - p.startTime) / 1000;
+  let total = 0;
   const self = new Map<string, number>();
   const incl = new Map<string, number>();
   const cats = new Map<string, number>();
@@ -558,9 +623,13 @@ export function summarizeProfile(file: string, top = 25): string {
     stacks.set(id, s);
     return s;
   };
+  let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
     const id = p.samples[i] as number;
+    at += p.timeDeltas[i] ?? 0;
+    if (windows && !windows.some(([from, to]) => at >= from && at <= to)) continue;
     const ms = (p.timeDeltas[i + 1] ?? p.timeDeltas[i] ?? 0) / 1000;
+    total += ms;
     const n = byId.get(id);
     if (!n) continue;
     const name = frameName(n);
@@ -582,7 +651,7 @@ export function summarizeProfile(file: string, top = 25): string {
       ]);
   const head = ["", "ms", "% of wall", "% of busy"];
   return [
-    `profile ${file}: ${fmt(total)} ms wall, ${fmt(busy)} ms not idle`,
+    `profile ${file}${windows ? " (measured windows only)" : ""}: ${fmt(total)} ms wall, ${fmt(busy)} ms not idle`,
     "",
     "self time by category:",
     table(["category", ...head.slice(1)], rows(cats, 20)),

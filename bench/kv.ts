@@ -16,31 +16,39 @@
  *   --seconds / BENCH_SECONDS                 measured window per workload (8)
  *   --warmup / BENCH_WARMUP_SECONDS           warm-up before each window (2)
  *   --fsync-seconds / BENCH_FSYNC_SECONDS     raw fsync loop (2)
- *   --workloads / BENCH_WORKLOADS             e.g. "put:64,mix:1" (put:1,put:16,put:64,mix:1,mix:16,mix:64)
+ *   --workloads / BENCH_WORKLOADS             e.g. "put:64,mix:1" (put:1,put:16,put:64,mix:1,mix:16,mix:64);
+ *                                             diagnostics: put-leader:N, get-stale:N (see KINDS)
+ *   --wait-quiet / BENCH_WAIT_QUIET           on a shared machine: before the disk test and each workload,
+ *                                             wait up to this many seconds for other processes to go idle (0)
+ *   --preload / BENCH_PRELOAD                 1: write all 10,000 keys first (64 clients); 0: skip
  *   --dir / BENCH_DIR                         where data directories go (the OS temp directory)
  *   --cpu-prof / BENCH_CPU_PROF               node ids to run under `node --cpu-prof` ("n1", "n1,n2", "all")
  *   --cpu-prof-dir / BENCH_CPU_PROF_DIR       where the .cpuprofile files go (a new temp directory)
  */
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { initialShardMap } from "../src/shard/index.js";
 import {
   BenchCluster,
+  codeVersion,
   commandLine,
   cpuProfArgs,
   fmt,
   KvClient,
+  loadAverage,
   machine,
+  monotonicUs,
   type NodeStats,
   numberOption,
   option,
   percentile,
   processCpuSeconds,
-  loadAverage,
-  systemCpu,
   profilesIn,
   rawFsync,
   summarizeProfile,
+  systemCpu,
   table,
+  waitQuiet,
 } from "./_lib.js";
 
 const KEYS = 10_000;
@@ -56,6 +64,8 @@ const workloadSpec = option(
   "put:1,put:16,put:64,mix:1,mix:16,mix:64",
 );
 const baseDir = option("dir", "BENCH_DIR", tmpdir());
+const waitQuietS = numberOption("wait-quiet", "BENCH_WAIT_QUIET", 0);
+const doPreload = option("preload", "BENCH_PRELOAD", "1") !== "0";
 const profNodes = option("cpu-prof", "BENCH_CPU_PROF", "");
 const profDir = option(
   "cpu-prof-dir",
@@ -63,19 +73,33 @@ const profDir = option(
   join(tmpdir(), `kumo-bench-prof-${process.pid}`),
 );
 
+/**
+ * put: PUT round-robin over the nodes; mix: 90% linearizable GET / 10% PUT, round-robin.
+ * Diagnostics (not in the default set): put-leader sends every PUT to the node leading the
+ * key's shard (no forwarding between nodes); get-stale is GET ?consistency=stale round-robin
+ * (HTTP and a local read only, no Raft: the floor of the HTTP path).
+ */
+const KINDS = ["put", "mix", "put-leader", "get-stale"] as const;
+
 interface Workload {
-  readonly kind: "put" | "mix";
+  readonly kind: (typeof KINDS)[number];
   readonly clients: number;
 }
 
 const workloads: Workload[] = workloadSpec.split(",").map((s) => {
   const [kind, clients] = s.trim().split(":");
   const n = Number(clients);
-  if ((kind !== "put" && kind !== "mix") || !Number.isInteger(n) || n < 1) {
-    throw new Error(`bad workload ${JSON.stringify(s)}: use put:N or mix:N`);
+  const k = KINDS.find((x) => x === kind);
+  if (!k || !Number.isInteger(n) || n < 1) {
+    throw new Error(
+      `bad workload ${JSON.stringify(s)}: use KIND:CLIENTS, KIND one of ${KINDS.join(", ")}`,
+    );
   }
-  return { kind, clients: n };
+  return { kind: k, clients: n };
 });
+
+/** The measured windows, to read the CPU profiles over them only. */
+const profileWindows: [number, number][] = [];
 
 const keys = Array.from(
   { length: KEYS },
@@ -153,9 +177,27 @@ async function preload(cluster: BenchCluster, client: KvClient): Promise<string>
   return `preloaded ${loaded} of ${KEYS} keys in ${secs.toFixed(1)} s (${fmt(loaded / secs)} puts/s, 64 clients, ${errors} errors)`;
 }
 
+/** For each key, the API address of the node leading its shard now (for put-leader). */
+async function leaderApis(cluster: BenchCluster): Promise<string[]> {
+  const ids = cluster.nodes.map((n) => n.id);
+  // The map every node computes at creation: default settings, 8 shards, 3 replicas.
+  const map = initialShardMap(ids, 8, 3);
+  const st = await cluster.status(cluster.nodes[0] as BenchCluster["nodes"][0]);
+  const leaderOf = new Map(st.shards.map((s) => [s.id, s.leader]));
+  const apiOf = new Map(cluster.nodes.map((n) => [n.id, n.api]));
+  return keys.map((path) => {
+    const key = new TextEncoder().encode(path.slice("/v1/kv/default/".length));
+    const shard = map.locate("default", key);
+    const api = apiOf.get(leaderOf.get(shard?.id ?? "") ?? "");
+    if (!api) throw new Error(`no leader known for the shard of ${path}`);
+    return api;
+  });
+}
+
 async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
   const client = new KvClient(cluster.token, Math.max(w.clients, 1));
   const apis = cluster.nodes.map((n) => n.api);
+  const leaderApi = w.kind === "put-leader" ? await leaderApis(cluster) : [];
   const pids = cluster.nodes.map((n) => cluster.pid(n.id));
   const t0 = performance.now();
   const measureFrom = t0 + warmupSeconds * 1000;
@@ -178,10 +220,12 @@ async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
   let benchCpuBefore = process.cpuUsage();
   let sysBefore = systemCpu();
   let statsFrom = 0;
+  let windowFromUs = 0;
   const snapshot = new Promise<void>((resolve, reject) => {
     setTimeout(() => {
       counting = true;
       statsFrom = performance.now();
+      windowFromUs = monotonicUs();
       cpuBefore = pids.map(processCpuSeconds);
       benchCpuBefore = process.cpuUsage();
       sysBefore = systemCpu();
@@ -194,12 +238,21 @@ async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
 
   const loop = async () => {
     while (performance.now() < measureTo) {
-      const isPut = w.kind === "put" || Math.random() >= GET_SHARE;
-      const path = keys[Math.floor(Math.random() * KEYS)] as string;
-      const api = apis[rr++ % apis.length] as string;
+      const isPut =
+        w.kind === "put" ||
+        w.kind === "put-leader" ||
+        (w.kind === "mix" && Math.random() >= GET_SHARE);
+      const k = Math.floor(Math.random() * KEYS);
+      const path = keys[k] as string;
+      const api =
+        w.kind === "put-leader" ? (leaderApi[k] as string) : (apis[rr++ % apis.length] as string);
       const r = isPut
         ? await client.send(api, "PUT", path, value)
-        : await client.send(api, "GET", path);
+        : await client.send(
+            api,
+            "GET",
+            w.kind === "get-stale" ? `${path}?consistency=stale` : path,
+          );
       const ok = r.status === 200 || (!isPut && r.status === 404);
       if (counting && ok) {
         opsAcked++;
@@ -230,6 +283,7 @@ async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
   const benchCpu = process.cpuUsage(benchCpuBefore);
   const sysAfter = systemCpu();
   const statsSecs = (performance.now() - statsFrom) / 1000;
+  profileWindows.push([windowFromUs, monotonicUs()]);
   const after = await cluster.stats();
   client.close();
 
@@ -260,7 +314,16 @@ async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
 }
 
 function name(w: Workload): string {
-  return w.kind === "put" ? "put" : "90% get / 10% put";
+  switch (w.kind) {
+    case "put":
+      return "put";
+    case "mix":
+      return "90% get / 10% put";
+    case "put-leader":
+      return "put, to the shard leader (diagnostic)";
+    case "get-stale":
+      return "stale get (diagnostic)";
+  }
 }
 
 function fsyncsPerPut(r: Row): { all: number; perNode: number } {
@@ -314,6 +377,7 @@ function counterTable(rows: readonly Row[]): string {
       "entries/fsync",
       "raft msgs/op",
       "msgs/batch",
+      "server CPU ms/op",
       "CPU % n1 / n2 / n3",
       "CPU % bench",
       "CPU % machine",
@@ -334,6 +398,7 @@ function counterTable(rows: readonly Row[]): string {
         fmt(get((d) => d.host.entriesPersisted ?? 0) / syncs, 1),
         fmt(get((d) => d.host.messagesSent ?? 0) / r.opsAcked, 2),
         fmt(get((d) => d.host.messagesSent ?? 0) / get((d) => d.host.batchesSent ?? 0), 1),
+        fmt((sum(r.serverCpu) * r.statsSecs * 1000) / r.opsAcked, 2),
         cpu.join(" / "),
         fmt(r.benchCpu * 100),
         fmt(r.machineCpu * 100),
@@ -370,12 +435,14 @@ async function main(): Promise<void> {
   console.log(`bench:kv — ${new Date().toISOString()}`);
   console.log(`command: ${commandLine()}`);
   console.log(machine(baseDir));
+  console.log(`code: ${codeVersion()}`);
   console.log(`load average at start: ${loadAverage()}`);
   console.log(
     `cluster: 3 kumo server processes on 127.0.0.1, default settings (8 shards, 3 replicas); ` +
       `${KEYS} keys, ${VALUE_BYTES}-byte values; ${warmupSeconds} s warm-up + ${seconds} s measured per workload`,
   );
 
+  if (waitQuietS > 0) console.log(await waitQuiet(waitQuietS * 1000));
   const disk = rawFsync(baseDir, fsyncSeconds * 1000);
   console.log(
     `disk: raw 4 KiB write + fdatasync: ${fmt(disk.fsyncsPerSec)} fsyncs/s (p50 ${fmt(disk.p50Ms, 3)} ms, p99 ${fmt(disk.p99Ms, 3)} ms)`,
@@ -402,11 +469,18 @@ async function main(): Promise<void> {
         .map(([n, c]) => `${n}=${c}`)
         .join(" ")}`,
     );
-    const pre = new KvClient(cluster.token, 64);
-    console.log(await preload(cluster, pre));
-    pre.close();
+    if (doPreload) {
+      const pre = new KvClient(cluster.token, 64);
+      console.log(await preload(cluster, pre));
+      pre.close();
+    } else {
+      console.log(
+        "no preload (BENCH_PRELOAD=0): gets of keys not written yet answer 404 (counted as misses)",
+      );
+    }
 
     for (const w of workloads) {
+      if (waitQuietS > 0) console.log(`  ${await waitQuiet(waitQuietS * 1000)}`);
       const r = await run(cluster, w);
       rows.push(r);
       const f = fsyncsPerPut(r);
@@ -428,7 +502,7 @@ async function main(): Promise<void> {
   console.log(resultTable(rows));
   console.log("");
   console.log(
-    "per-node counters over each measured window (GET /v1/cluster deltas; CPU from /proc, 100% = one core; "others" = processes outside this benchmark):",
+    "per-node counters over each measured window (GET /v1/cluster deltas; CPU from /proc, 100% = one core; others = processes outside this benchmark):",
   );
   console.log(counterTable(rows));
   console.log("");
@@ -442,7 +516,7 @@ async function main(): Promise<void> {
   if (profiled.length > 0) {
     for (const f of profilesIn(profDir)) {
       console.log("");
-      console.log(summarizeProfile(f));
+      console.log(summarizeProfile(f, 25, profileWindows));
     }
   }
 }

@@ -19,7 +19,11 @@ if (files.length === 0) {
   console.error("no test files under dist/test: did the build run?");
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ["--test", "--test-reporter=spec", ...process.argv.slice(2), ...files], {
-  stdio: "inherit",
-});
+const r = spawnSync(
+  process.execPath,
+  ["--test", "--test-reporter=spec", ...process.argv.slice(2), ...files],
+  {
+    stdio: "inherit",
+  },
+);
 process.exit(r.status ?? 1);

@@ -20,23 +20,38 @@ export interface Client {
 export function resolveClient(o: ClientOptions): Client {
   const clusterFile = o.cluster ?? process.env.KUMO_CLUSTER ?? ".kumo/cluster.json";
   let fromFile: ClusterFile | undefined;
-  if (existsSync(clusterFile)) fromFile = JSON.parse(readFileSync(clusterFile, "utf8")) as ClusterFile;
+  if (existsSync(clusterFile))
+    fromFile = JSON.parse(readFileSync(clusterFile, "utf8")) as ClusterFile;
   const endpoint = o.endpoint ?? process.env.KUMO_ENDPOINT;
   const endpoints = endpoint
     ? [endpoint.startsWith("http") ? endpoint : `http://${endpoint}`]
     : (fromFile?.nodes.map((n) => `http://${n.api}`) ?? []);
   const token = o.token ?? process.env.KUMO_TOKEN ?? fromFile?.token;
-  if (endpoints.length === 0) throw new Error("no endpoint: pass --endpoint, set KUMO_ENDPOINT, or point --cluster at a cluster.json");
-  if (!token) throw new Error("no token: pass --token, set KUMO_TOKEN, or point --cluster at a cluster.json");
+  if (endpoints.length === 0)
+    throw new Error(
+      "no endpoint: pass --endpoint, set KUMO_ENDPOINT, or point --cluster at a cluster.json",
+    );
+  if (!token)
+    throw new Error("no token: pass --token, set KUMO_TOKEN, or point --cluster at a cluster.json");
   return { endpoints, token };
 }
 
 /** Sends a request to the first endpoint that answers (any node serves any request). */
-export async function request(c: Client, method: string, path: string, body?: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
+export async function request(
+  c: Client,
+  method: string,
+  path: string,
+  body?: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   let last: unknown;
   for (const e of c.endpoints) {
     try {
-      return await fetch(`${e}${path}`, { method, headers: { authorization: `Bearer ${c.token}`, ...headers }, ...(body ? { body } : {}) });
+      return await fetch(`${e}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${c.token}`, ...headers },
+        ...(body ? { body } : {}),
+      });
     } catch (err) {
       last = err;
     }

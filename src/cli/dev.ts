@@ -54,7 +54,9 @@ async function waitServing(api: string, token: string, deadlineMs: number): Prom
   const until = Date.now() + deadlineMs;
   for (;;) {
     try {
-      const r = await fetch(`http://${api}/v1/cluster`, { headers: { authorization: `Bearer ${token}` } });
+      const r = await fetch(`http://${api}/v1/cluster`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       if (r.ok) {
         const st = (await r.json()) as { shards: { leader: string | null }[] };
         if (st.shards.every((s) => s.leader)) {
@@ -90,10 +92,19 @@ export async function runDev(opts: DevOptions): Promise<void> {
     cluster = {
       nodes: Array.from({ length: opts.nodes }, (_, i) => {
         const p = opts.basePort + i * 10;
-        return { id: `n${i + 1}`, pid: 0, peer: `127.0.0.1:${p}`, api: `127.0.0.1:${p + 1}`, s3: `127.0.0.1:${p + 2}` };
+        return {
+          id: `n${i + 1}`,
+          pid: 0,
+          peer: `127.0.0.1:${p}`,
+          api: `127.0.0.1:${p + 1}`,
+          s3: `127.0.0.1:${p + 2}`,
+        };
       }),
       token: randomBytes(24).toString("base64url"),
-      s3: { accessKeyId: `KUMO${randomBytes(8).toString("hex").toUpperCase()}`, secretAccessKey: randomBytes(30).toString("base64url") },
+      s3: {
+        accessKeyId: `KUMO${randomBytes(8).toString("hex").toUpperCase()}`,
+        secretAccessKey: randomBytes(30).toString("base64url"),
+      },
     };
   }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `kumo` command: run a node, run a local cluster, and talk to a cluster. */
 import { Command, InvalidArgumentError } from "commander";
-import { ConfigError, OPTIONS, envName, resolveConfig } from "../node/config.js";
+import { ConfigError, envName, OPTIONS, resolveConfig } from "../node/config.js";
 import { KumoNode } from "../node/node.js";
 import { type ClientOptions, failOnError, keyPath, request, resolveClient } from "./client.js";
 import { runDev } from "./dev.js";
@@ -13,10 +13,15 @@ const program = new Command()
 
 const server = program
   .command("server")
-  .description("run one node (see docs/configuration.md; flags, KUMO_* variables and --config YAML are equivalent)")
+  .description(
+    "run one node (see docs/configuration.md; flags, KUMO_* variables and --config YAML are equivalent)",
+  )
   .option("--config <file>", "YAML configuration file (env KUMO_CONFIG)");
 for (const o of OPTIONS) {
-  const def = o.def === undefined ? "" : ` (default ${Array.isArray(o.def) ? o.def.join(",") || "none" : o.def})`;
+  const def =
+    o.def === undefined
+      ? ""
+      : ` (default ${Array.isArray(o.def) ? o.def.join(",") || "none" : o.def})`;
   server.option(`--${o.flag} <value>`, `${o.help}; env ${envName(o.flag)}${def}`);
 }
 server.action(async (flags: Record<string, unknown>) => {
@@ -43,13 +48,16 @@ server.action(async (flags: Record<string, unknown>) => {
     console.error(`kumo server ${cfg.id}: cannot start: ${(e as Error).message}`);
     process.exit(1);
   }
-  console.log(`kumo server ${cfg.id}: serving; peer ${cfg.peer}, API http://${cfg.api}, S3 http://${cfg.s3}`);
+  console.log(
+    `kumo server ${cfg.id}: serving; peer ${cfg.peer}, API http://${cfg.api}, S3 http://${cfg.s3}`,
+  );
 });
 
 function positiveInt(name: string) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new InvalidArgumentError(`${name} must be a positive integer`);
     return n;
   };
 }
@@ -59,12 +67,25 @@ program
   .description("run a local cluster of real node processes on 127.0.0.1 (Ctrl+C stops it)")
   .option("--nodes <n>", "number of nodes", positiveInt("--nodes"), 3)
   .option("--data <dir>", "data directory (cluster.json goes here)", ".kumo")
-  .option("--base-port <port>", "first port; node i uses base+10(i-1) .. +2", positiveInt("--base-port"), 7400)
+  .option(
+    "--base-port <port>",
+    "first port; node i uses base+10(i-1) .. +2",
+    positiveInt("--base-port"),
+    7400,
+  )
   .option("--quiet", "do not forward node output", false)
   .allowUnknownOption(false)
-  .action(async (o: { nodes: number; data: string; basePort: number; quiet: boolean }, cmd: Command) => {
-    await runDev({ nodes: o.nodes, data: o.data, basePort: o.basePort, quiet: o.quiet, serverArgs: cmd.args });
-  });
+  .action(
+    async (o: { nodes: number; data: string; basePort: number; quiet: boolean }, cmd: Command) => {
+      await runDev({
+        nodes: o.nodes,
+        data: o.data,
+        basePort: o.basePort,
+        quiet: o.quiet,
+        serverArgs: cmd.args,
+      });
+    },
+  );
 
 function withClient(cmd: Command): Command {
   return cmd
@@ -88,23 +109,28 @@ withClient(kv.command("put <key> [value]"))
   .option("--keyspace <name>", "keyspace", "default")
   .option("--if-revision <n>", "compare-and-set: only if the key's revision is n")
   .option("--create-only", "only if the key does not exist", false)
-  .action((key: string, value: string | undefined, o: ClientOptions & { keyspace: string; ifRevision?: string; createOnly: boolean }) =>
-    run(async () => {
-      const c = resolveClient(o);
-      let body: Uint8Array;
-      if (value !== undefined) body = new TextEncoder().encode(value);
-      else {
-        const chunks: Buffer[] = [];
-        for await (const ch of process.stdin) chunks.push(ch as Buffer);
-        body = Buffer.concat(chunks);
-      }
-      const headers: Record<string, string> = {};
-      if (o.ifRevision) headers["if-match"] = `"${o.ifRevision}"`;
-      if (o.createOnly) headers["if-none-match"] = "*";
-      const r = await request(c, "PUT", keyPath(o.keyspace, key), body, headers);
-      await failOnError(r);
-      console.log(JSON.stringify(await r.json()));
-    }),
+  .action(
+    (
+      key: string,
+      value: string | undefined,
+      o: ClientOptions & { keyspace: string; ifRevision?: string; createOnly: boolean },
+    ) =>
+      run(async () => {
+        const c = resolveClient(o);
+        let body: Uint8Array;
+        if (value !== undefined) body = new TextEncoder().encode(value);
+        else {
+          const chunks: Buffer[] = [];
+          for await (const ch of process.stdin) chunks.push(ch as Buffer);
+          body = Buffer.concat(chunks);
+        }
+        const headers: Record<string, string> = {};
+        if (o.ifRevision) headers["if-match"] = `"${o.ifRevision}"`;
+        if (o.createOnly) headers["if-none-match"] = "*";
+        const r = await request(c, "PUT", keyPath(o.keyspace, key), body, headers);
+        await failOnError(r);
+        console.log(JSON.stringify(await r.json()));
+      }),
   );
 withClient(kv.command("get <key>"))
   .description("print a value")
@@ -113,7 +139,11 @@ withClient(kv.command("get <key>"))
   .action((key: string, o: ClientOptions & { keyspace: string; stale: boolean }) =>
     run(async () => {
       const c = resolveClient(o);
-      const r = await request(c, "GET", keyPath(o.keyspace, key) + (o.stale ? "?consistency=stale" : ""));
+      const r = await request(
+        c,
+        "GET",
+        keyPath(o.keyspace, key) + (o.stale ? "?consistency=stale" : ""),
+      );
       await failOnError(r);
       process.stdout.write(Buffer.from(await r.arrayBuffer()));
       if (process.stdout.isTTY) process.stdout.write("\n");
@@ -126,7 +156,13 @@ withClient(kv.command("del <key>"))
   .action((key: string, o: ClientOptions & { keyspace: string; ifRevision?: string }) =>
     run(async () => {
       const c = resolveClient(o);
-      const r = await request(c, "DELETE", keyPath(o.keyspace, key), undefined, o.ifRevision ? { "if-match": `"${o.ifRevision}"` } : {});
+      const r = await request(
+        c,
+        "DELETE",
+        keyPath(o.keyspace, key),
+        undefined,
+        o.ifRevision ? { "if-match": `"${o.ifRevision}"` } : {},
+      );
       await failOnError(r);
       console.log(JSON.stringify(await r.json()));
     }),
@@ -144,7 +180,10 @@ withClient(kv.command("ls [prefix]"))
         if (startAfter) q.set("start_after", startAfter);
         const r = await request(c, "GET", `/v1/kv/${encodeURIComponent(o.keyspace)}?${q}`);
         await failOnError(r);
-        const page = (await r.json()) as { items: { key: string; revision: number }[]; next: string | null };
+        const page = (await r.json()) as {
+          items: { key: string; revision: number }[];
+          next: string | null;
+        };
         for (const it of page.items) console.log(`${it.key}\t${it.revision}`);
         startAfter = page.next;
       } while (startAfter);
@@ -162,7 +201,13 @@ withClient(program.command("status"))
       const st = (await r.json()) as {
         node: string;
         nodes: { id: string; peer: string; reachable?: boolean; self?: boolean }[];
-        shards: { id: string; replicas: string[]; leader: string | null; term: number | null; commit: number | null }[];
+        shards: {
+          id: string;
+          replicas: string[];
+          leader: string | null;
+          term: number | null;
+          commit: number | null;
+        }[];
       };
       if (o.json) {
         console.log(JSON.stringify(st, null, 2));
@@ -170,9 +215,13 @@ withClient(program.command("status"))
       }
       console.log(`as seen by ${st.node}:`);
       console.log("NODE\tPEER\tREACHABLE");
-      for (const n of st.nodes) console.log(`${n.id}\t${n.peer}\t${n.self ? "self" : n.reachable ? "yes" : "NO"}`);
+      for (const n of st.nodes)
+        console.log(`${n.id}\t${n.peer}\t${n.self ? "self" : n.reachable ? "yes" : "NO"}`);
       console.log("\nSHARD\tLEADER\tTERM\tCOMMIT\tREPLICAS");
-      for (const s of st.shards) console.log(`${s.id}\t${s.leader ?? "NONE"}\t${s.term}\t${s.commit}\t${s.replicas.join(",")}`);
+      for (const s of st.shards)
+        console.log(
+          `${s.id}\t${s.leader ?? "NONE"}\t${s.term}\t${s.commit}\t${s.replicas.join(",")}`,
+        );
     }),
   );
 
@@ -185,7 +234,9 @@ program
     const n = Math.max(1, Number(o.seeds) || 5);
     for (let seed = 1; seed <= n; seed++) {
       const r = runSeed(seed, { nodes: seed % 2 === 0 ? 5 : 3 });
-      console.log(`cluster ${seed}: ${r.stats.opsOk} ops ok, ${r.stats.leaderChanges} leaders, ${r.stats.crashes} crashes: ${r.violation ? `VIOLATION ${r.violation.kind}` : "linearizable, nothing lost"}`);
+      console.log(
+        `cluster ${seed}: ${r.stats.opsOk} ops ok, ${r.stats.leaderChanges} leaders, ${r.stats.crashes} crashes: ${r.violation ? `VIOLATION ${r.violation.kind}` : "linearizable, nothing lost"}`,
+      );
     }
   });
 

@@ -12,14 +12,14 @@
  * event loop (GC, SIGSTOP) replays the missed ticks before anything else (this keeps the leader
  * lease sound, see docs/raft.md). Idle groups are quiesced and cost no ticks (see quiescence).
  */
-import { AssertionError, Prng, assert } from "../base/index.js";
+import { AssertionError, assert, Prng } from "../base/index.js";
 import {
   type ConfChange,
   type Entry,
   type Message,
   type NodeId,
-  type ReadMode,
   RawNode,
+  type ReadMode,
   type Ready,
   type Snapshot,
 } from "../raft/index.js";
@@ -83,7 +83,11 @@ export type ProposeOutcome<R> =
 export type ReadOutcome<M> =
   | { readonly ok: true; readonly machine: M }
   | { readonly ok: false; readonly code: "NOT_LEADER"; readonly leaderHint: NodeId }
-  | { readonly ok: false; readonly code: "NO_GROUP" | "OVERLOADED" | "TIMEOUT"; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly code: "NO_GROUP" | "OVERLOADED" | "TIMEOUT";
+      readonly message: string;
+    };
 
 interface Waiter<T> {
   readonly resolve: (v: T) => void;
@@ -143,6 +147,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private readonly makeMachine: (groupId: string) => M;
 
   private readonly groups = new Map<string, Group<R, M>>();
+  /** The last snapshot made per group (reused while nothing was applied since). */
+  private readonly snapshots = new Map<string, Snapshot>();
   private readonly dirty = new Set<Group<R, M>>();
   private pendingOps: WriteOp[] = [];
   private cycleScheduled = false;
@@ -225,9 +231,11 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     assert(!this.groups.has(id), `group ${id} opened twice`);
     // The snapshot provider needs the group object, which needs the storage: close over a slot.
     const slot: { g?: Group<R, M> } = {};
-    const storage = GroupStorage.load(this.engine, id, () => this.makeSnapshot(slot.g as Group<R, M>));
+    const storage = GroupStorage.load(this.engine, id, () =>
+      this.makeSnapshot(slot.g as Group<R, M>),
+    );
     const machine = this.makeMachine(id);
-    const raft = this.newRaft(id, storage, machine.applied);
+    const raft = this.newRaft(storage, machine.applied);
     const g: Group<R, M> = {
       id,
       raft,
@@ -243,7 +251,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     return g;
   }
 
-  private newRaft(id: string, storage: GroupStorage, applied: number): RawNode {
+  private newRaft(storage: GroupStorage, applied: number): RawNode {
     return new RawNode({
       id: this.nodeId,
       storage,
@@ -258,18 +266,31 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     });
   }
 
-  /** A snapshot of the group's state machine as visible in the engine (see ShardMachine). */
-  private makeSnapshot(g: Group<R, M>): Snapshot {
-    return {
-      meta: { index: g.machine.durableApplied, term: g.machine.durableAppliedTerm, confState: g.raft.status().conf },
+  /**
+   * A snapshot of the group's state machine, for a follower that needs compacted entries. Made
+   * only between cycles: during a cycle the engine may already show writes staged for entries
+   * that raft has not yet marked applied (and configuration changes it has not yet taken), so
+   * data, index and configuration would disagree. Then raft is told "temporarily unavailable"
+   * and retries on the next heartbeat. The image is cached while it is still current.
+   */
+  private makeSnapshot(g: Group<R, M>): Snapshot | undefined {
+    if (this.cycleRunning || g.machine.applied !== g.machine.durableApplied) return undefined;
+    const st = g.raft.status();
+    if (st.applied !== g.machine.durableApplied) return undefined;
+    const cached = this.snapshots.get(g.id);
+    if (cached && cached.meta.index === st.applied) return cached;
+    const snap: Snapshot = {
+      meta: { index: st.applied, term: g.machine.durableAppliedTerm, confState: st.conf },
       data: g.machine.snapshotData(),
     };
+    this.snapshots.set(g.id, snap);
+    return snap;
   }
 
   // ------------------------------------------------------------------ inputs
 
   /** Raft messages from a peer node (possibly for many groups). */
-  receive(from: NodeId, batch: readonly GroupMessage[]): void {
+  receive(_from: NodeId, batch: readonly GroupMessage[]): void {
     for (const { group, msg } of batch) {
       const g = this.groups.get(group);
       if (!g || msg.to !== this.nodeId) continue; // not (or no longer) a replica here
@@ -281,13 +302,17 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       }
       this.dirty.add(g);
     }
-    void from;
     this.schedule();
   }
 
   propose(groupId: string, data: Uint8Array, timeoutMs: number): Promise<ProposeOutcome<R>> {
     const g = this.groups.get(groupId);
-    if (!g) return Promise.resolve({ ok: false, code: "NO_GROUP", message: `no replica of ${groupId} here` });
+    if (!g)
+      return Promise.resolve({
+        ok: false,
+        code: "NO_GROUP",
+        message: `no replica of ${groupId} here`,
+      });
     const r = g.raft.propose(data);
     if (!r.ok) {
       switch (r.code) {
@@ -305,7 +330,11 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     return new Promise<ProposeOutcome<R>>((resolve) => {
       const timer = setTimeout(() => {
         g.proposals.delete(r.index);
-        resolve({ ok: false, code: "TIMEOUT", message: `not applied within ${timeoutMs} ms; it may still take effect` });
+        resolve({
+          ok: false,
+          code: "TIMEOUT",
+          message: `not applied within ${timeoutMs} ms; it may still take effect`,
+        });
       }, timeoutMs);
       g.proposals.set(r.index, { term: r.term, waiter: { resolve, timer } });
     });
@@ -318,7 +347,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     this.dirty.add(g);
     this.schedule();
     if (r.ok) return { ok: true, result: undefined };
-    if (r.code === "NOT_LEADER" || r.code === "TRANSFERRING") return { ok: false, code: "NOT_LEADER", leaderHint: r.leaderHint };
+    if (r.code === "NOT_LEADER" || r.code === "TRANSFERRING")
+      return { ok: false, code: "NOT_LEADER", leaderHint: r.leaderHint };
     return { ok: false, code: "OVERLOADED", message: r.code };
   }
 
@@ -329,11 +359,17 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
    */
   linearizableRead(groupId: string, timeoutMs: number): Promise<ReadOutcome<M>> {
     const g = this.groups.get(groupId);
-    if (!g) return Promise.resolve({ ok: false, code: "NO_GROUP", message: `no replica of ${groupId} here` });
+    if (!g)
+      return Promise.resolve({
+        ok: false,
+        code: "NO_GROUP",
+        message: `no replica of ${groupId} here`,
+      });
     const ctx = `${this.nodeId}.${++this.readSeq}`;
     const r = g.raft.readIndex(ctx);
     if (!r.ok) {
-      if (r.code === "NOT_LEADER") return Promise.resolve({ ok: false, code: "NOT_LEADER", leaderHint: r.leaderHint });
+      if (r.code === "NOT_LEADER")
+        return Promise.resolve({ ok: false, code: "NOT_LEADER", leaderHint: r.leaderHint });
       return Promise.resolve({ ok: false, code: "OVERLOADED", message: r.message });
     }
     this.dirty.add(g);
@@ -342,7 +378,11 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       const timer = setTimeout(() => {
         g.reads.delete(ctx);
         g.readyReads = g.readyReads.filter((x) => x.waiter.timer !== timer);
-        resolve({ ok: false, code: "TIMEOUT", message: `read not confirmed within ${timeoutMs} ms` });
+        resolve({
+          ok: false,
+          code: "TIMEOUT",
+          message: `read not confirmed within ${timeoutMs} ms`,
+        });
       }, timeoutMs);
       g.reads.set(ctx, { resolve, timer });
     });
@@ -425,14 +465,19 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     const raft = g.raft;
     if (raft.isQuiesced()) {
       const st = raft.basicStatus();
-      if (st.role !== "follower" || (st.leader !== "" && this.transport.reachable(st.leader))) return;
+      if (st.role !== "follower" || (st.leader !== "" && this.transport.reachable(st.leader)))
+        return;
       raft.unquiesce();
     }
     for (let i = 0; i < ticks; i++) raft.tick();
     this.stats.ticksDelivered += ticks;
     this.dirty.add(g);
     const st = raft.basicStatus();
-    const idle = st.role === "leader" && g.proposals.size === 0 && g.reads.size === 0 && g.readyReads.length === 0;
+    const idle =
+      st.role === "leader" &&
+      g.proposals.size === 0 &&
+      g.reads.size === 0 &&
+      g.readyReads.length === 0;
     g.idleTicks = idle ? g.idleTicks + ticks : 0;
     if (g.idleTicks >= this.quiesceAfterTicks && raft.quiesce()) g.idleTicks = 0;
   }
@@ -492,7 +537,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     const applied: [Group<R, M>, Entry, R | undefined][] = [];
     for (const [g, rd] of readies) {
       g.storage.stage(rd, ops);
-      if (rd.snapshot) g.machine.restore(rd.snapshot.data, rd.snapshot.meta.index, rd.snapshot.meta.term, ops);
+      if (rd.snapshot)
+        g.machine.restore(rd.snapshot.data, rd.snapshot.meta.index, rd.snapshot.meta.term, ops);
       for (const e of rd.committedEntries) {
         if (e.index <= g.machine.applied) continue; // already applied before a restart
         applied.push([g, e, g.machine.apply(e, ops)]);
@@ -522,7 +568,11 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       g.proposals.delete(e.index);
       clearTimeout(p.waiter.timer);
       if (p.term !== e.term) {
-        p.waiter.resolve({ ok: false, code: "DROPPED", message: "a new leader replaced the entry; retry" });
+        p.waiter.resolve({
+          ok: false,
+          code: "DROPPED",
+          message: "a new leader replaced the entry; retry",
+        });
       } else {
         p.waiter.resolve({ ok: true, result });
       }

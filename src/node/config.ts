@@ -50,11 +50,41 @@ export interface OptionSpec {
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
-  { key: "id", flag: "id", kind: "string", required: true, help: "this node's unique, stable id (e.g. n1)" },
-  { key: "data", flag: "data", kind: "string", required: true, help: "directory for this node's data (created if missing)" },
-  { key: "peer", flag: "peer", kind: "string", def: "127.0.0.1:7000", help: "HOST:PORT for node-to-node gRPC (Raft, forwarding, health)" },
-  { key: "api", flag: "api", kind: "string", def: "127.0.0.1:7001", help: "HOST:PORT for the KV and admin HTTP API" },
-  { key: "s3", flag: "s3", kind: "string", def: "127.0.0.1:7002", help: "HOST:PORT for the S3 API" },
+  {
+    key: "id",
+    flag: "id",
+    kind: "string",
+    required: true,
+    help: "this node's unique, stable id (e.g. n1)",
+  },
+  {
+    key: "data",
+    flag: "data",
+    kind: "string",
+    required: true,
+    help: "directory for this node's data (created if missing)",
+  },
+  {
+    key: "peer",
+    flag: "peer",
+    kind: "string",
+    def: "127.0.0.1:7000",
+    help: "HOST:PORT for node-to-node gRPC (Raft, forwarding, health)",
+  },
+  {
+    key: "api",
+    flag: "api",
+    kind: "string",
+    def: "127.0.0.1:7001",
+    help: "HOST:PORT for the KV and admin HTTP API",
+  },
+  {
+    key: "s3",
+    flag: "s3",
+    kind: "string",
+    def: "127.0.0.1:7002",
+    help: "HOST:PORT for the S3 API",
+  },
   {
     key: "join",
     flag: "join",
@@ -62,11 +92,49 @@ export const OPTIONS: readonly OptionSpec[] = [
     def: [],
     help: "the other initial members, as ID=HOST:PORT (their peer address), comma-separated",
   },
-  { key: "tokens", flag: "tokens", kind: "list", def: [], help: "bearer tokens accepted by the KV/admin API, comma-separated" },
-  { key: "shards", flag: "shards", kind: "int", def: 8, min: 1, max: 4096, help: "shards of the default keyspace (when the cluster is created)" },
-  { key: "replicas", flag: "replicas", kind: "int", def: 3, min: 1, max: 7, help: "replicas per shard (when the cluster is created)" },
-  { key: "tickMs", flag: "tick-ms", kind: "int", def: 50, min: 1, max: 10_000, help: "Raft tick length in milliseconds" },
-  { key: "electionTicks", flag: "election-ticks", kind: "int", def: 10, min: 3, max: 1000, help: "election timeout in ticks (randomized up to twice that)" },
+  {
+    key: "tokens",
+    flag: "tokens",
+    kind: "list",
+    def: [],
+    help: "bearer tokens accepted by the KV/admin API, comma-separated",
+  },
+  {
+    key: "shards",
+    flag: "shards",
+    kind: "int",
+    def: 8,
+    min: 1,
+    max: 4096,
+    help: "shards of the default keyspace (when the cluster is created)",
+  },
+  {
+    key: "replicas",
+    flag: "replicas",
+    kind: "int",
+    def: 3,
+    min: 1,
+    max: 7,
+    help: "replicas per shard (when the cluster is created)",
+  },
+  {
+    key: "tickMs",
+    flag: "tick-ms",
+    kind: "int",
+    def: 50,
+    min: 1,
+    max: 10_000,
+    help: "Raft tick length in milliseconds",
+  },
+  {
+    key: "electionTicks",
+    flag: "election-ticks",
+    kind: "int",
+    def: 10,
+    min: 3,
+    max: 1000,
+    help: "election timeout in ticks (randomized up to twice that)",
+  },
   {
     key: "readMode",
     flag: "read-mode",
@@ -75,7 +143,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     values: ["quorum", "lease"],
     help: "how linearizable reads confirm leadership: a heartbeat round, or the leader lease",
   },
-  { key: "requestTimeoutMs", flag: "request-timeout-ms", kind: "int", def: 5000, min: 10, max: 600_000, help: "deadline of one client request, retries included" },
+  {
+    key: "requestTimeoutMs",
+    flag: "request-timeout-ms",
+    kind: "int",
+    def: 5000,
+    min: 10,
+    max: 600_000,
+    help: "deadline of one client request, retries included",
+  },
   {
     key: "noLeaderTimeoutMs",
     flag: "no-leader-timeout-ms",
@@ -85,12 +161,51 @@ export const OPTIONS: readonly OptionSpec[] = [
     max: 600_000,
     help: "answer 503 once a shard has had no leader for this long (fail fast)",
   },
-  { key: "keyBytesMax", flag: "key-bytes-max", kind: "int", def: 1024, min: 1, max: 65_535, help: "largest key, in bytes (413 beyond)" },
-  { key: "valueBytesMax", flag: "value-bytes-max", kind: "int", def: 1 << 20, min: 0, max: 64 << 20, help: "largest value, in bytes (413 beyond)" },
-  { key: "listLimitMax", flag: "list-limit-max", kind: "int", def: 1000, min: 1, max: 100_000, help: "largest page of a listing" },
-  { key: "tlsCa", flag: "tls-ca", kind: "string", help: "CA certificate (PEM) for mutual TLS between nodes" },
-  { key: "tlsCert", flag: "tls-cert", kind: "string", help: "this node's certificate (PEM) for mutual TLS between nodes" },
-  { key: "tlsKey", flag: "tls-key", kind: "string", help: "this node's private key (PEM) for mutual TLS between nodes" },
+  {
+    key: "keyBytesMax",
+    flag: "key-bytes-max",
+    kind: "int",
+    def: 1024,
+    min: 1,
+    max: 65_535,
+    help: "largest key, in bytes (413 beyond)",
+  },
+  {
+    key: "valueBytesMax",
+    flag: "value-bytes-max",
+    kind: "int",
+    def: 1 << 20,
+    min: 0,
+    max: 64 << 20,
+    help: "largest value, in bytes (413 beyond)",
+  },
+  {
+    key: "listLimitMax",
+    flag: "list-limit-max",
+    kind: "int",
+    def: 1000,
+    min: 1,
+    max: 100_000,
+    help: "largest page of a listing",
+  },
+  {
+    key: "tlsCa",
+    flag: "tls-ca",
+    kind: "string",
+    help: "CA certificate (PEM) for mutual TLS between nodes",
+  },
+  {
+    key: "tlsCert",
+    flag: "tls-cert",
+    kind: "string",
+    help: "this node's certificate (PEM) for mutual TLS between nodes",
+  },
+  {
+    key: "tlsKey",
+    flag: "tls-key",
+    kind: "string",
+    help: "this node's private key (PEM) for mutual TLS between nodes",
+  },
 ];
 
 export class ConfigError extends Error {
@@ -112,7 +227,10 @@ function parseJoin(v: string): PeerAddress[] {
     .filter((s) => s !== "")
     .map((s) => {
       const m = /^([A-Za-z0-9_.-]+)=([^=\s]+:\d+)$/.exec(s);
-      if (!m) throw new ConfigError(`--join entries must look like ID=HOST:PORT, got ${JSON.stringify(s)}`);
+      if (!m)
+        throw new ConfigError(
+          `--join entries must look like ID=HOST:PORT, got ${JSON.stringify(s)}`,
+        );
       return { id: m[1] as string, address: m[2] as string };
     });
 }
@@ -121,18 +239,21 @@ function convert(spec: OptionSpec, raw: unknown, source: string): unknown {
   const where = `${spec.flag} (from ${source})`;
   switch (spec.kind) {
     case "string":
-      if (typeof raw !== "string" && typeof raw !== "number") throw new ConfigError(`${where} must be a string`);
+      if (typeof raw !== "string" && typeof raw !== "number")
+        throw new ConfigError(`${where} must be a string`);
       return String(raw);
     case "int": {
       const n = typeof raw === "number" ? raw : Number(String(raw).replace(/_/g, ""));
-      if (!Number.isInteger(n)) throw new ConfigError(`${where} must be an integer, got ${JSON.stringify(raw)}`);
+      if (!Number.isInteger(n))
+        throw new ConfigError(`${where} must be an integer, got ${JSON.stringify(raw)}`);
       if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
         throw new ConfigError(`${where} must be between ${spec.min} and ${spec.max}, got ${n}`);
       }
       return n;
     }
     case "enum":
-      if (!spec.values?.includes(String(raw))) throw new ConfigError(`${where} must be one of ${spec.values?.join(", ")}`);
+      if (!spec.values?.includes(String(raw)))
+        throw new ConfigError(`${where} must be one of ${spec.values?.join(", ")}`);
       return String(raw);
     case "list":
       if (Array.isArray(raw)) return raw.map(String);
@@ -150,7 +271,10 @@ function convert(spec: OptionSpec, raw: unknown, source: string): unknown {
  * Resolves the configuration from flags (already parsed, keyed by flag name in camelCase as
  * commander gives them), the environment, and an optional YAML file.
  */
-export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+export function resolveConfig(
+  flags: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): NodeConfig {
   const file = (flags.config as string | undefined) ?? env.KUMO_CONFIG;
   let fromFile: Record<string, unknown> = {};
   if (file) {
@@ -161,13 +285,18 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
       throw new ConfigError(`cannot read config file ${file}: ${(e as Error).message}`);
     }
     const parsed = parseYaml(text) as unknown;
-    if (parsed !== null && parsed !== undefined && (typeof parsed !== "object" || Array.isArray(parsed))) {
+    if (
+      parsed !== null &&
+      parsed !== undefined &&
+      (typeof parsed !== "object" || Array.isArray(parsed))
+    ) {
       throw new ConfigError(`config file ${file} must be a YAML mapping`);
     }
     fromFile = (parsed ?? {}) as Record<string, unknown>;
     const known = new Set(OPTIONS.flatMap((o) => [o.key as string, o.flag]));
     for (const k of Object.keys(fromFile)) {
-      if (!known.has(k)) throw new ConfigError(`config file ${file}: unknown option ${JSON.stringify(k)}`);
+      if (!known.has(k))
+        throw new ConfigError(`config file ${file}: unknown option ${JSON.stringify(k)}`);
     }
   }
   const out: Record<string, unknown> = {};
@@ -180,12 +309,15 @@ export function resolveConfig(flags: Record<string, unknown>, env: NodeJS.Proces
     else if (fromEnv !== undefined && fromEnv !== "") value = convert(spec, fromEnv, "environment");
     else if (fileValue !== undefined) value = convert(spec, fileValue, "config file");
     else if (spec.def !== undefined) value = spec.def;
-    else if (spec.required) throw new ConfigError(`--${spec.flag} (or ${envName(spec.flag)}) is required`);
+    else if (spec.required)
+      throw new ConfigError(`--${spec.flag} (or ${envName(spec.flag)}) is required`);
     out[spec.key] = value;
   }
   const cfg = out as unknown as NodeConfig;
   const tls = [cfg.tlsCa, cfg.tlsCert, cfg.tlsKey].filter((x) => x !== undefined).length;
-  if (tls !== 0 && tls !== 3) throw new ConfigError("mutual TLS needs all of --tls-ca, --tls-cert and --tls-key");
-  if (cfg.join.some((p) => p.id === cfg.id)) throw new ConfigError("--join lists the other members, not this node");
+  if (tls !== 0 && tls !== 3)
+    throw new ConfigError("mutual TLS needs all of --tls-ca, --tls-cert and --tls-key");
+  if (cfg.join.some((p) => p.id === cfg.id))
+    throw new ConfigError("--join lists the other members, not this node");
   return cfg;
 }

@@ -5,12 +5,12 @@
  */
 import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
-import { HttpError, KvHttpApi, authorized, sendError, sendJson } from "../api/kv/http.js";
+import { authorized, HttpError, KvHttpApi, sendError, sendJson } from "../api/kv/http.js";
 import { KvService } from "../api/kv/service.js";
 import { MultiRaftHost } from "../multiraft/index.js";
-import { type ApplyResult, ShardMachine, type ShardMap, initialShardMap } from "../shard/index.js";
+import { type ApplyResult, initialShardMap, ShardMachine, type ShardMap } from "../shard/index.js";
 import { LmdbEngine, type StorageEngine } from "../storage/index.js";
 import { GrpcTransport } from "../transport/index.js";
 import type { NodeConfig } from "./config.js";
@@ -64,7 +64,9 @@ export class KumoNode {
     const transport = new GrpcTransport({
       self: cfg.id,
       listen: cfg.peer,
-      ...(cfg.tlsCa && cfg.tlsCert && cfg.tlsKey ? { tls: { caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey } } : {}),
+      ...(cfg.tlsCa && cfg.tlsCert && cfg.tlsKey
+        ? { tls: { caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey } }
+        : {}),
     });
     this.transport = transport;
     const host = new MultiRaftHost<ApplyResult, ShardMachine>({
@@ -93,7 +95,8 @@ export class KumoNode {
 
     host.start();
     for (const shard of map.shards()) {
-      if (shard.replicas.includes(cfg.id) && !host.hasGroup(shard.id)) await host.createGroup(shard.id, shard.replicas);
+      if (shard.replicas.includes(cfg.id) && !host.hasGroup(shard.id))
+        await host.createGroup(shard.id, shard.replicas);
     }
 
     const http = new KvHttpApi(kv, {
@@ -124,20 +127,34 @@ export class KumoNode {
           `this start describes ${want}. Start the node with its original --join, --shards and --replicas.`,
       );
     }
-    if (!stored) void engine.write([{ op: "put", key: CLUSTER_KEY, value: enc.encode(want) }], { sync: true });
+    if (!stored)
+      void engine.write([{ op: "put", key: CLUSTER_KEY, value: enc.encode(want) }], { sync: true });
   }
 
-  private async serveApi(http: KvHttpApi, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async serveApi(
+    http: KvHttpApi,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
     try {
       const url = new URL(req.url ?? "/", "http://kumo");
-      if (url.pathname === "/healthz") return sendJson(res, 200, { status: "ok", node: this.cfg.id });
+      if (url.pathname === "/healthz")
+        return sendJson(res, 200, { status: "ok", node: this.cfg.id });
       if (url.pathname === "/readyz") {
-        if (this.ready && !this.stopping) return sendJson(res, 200, { status: "ready", node: this.cfg.id });
-        return sendJson(res, 503, { status: "starting", node: this.cfg.id }, { "retry-after": "1" });
+        if (this.ready && !this.stopping)
+          return sendJson(res, 200, { status: "ready", node: this.cfg.id });
+        return sendJson(
+          res,
+          503,
+          { status: "starting", node: this.cfg.id },
+          { "retry-after": "1" },
+        );
       }
       if (url.pathname === "/v1/cluster") {
-        if (!authorized(req, this.cfg.tokens)) throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token");
-        if (req.method !== "GET") throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
+        if (!authorized(req, this.cfg.tokens))
+          throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token");
+        if (req.method !== "GET")
+          throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
         return sendJson(res, 200, this.clusterStatus());
       }
       if (await http.handle(req, res, url)) return;
@@ -155,7 +172,10 @@ export class KumoNode {
     const body =
       '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>' +
       "<Message>The S3 API is not available yet on this Kumo version.</Message></Error>";
-    res.writeHead(501, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) });
+    res.writeHead(501, {
+      "content-type": "application/xml",
+      "content-length": Buffer.byteLength(body),
+    });
     res.end(body);
   }
 
@@ -168,7 +188,11 @@ export class KumoNode {
       ready: this.ready,
       nodes: [
         { id: this.cfg.id, peer: this.cfg.peer, api: this.cfg.api, self: true },
-        ...this.cfg.join.map((p) => ({ id: p.id, peer: p.address, reachable: this.transport?.reachable(p.id) ?? false })),
+        ...this.cfg.join.map((p) => ({
+          id: p.id,
+          peer: p.address,
+          reachable: this.transport?.reachable(p.id) ?? false,
+        })),
       ],
       shards: map.shards().map((s) => {
         const st = host.status(s.id);

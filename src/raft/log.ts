@@ -222,7 +222,7 @@ export class RaftLog {
   }
 
   /** The snapshot to send to a lagging follower: an unstable one, else the stored one. */
-  snapshot(): Snapshot {
+  snapshot(): Snapshot | undefined {
     return this.unstableSnapshot ?? this.storage.snapshot();
   }
 }

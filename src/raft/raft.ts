@@ -495,7 +495,13 @@ export class RawNode {
     const eager: Message[] = [];
     const after: Message[] = [];
     for (const m of this.msgs) {
-      if (m.type === "app" || m.type === "heartbeat" || m.type === "snap" || m.type === "timeoutNow") eager.push(m);
+      if (
+        m.type === "app" ||
+        m.type === "heartbeat" ||
+        m.type === "snap" ||
+        m.type === "timeoutNow"
+      )
+        eager.push(m);
       else after.push(m);
     }
     const rd: Ready = {
@@ -1132,6 +1138,11 @@ export class RawNode {
 
   private sendSnapshot(to: NodeId, pr: Progress): void {
     const snapshot = this.log.snapshot();
+    if (!snapshot) {
+      // Temporarily unavailable: wait for the next heartbeat answer and try again.
+      pr.probeSent = true;
+      return;
+    }
     this.send({ type: "snap", to, from: this.id, term: this.term, snapshot });
     pr.becomeSnapshot(snapshot.meta.index, this.now);
   }

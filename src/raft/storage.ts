@@ -31,9 +31,11 @@ export interface RaftStorage {
   entries(lo: number, hi: number, maxBytes: number): Entry[];
   /**
    * The most recent snapshot, to send to a follower that needs compacted entries (index 0,
-   * empty config, for a fresh log). A durable host may create it on demand at its applied index.
+   * empty config, for a fresh log). A durable host may create it on demand at its applied index,
+   * and may answer undefined when it cannot make a consistent one right now ("temporarily
+   * unavailable", e.g. while a write is in flight): raft then tries again later.
    */
-  snapshot(): Snapshot;
+  snapshot(): Snapshot | undefined;
   /**
    * The metadata (index, term, configuration) of the log's base: the latest snapshot or
    * compaction point. `index >= firstIndex() - 1`, and every entry after it is still in the log.

@@ -15,7 +15,12 @@ export type Condition =
   | { readonly kind: "ifAbsent" };
 
 export type ShardCommand =
-  | { readonly op: "put"; readonly key: Uint8Array; readonly value: Uint8Array; readonly cond: Condition }
+  | {
+      readonly op: "put";
+      readonly key: Uint8Array;
+      readonly value: Uint8Array;
+      readonly cond: Condition;
+    }
   | { readonly op: "delete"; readonly key: Uint8Array; readonly cond: Condition };
 
 const HEADER_BYTES = 12;
@@ -45,7 +50,11 @@ export function decodeCommand(data: Uint8Array): ShardCommand {
   assert(HEADER_BYTES + keyLength <= data.byteLength, "shard command key overruns");
   const key = data.subarray(HEADER_BYTES, HEADER_BYTES + keyLength);
   const cond: Condition =
-    condKind === 0 ? { kind: "none" } : condKind === 1 ? { kind: "ifRevision", revision } : { kind: "ifAbsent" };
+    condKind === 0
+      ? { kind: "none" }
+      : condKind === 1
+        ? { kind: "ifRevision", revision }
+        : { kind: "ifAbsent" };
   assert(condKind !== undefined && condKind <= 2, "unknown condition");
   if (op === 1) return { op: "put", key, value: data.subarray(HEADER_BYTES + keyLength), cond };
   assert(op === 2, "unknown shard command");

@@ -110,7 +110,10 @@ export class ShardMachine {
    * result for normal entries with a command, undefined for no-ops and configuration entries.
    */
   apply(e: Entry, ops: WriteOp[]): ApplyResult | undefined {
-    assert(e.index > this.applied, () => `entry ${e.index} applied twice (applied ${this.applied})`);
+    assert(
+      e.index > this.applied,
+      () => `entry ${e.index} applied twice (applied ${this.applied})`,
+    );
     this.applied = e.index;
     this.appliedTerm = e.term;
     if (e.type !== "normal" || e.data.byteLength === 0) return undefined;

@@ -28,7 +28,10 @@ export function murmur3(data: Uint8Array, seed = 0): number {
   const blocks = n & ~3;
   for (let i = 0; i < blocks; i += 4) {
     let k =
-      (data[i] as number) | ((data[i + 1] as number) << 8) | ((data[i + 2] as number) << 16) | ((data[i + 3] as number) << 24);
+      (data[i] as number) |
+      ((data[i + 1] as number) << 8) |
+      ((data[i + 2] as number) << 16) |
+      ((data[i + 3] as number) << 24);
     k = Math.imul(k, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
     k = Math.imul(k, 0x1b873593);
@@ -93,7 +96,10 @@ export class ShardMap {
       const shards = [...ks.shards].sort((a, b) => compare(a.start, b.start));
       // The shards of a keyspace tile its whole encoded range without gaps or overlaps.
       for (let i = 1; i < shards.length; i++) {
-        assert(compare((shards[i - 1] as ShardInfo).end, (shards[i] as ShardInfo).start) === 0, "shard ranges must tile");
+        assert(
+          compare((shards[i - 1] as ShardInfo).end, (shards[i] as ShardInfo).start) === 0,
+          "shard ranges must tile",
+        );
       }
       this.byKeyspace.set(ks.name, { sharding: ks.sharding, shards });
     }
@@ -132,7 +138,12 @@ export class ShardMap {
  * The initial map of a new cluster: one hash-sharded keyspace split into `shardCount` equal
  * hash ranges, each replicated on `replicas` nodes chosen round-robin over the sorted node ids.
  */
-export function initialShardMap(nodes: readonly NodeId[], shardCount: number, replicas: number, keyspace = "default"): ShardMap {
+export function initialShardMap(
+  nodes: readonly NodeId[],
+  shardCount: number,
+  replicas: number,
+  keyspace = "default",
+): ShardMap {
   assert(shardCount > 0 && shardCount <= 4096, "shard count out of range");
   const sorted = [...nodes].sort();
   const rf = Math.min(replicas, sorted.length);
@@ -149,7 +160,13 @@ export function initialShardMap(nodes: readonly NodeId[], shardCount: number, re
   for (let i = 0; i < shardCount; i++) {
     const replicaSet: NodeId[] = [];
     for (let r = 0; r < rf; r++) replicaSet.push(sorted[(i + r) % sorted.length] as NodeId);
-    shards.push({ id: `${keyspace}.${i}`, keyspace, start: boundary(i), end: boundary(i + 1), replicas: replicaSet });
+    shards.push({
+      id: `${keyspace}.${i}`,
+      keyspace,
+      start: boundary(i),
+      end: boundary(i + 1),
+      replicas: replicaSet,
+    });
   }
   return new ShardMap(1, [{ name: keyspace, sharding: "hash", shards }]);
 }

@@ -449,8 +449,7 @@ class Simulation {
   private leaderReachable(n: SimNode, leader: NodeId): boolean {
     const l = this.nodes.get(leader);
     return (
-      l !== undefined &&
-      l.up &&
+      l?.up === true &&
       !l.paused &&
       !this.cut.has(`${leader}>${n.id}`) &&
       !this.cut.has(`${n.id}>${leader}`)

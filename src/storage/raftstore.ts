@@ -58,7 +58,8 @@ export class CorruptionError extends Error {
 }
 
 /** Creates a snapshot of the host's state machine (at its applied index) on demand. */
-export type SnapshotProvider = () => Snapshot;
+/** Returns undefined when no consistent snapshot can be made right now (raft retries later). */
+export type SnapshotProvider = () => Snapshot | undefined;
 
 const GROUP_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const ROOT = strBytes("r/");
@@ -372,7 +373,7 @@ export class GroupStorage implements RaftStorage {
    * followers that need compacted entries. A log that was never compacted and has no provider
    * returns an index-0 snapshot, like MemoryStorage.
    */
-  snapshot(): Snapshot {
+  snapshot(): Snapshot | undefined {
     if (this.provider) return this.provider();
     assert(
       this.base.index === 0,
@@ -412,23 +413,27 @@ export class GroupStorage implements RaftStorage {
     if (ents.length > 0) {
       const first = (ents[0] as Entry).index;
       assert(first <= last + 1, () => `append at ${first} leaves a gap after ${last}`);
-      // Entries already covered by the log base are skipped.
+      // Entries already covered by the log base are skipped (possibly all of them).
       const from = Math.max(first, floor + 1);
-      if (from <= last) {
-        // Overwriting a suffix: forget its configuration entries first (re-added below).
-        ops.push({ op: "delRange", start: k.conf(from), end: k.conf(last + 1) });
-      }
-      for (let i = from - first; i < ents.length; i++) {
-        const e = ents[i] as Entry;
-        assert(e.index === first + i, "Ready entries are not contiguous");
-        ops.push({ op: "put", key: k.entry(e.index), value: encodeEntry(e) });
-        if (e.type === "conf")
-          ops.push({ op: "put", key: k.conf(e.index), value: new Uint8Array() });
-        lastEntry = { index: e.index, term: e.term };
-      }
-      // A shorter replacement: delete the stored entries it does not overwrite.
-      if (lastEntry && lastEntry.index < last) {
-        ops.push({ op: "delRange", start: k.entry(lastEntry.index + 1), end: k.entry(last + 1) });
+      const to = first + ents.length - 1;
+      if (from <= to) {
+        if (from <= last) {
+          // Overwriting a suffix: forget its configuration entries first (re-added below).
+          ops.push({ op: "delRange", start: k.conf(from), end: k.conf(last + 1) });
+        }
+        for (let i = from - first; i < ents.length; i++) {
+          const e = ents[i] as Entry;
+          assert(e.index === first + i, "Ready entries are not contiguous");
+          ops.push({ op: "put", key: k.entry(e.index), value: encodeEntry(e) });
+          if (e.type === "conf") {
+            ops.push({ op: "put", key: k.conf(e.index), value: new Uint8Array() });
+          }
+        }
+        // A shorter replacement: delete the stored entries it does not overwrite.
+        if (to < last) {
+          ops.push({ op: "delRange", start: k.entry(to + 1), end: k.entry(last + 1) });
+        }
+        lastEntry = { index: to, term: (ents[ents.length - 1] as Entry).term };
       }
     }
     if (rd.hardState) {

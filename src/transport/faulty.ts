@@ -12,7 +12,8 @@
  *   direction (to → self) is cut or drops the response, the handler DOES run on the peer and the
  *   caller gets TIMEOUT when its timeout expires: like a real network, a lost answer is an
  *   unknown outcome. Delays apply to the request and to the response, within the caller's
- *   timeout (a request delayed past the timeout is not delivered: TIMEOUT).
+ *   timeout (a request delayed past the timeout is not delivered: TIMEOUT). This keeps the
+ *   port's rule: UNREACHABLE only when the request certainly did not arrive.
  *
  * Deterministic given a seeded `Prng`: the only randomness is the drop decision, drawn once per
  * message in the order of the `send`/`call` invocations, and only for links whose probability is
@@ -237,8 +238,10 @@ export class FaultyTransport implements Transport {
     const requestDelayMs = f.delayMs(this.self, to);
     if (requestDelayMs > 0) {
       this.counters.delayed++;
-      if (requestDelayMs >= budgetMs)
+      // The request is still "on the wire": stopping now means it never arrives (UNREACHABLE).
+      if (requestDelayMs >= budgetMs) {
         return (await this.wait(budgetMs)) ? timeout : this.stoppedResult();
+      }
       if (!(await this.wait(requestDelayMs))) return this.stoppedResult();
       if (f.isCut(this.self, to)) {
         this.counters.cut++;
@@ -249,18 +252,23 @@ export class FaultyTransport implements Transport {
     // Only an answer produced by the peer travels back over the to → self direction.
     const answered = r.ok || r.code === "NO_HANDLER" || r.code === "REMOTE_ERROR";
     if (!answered || this.stopped) return r;
+    // From here on the handler has run: losing the answer (a cut, a drop, a stop while it is
+    // held back) is an unknown outcome for the caller (TIMEOUT), never UNREACHABLE.
     const leftMs = budgetMs - (Date.now() - startMs);
     if (f.isCut(to, this.self) || f.shouldDrop(to, this.self)) {
       if (f.isCut(to, this.self)) this.counters.cut++;
       else this.counters.dropped++;
-      return (await this.wait(leftMs)) ? timeout : this.stoppedResult();
+      await this.wait(leftMs);
+      return timeout;
     }
     const responseDelayMs = f.delayMs(to, this.self);
     if (responseDelayMs === 0) return r;
     this.counters.delayed++;
-    if (responseDelayMs >= leftMs)
-      return (await this.wait(leftMs)) ? timeout : this.stoppedResult();
-    return (await this.wait(responseDelayMs)) ? r : this.stoppedResult();
+    if (responseDelayMs >= leftMs) {
+      await this.wait(leftMs);
+      return timeout;
+    }
+    return (await this.wait(responseDelayMs)) ? r : timeout;
   }
 
   reachable(to: NodeId): boolean {

@@ -3,20 +3,21 @@
  * client stream carrying batches, at most one `Snapshot` stream at a time, and the peer's
  * `Call`s. Everything queued here is bounded and drops oldest-first.
  *
- * Stream lifecycle: closed → opening (call started, no response headers yet) → up (headers
- * received: the server accepted the stream) → closed on any error or end, then re-opened after a
- * capped exponential backoff with jitter. Batches are written only while the stream is up, so
+ * Stream lifecycle: closed → opening (call started: waits for a connection, then for the
+ * server's response headers) → up (headers received: the server accepted the stream) → closed on
+ * any error or end, then re-opened after a capped exponential backoff with jitter. Batches are written only while the stream is up, so
  * while the peer is down they wait in our bounded queue rather than in grpc-js's unbounded
  * buffers, and what we count as sent was at least handed to a live HTTP/2 stream.
  */
 import {
-  type CallOptions,
   type ChannelCredentials,
   Client,
   type ClientUnaryCall,
   type ClientWritableStream,
+  connectivityState,
   Metadata,
   type ServiceError,
+  status,
 } from "@grpc/grpc-js";
 import { assert } from "../base/index.js";
 import type { MsgSnap, NodeId } from "../raft/index.js";
@@ -29,6 +30,7 @@ import type {
 } from "./codec.js";
 import { channelOptions, type GrpcCounters, type ResolvedGrpcOptions } from "./grpc-options.js";
 import { BoundedQueue } from "./queue.js";
+import type { CallResult } from "./transport.js";
 
 /** A wire batch ready to write: already encoded, with what it counts for in the stats. */
 export interface OutgoingBatch {
@@ -67,6 +69,39 @@ export interface LinkContext {
  * (a write racing the end of the call) from becoming an uncaught 'error' event. */
 function ignoreStreamError(): void {}
 
+/**
+ * A call that failed after it was started: the request may have reached the peer, so every
+ * transport failure is an unknown outcome (TIMEOUT), never UNREACHABLE, which promises the
+ * request did not arrive (callers retry on it). The peer's own refusals are certain.
+ */
+function callFailure(err: ServiceError): CallResult {
+  const message = `${status[err.code] ?? err.code}: ${err.details}`;
+  switch (err.code) {
+    case status.DEADLINE_EXCEEDED:
+    case status.UNAVAILABLE:
+    case status.CANCELLED:
+      return { ok: false, code: "TIMEOUT", message: `no answer, outcome unknown (${message})` };
+    case status.UNIMPLEMENTED:
+      // The peer does not serve kumo.v1.Peer/Call at all (another program, another version).
+      return { ok: false, code: "NO_HANDLER", message };
+    default:
+      return { ok: false, code: "REMOTE_ERROR", message };
+  }
+}
+
+/** The peer answered: its handler's outcome travels in CallResponse (see peer.proto). */
+function callAnswer(r: PbCallResponse | undefined): CallResult {
+  const message = r?.errorMessage ?? "";
+  if (r?.errorCode === "NO_HANDLER") return { ok: false, code: "NO_HANDLER", message };
+  if (r?.errorCode) return { ok: false, code: "REMOTE_ERROR", message };
+  const b = r?.body;
+  // A plain Uint8Array view: callers should not come to depend on Buffer's extra API.
+  return {
+    ok: true,
+    body: b ? new Uint8Array(b.buffer, b.byteOffset, b.byteLength) : new Uint8Array(0),
+  };
+}
+
 export class PeerLink {
   private readonly queue: BoundedQueue<OutgoingBatch>;
   private readonly snapshots: BoundedQueue<OutgoingSnapshot>;
@@ -79,6 +114,8 @@ export class PeerLink {
   private delayMs: number;
   private snapshotCall: ClientWritableStream<PbSnapshotChunk> | undefined;
   private readonly calls = new Set<ClientUnaryCall>();
+  /** Calls waiting for the connection; woken (with a reason) when the link closes. */
+  private readonly connectWaiters = new Set<(why: string) => void>();
   private closed = false;
 
   constructor(
@@ -102,7 +139,7 @@ export class PeerLink {
   }
 
   get callsInflight(): number {
-    return this.calls.size;
+    return this.calls.size + this.connectWaiters.size;
   }
 
   get connected(): boolean {
@@ -138,27 +175,71 @@ export class PeerLink {
     this.pumpSnapshots();
   }
 
-  call(
-    req: PbCallRequest,
-    timeoutMs: number,
-    done: (err: ServiceError | null, res?: PbCallResponse) => void,
-  ): void {
+  /**
+   * UNREACHABLE only when the request certainly was not sent: the call starts only on a READY
+   * connection (waiting for one while the channel is connecting, failing at once while it is in
+   * TRANSIENT_FAILURE). Once started, failures are unknown outcomes (see callFailure).
+   */
+  async call(req: PbCallRequest, timeoutMs: number): Promise<CallResult> {
+    const deadlineMs = Date.now() + timeoutMs;
+    const why = await this.whenConnected(deadlineMs);
     const client = this.client;
-    assert(client !== undefined, "call on a link that is not connected");
-    const options: CallOptions = { deadline: Date.now() + timeoutMs };
-    const c = client.makeUnaryRequest(
-      this.ctx.rpc.callPath,
-      this.ctx.rpc.serializeCall,
-      this.ctx.rpc.deserializeCallResponse,
-      req,
-      new Metadata(),
-      options,
-      (err, res) => {
-        this.calls.delete(c);
-        done(err, res);
-      },
-    );
-    this.calls.add(c);
+    if (why !== undefined || !client) {
+      return { ok: false, code: "UNREACHABLE", message: `${this.id}: ${why ?? "link closed"}` };
+    }
+    return new Promise<CallResult>((resolve) => {
+      const c = client.makeUnaryRequest(
+        this.ctx.rpc.callPath,
+        this.ctx.rpc.serializeCall,
+        this.ctx.rpc.deserializeCallResponse,
+        req,
+        new Metadata(),
+        { deadline: deadlineMs },
+        (err, res) => {
+          this.calls.delete(c);
+          resolve(err ? callFailure(err) : callAnswer(res));
+        },
+      );
+      this.calls.add(c);
+    });
+  }
+
+  /** Resolves undefined once the channel is READY, else why not (at once, or at the deadline). */
+  private whenConnected(deadlineMs: number): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (why: string | undefined): void => {
+        if (done) return;
+        done = true;
+        this.connectWaiters.delete(finish);
+        resolve(why);
+      };
+      this.connectWaiters.add(finish);
+      const check = (): void => {
+        const client = this.client;
+        if (done) return;
+        if (this.closed || !client) {
+          finish("link closed");
+          return;
+        }
+        const channel = client.getChannel();
+        const state = channel.getConnectivityState(true);
+        if (state === connectivityState.READY) {
+          finish(undefined);
+        } else if (
+          state === connectivityState.TRANSIENT_FAILURE ||
+          state === connectivityState.SHUTDOWN
+        ) {
+          finish(`no connection (${connectivityState[state]})`);
+        } else if (Date.now() >= deadlineMs) {
+          finish("not connected within the timeout");
+        } else {
+          // IDLE or CONNECTING: wait for the next state change (or the deadline).
+          channel.watchConnectivityState(state, deadlineMs, () => check());
+        }
+      };
+      check();
+    });
   }
 
   /** Closes everything; what was still queued counts as dropped. Idempotent. */
@@ -168,7 +249,8 @@ export class PeerLink {
     this.disconnect();
     for (const b of this.queue.drain()) this.ctx.counters.messagesDropped += b.messages;
     this.ctx.counters.messagesDropped += this.snapshots.drain().length;
-    // Their callbacks run with CANCELLED, which `call()` reports as UNREACHABLE.
+    // Calls not yet sent fail UNREACHABLE; sent ones see CANCELLED: TIMEOUT (outcome unknown).
+    for (const wake of [...this.connectWaiters]) wake("transport stopped");
     for (const c of this.calls) c.cancel();
   }
 

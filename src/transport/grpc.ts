@@ -79,23 +79,6 @@ function plainBytes(b: Uint8Array | undefined): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** gRPC status → the port's typed error (the application's own outcomes come in CallResponse). */
-function callFailure(err: ServiceError): CallResult {
-  const message = `${status[err.code] ?? err.code}: ${err.details}`;
-  switch (err.code) {
-    case status.DEADLINE_EXCEEDED:
-      return { ok: false, code: "TIMEOUT", message };
-    case status.UNAVAILABLE:
-    case status.CANCELLED:
-      return { ok: false, code: "UNREACHABLE", message };
-    case status.UNIMPLEMENTED:
-      // The peer does not serve kumo.v1.Peer/Call at all (another program, another version).
-      return { ok: false, code: "NO_HANDLER", message };
-    default:
-      return { ok: false, code: "REMOTE_ERROR", message };
-  }
-}
-
 export class GrpcTransport implements Transport {
   readonly self: NodeId;
   private readonly opts: ResolvedGrpcOptions;
@@ -269,17 +252,7 @@ export class GrpcTransport implements Transport {
     if (inflight >= this.opts.callsInflightMax) {
       return { ok: false, code: "UNREACHABLE", message: `${inflight} calls in flight already` };
     }
-    return new Promise<CallResult>((resolve) => {
-      link.call({ from: this.self, method, body }, budgetMs, (err, res) => {
-        if (err) return resolve(callFailure(err));
-        const r = res ?? {};
-        const message = r.errorMessage ?? "";
-        if (r.errorCode === "NO_HANDLER")
-          return resolve({ ok: false, code: "NO_HANDLER", message });
-        if (r.errorCode) return resolve({ ok: false, code: "REMOTE_ERROR", message });
-        resolve({ ok: true, body: plainBytes(r.body) });
-      });
-    });
+    return link.call({ from: this.self, method, body }, budgetMs);
   }
 
   reachable(to: NodeId): boolean {

@@ -71,6 +71,8 @@ export class MemoryNetwork {
 type State = "new" | "started" | "stopped";
 
 interface PendingCall {
+  /** Whether the request reached the peer's handler: from then on a failure is TIMEOUT. */
+  dispatched: boolean;
   settle(r: CallResult): void;
 }
 
@@ -165,6 +167,7 @@ export class MemoryTransport implements Transport {
     return new Promise<CallResult>((resolve) => {
       let settled = false;
       const pending: PendingCall = {
+        dispatched: false,
         settle: (r) => {
           if (settled) return;
           settled = true;
@@ -190,6 +193,7 @@ export class MemoryTransport implements Transport {
           pending.settle({ ok: false, code: "UNREACHABLE", message: `${to} is not listening` });
           return;
         }
+        pending.dispatched = true;
         target.serveCall(this.self, method, body, pending);
       });
     });
@@ -222,8 +226,19 @@ export class MemoryTransport implements Transport {
     for (const q of this.queues.values()) {
       for (const b of q.drain()) this.counters.messagesDropped += b.length;
     }
-    const stopped: CallResult = { ok: false, code: "UNREACHABLE", message: `${this.self} stopped` };
-    for (const c of [...this.outgoing, ...this.beingServed]) c.settle(stopped);
+    // As over a real network: a request not yet handed over certainly did not run (UNREACHABLE);
+    // one the handler has (ours or the caller's) has an unknown outcome (TIMEOUT).
+    for (const c of [...this.outgoing, ...this.beingServed]) {
+      c.settle(
+        c.dispatched
+          ? {
+              ok: false,
+              code: "TIMEOUT",
+              message: `${this.self} stopped before the answer; outcome unknown`,
+            }
+          : { ok: false, code: "UNREACHABLE", message: `${this.self} stopped` },
+      );
+    }
     this.beingServed.clear();
   }
 
@@ -244,6 +259,7 @@ export class MemoryTransport implements Transport {
     const handlers = this.handlers;
     assert(handlers !== undefined && this.state === "started", "serveCall on a stopped transport");
     const entry: PendingCall = {
+      dispatched: true,
       settle: (r) => {
         this.beingServed.delete(entry);
         pending.settle(r);

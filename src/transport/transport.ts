@@ -17,6 +17,16 @@ export interface GroupMessage {
   readonly msg: Message;
 }
 
+/**
+ * Why a call has no answer. What matters to callers is whether the request may have run:
+ * - `UNREACHABLE`: it certainly did not reach the peer's handler (unknown peer, no connection,
+ *   too many calls in flight, a cut request in the fault injector): safe to retry, elsewhere too.
+ * - `TIMEOUT`: no answer, outcome unknown: the deadline passed, or the connection or the peer
+ *   went away after the request may have left. Retry only what is idempotent.
+ * - `NO_HANDLER`: the peer does not serve `method` (nothing ran).
+ * - `REMOTE_ERROR`: the peer's handler failed (its message is carried), or the peer refused the
+ *   request (e.g. a certificate that does not name the caller).
+ */
 export type CallError =
   | { readonly ok: false; readonly code: "UNREACHABLE"; readonly message: string }
   | { readonly ok: false; readonly code: "TIMEOUT"; readonly message: string }

@@ -117,8 +117,9 @@ export async function http(
 
 /**
  * A request through node:http with a chunked (Transfer-Encoding: chunked) body written as
- * `chunks`; resolves with the answer even if the server answers (and closes) before the whole
- * body was sent.
+ * `chunks`, like a well-behaved streaming client: it yields between chunks and stops sending as
+ * soon as the server has answered (e.g. an early 413), so it sees that answer even when the
+ * server closes the connection before the whole body was sent.
  */
 export function chunkedRequest(
   url: string,
@@ -126,12 +127,20 @@ export function chunkedRequest(
   headers: Record<string, string>,
   chunks: readonly Uint8Array[],
   timeoutMs = 20_000,
-): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string }> {
+): Promise<{
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  sent: number;
+}> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
+    let answered = false;
+    let sent = 0;
     const req = httpRequest(
       { host: u.hostname, port: u.port, path: u.pathname + u.search, method, headers },
       (res) => {
+        answered = true;
         const parts: Buffer[] = [];
         res.on("data", (d: Buffer) => parts.push(d));
         res.on("end", () =>
@@ -139,27 +148,24 @@ export function chunkedRequest(
             status: res.statusCode ?? 0,
             headers: res.headers,
             text: Buffer.concat(parts).toString("utf8"),
+            sent,
           }),
         );
         res.on("error", reject);
       },
     );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    // Write errors after an early answer (EPIPE, ECONNRESET) are expected; the response decides.
-    req.on("error", (e) => setTimeout(() => reject(e), 1000).unref());
-    let i = 0;
-    const writeNext = () => {
-      while (i < chunks.length) {
-        const c = chunks[i++] as Uint8Array;
-        if (req.destroyed) return;
-        if (!req.write(c)) {
-          req.once("drain", writeNext);
-          return;
-        }
+    req.on("error", reject);
+    void (async () => {
+      for (const c of chunks) {
+        if (answered || req.destroyed) return;
+        const flushed = req.write(c);
+        sent += c.byteLength;
+        if (!flushed) await new Promise((r) => req.once("drain", r));
+        await new Promise((r) => setTimeout(r, 1));
       }
-      req.end();
-    };
-    writeNext();
+      if (!answered && !req.destroyed) req.end();
+    })();
   });
 }
 
@@ -201,6 +207,8 @@ export interface ClusterOptions {
   readonly token?: string;
   /** --shards (8 by default, as the server's default); used by `keysOfShard`. */
   readonly shards?: number;
+  /** Extra environment variables for every node (e.g. KUMO_* options). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface ShardStatus {
@@ -218,11 +226,16 @@ export class TestCluster {
   readonly dir: string;
   readonly shards: number;
   private readonly args: readonly string[];
+  private readonly env: Readonly<Record<string, string>>;
 
   private constructor(opts: ClusterOptions) {
     this.token = opts.token ?? "test-token";
     this.shards = opts.shards ?? 8;
-    this.args = [...(opts.shards !== undefined ? ["--shards", String(opts.shards)] : []), ...(opts.args ?? [])];
+    this.env = opts.env ?? {};
+    this.args = [
+      ...(opts.shards !== undefined ? ["--shards", String(opts.shards)] : []),
+      ...(opts.args ?? []),
+    ];
     this.dir = mkdtempSync(join(tmpdir(), "kumo-it-"));
   }
 
@@ -244,9 +257,8 @@ export class TestCluster {
     try {
       await c.waitServing(30_000);
     } catch (e) {
-      const logs = c.logs();
       await c.stop();
-      throw new Error(`${(e as Error).message}\n${logs}`);
+      throw e;
     }
     return c;
   }
@@ -280,7 +292,7 @@ export class TestCluster {
         ...(join.length > 0 ? ["--join", join.join(",")] : []),
         ...this.args,
       ],
-      { ...process.env, KUMO_TOKENS: this.token },
+      { ...process.env, ...this.env, KUMO_TOKENS: this.token },
     );
     const keep = (d: Buffer) => {
       node.log.push(d.toString());
@@ -313,11 +325,20 @@ export class TestCluster {
     const n = this.node(id);
     if (n.proc) await this.kill(id, "SIGTERM");
     this.spawn(n);
-    await waitFor(
-      async () => (await fetch(`http://${n.api}/readyz`).catch(() => undefined))?.ok === true,
-      30_000,
-      `${id} ready`,
-    );
+    const proc = n.proc;
+    try {
+      await waitFor(
+        async () => {
+          if (proc?.exitCode !== null || proc.signalCode !== null)
+            throw new StartError(`${id} exited while starting`);
+          return (await fetch(`http://${n.api}/readyz`).catch(() => undefined))?.ok === true;
+        },
+        30_000,
+        `${id} ready`,
+      );
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n--- ${id}\n${n.log.join("")}`);
+    }
   }
 
   /** Restarts every dead node and waits until every shard has a leader again. */
@@ -331,6 +352,14 @@ export class TestCluster {
   }
 
   async waitServing(timeoutMs: number): Promise<void> {
+    try {
+      await this.waitServingOnce(timeoutMs);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${this.logs()}`);
+    }
+  }
+
+  private async waitServingOnce(timeoutMs: number): Promise<void> {
     await waitFor(
       async () => {
         for (const n of this.alive()) {
@@ -340,7 +369,7 @@ export class TestCluster {
         const first = this.alive()[0];
         if (!first) return false;
         const st = await this.status(first.id).catch(() => undefined);
-        return st !== undefined && st.shards.every((s) => s.leader);
+        return st?.shards.every((s) => s.leader) === true;
       },
       timeoutMs,
       "cluster serving",
@@ -394,7 +423,12 @@ export class TestCluster {
     );
   }
 
-  async put(id: string, key: string, value: string, headers: Record<string, string> = {}): Promise<Response> {
+  async put(
+    id: string,
+    key: string,
+    value: string,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
     return fetch(this.url(id, `/v1/kv/default/${key}`), {
       method: "PUT",
       headers: { ...this.auth(), ...headers },
@@ -416,19 +450,34 @@ export class TestCluster {
   }
 }
 
-export async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/** Thrown by a `waitFor` condition to stop waiting at once. */
+export class StartError extends Error {}
+
+export async function waitFor(
+  cond: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    if (await cond().catch(() => false)) return;
+    const ok = await cond().catch((e: unknown) => {
+      if (e instanceof StartError) throw e;
+      return false;
+    });
+    if (ok) return;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
 /** The documented error body, or undefined if `text` is not one. */
-export function errorBody(text: string): { code: string; message: string; revision?: number } | undefined {
+export function errorBody(
+  text: string,
+): { code: string; message: string; revision?: number } | undefined {
   try {
-    const j = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; revision?: number } };
+    const j = JSON.parse(text) as {
+      error?: { code?: unknown; message?: unknown; revision?: number };
+    };
     if (typeof j.error?.code !== "string" || typeof j.error.message !== "string") return undefined;
     return j.error as { code: string; message: string; revision?: number };
   } catch {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { TestCluster, errorBody, waitFor } from "./_cluster.js";
+import { errorBody, TestCluster, waitFor } from "./_cluster.js";
 
 const ARGS = ["--tick-ms", "20", "--election-ticks", "10"];
 const KV = "/v1/kv/default/";
@@ -28,7 +28,12 @@ after(async () => {
 });
 
 /** PUT that must succeed; returns the revision (and checks the ETag against it). */
-async function put(node: string, path: string, value: string | Uint8Array, headers: Record<string, string> = {}): Promise<number> {
+async function put(
+  node: string,
+  path: string,
+  value: string | Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<number> {
   const r = await c.req(node, "PUT", KV + path, { body: value, headers });
   assert.equal(r.status, 200, `PUT ${path} via ${node}: ${r.status} ${r.text} ${r.error ?? ""}`);
   const j = JSON.parse(r.text) as { revision: number };
@@ -38,9 +43,19 @@ async function put(node: string, path: string, value: string | Uint8Array, heade
 }
 
 /** GET that must find the key: checks body, ETag and X-Kumo-Revision. */
-async function expectValue(node: string, path: string, value: string | Uint8Array, revision: number, query = ""): Promise<void> {
+async function expectValue(
+  node: string,
+  path: string,
+  value: string | Uint8Array,
+  revision: number,
+  query = "",
+): Promise<void> {
   const r = await c.req(node, "GET", KV + path + query);
-  assert.equal(r.status, 200, `GET ${path}${query} via ${node}: ${r.status} ${r.text} ${r.error ?? ""}`);
+  assert.equal(
+    r.status,
+    200,
+    `GET ${path}${query} via ${node}: ${r.status} ${r.text} ${r.error ?? ""}`,
+  );
   assert.deepEqual(r.body, Buffer.from(value), `value of ${path} via ${node}`);
   assert.equal(r.headers.get("etag"), `"${revision}"`, `ETag of ${path} via ${node}`);
   assert.equal(r.headers.get("x-kumo-revision"), String(revision));
@@ -73,7 +88,8 @@ describe("kv", () => {
       const key2 = `lin-${tag}/k${i}`;
       const value = `value-${i}-${randomBytes(4).toString("hex")}`;
       const rev = await put(writer, key2, value);
-      for (const reader of nodes) if (reader !== writer) await expectValue(reader, key2, value, rev);
+      for (const reader of nodes)
+        if (reader !== writer) await expectValue(reader, key2, value, rev);
     }
   });
 
@@ -136,7 +152,10 @@ describe("kv", () => {
     const r2 = await put("n2", key, "two", { "if-match": `"${r1}"` });
     assert.ok(r2 > r1);
     for (const stale of [`"${r1}"`, '"0"', `"${r2 + 1000}"`]) {
-      const bad = await c.req("n3", "PUT", KV + key, { body: "lost", headers: { "if-match": stale } });
+      const bad = await c.req("n3", "PUT", KV + key, {
+        body: "lost",
+        headers: { "if-match": stale },
+      });
       assert.equal(bad.status, 412, `If-Match ${stale}: ${bad.text}`);
       const err = errorBody(bad.text);
       assert.equal(err?.code, "PRECONDITION_FAILED");
@@ -153,7 +172,10 @@ describe("kv", () => {
     const key = `create-${tag}/k`;
     const rev = await put("n2", key, "first", { "if-none-match": "*" });
     for (const n of c.ids()) {
-      const again = await c.req(n, "PUT", KV + key, { body: "second", headers: { "if-none-match": "*" } });
+      const again = await c.req(n, "PUT", KV + key, {
+        body: "second",
+        headers: { "if-none-match": "*" },
+      });
       assert.equal(again.status, 412, again.text);
       const err = errorBody(again.text);
       assert.equal(err?.code, "PRECONDITION_FAILED");
@@ -165,7 +187,9 @@ describe("kv", () => {
   test("delete: conditional (412 on mismatch), then 404 everywhere; a new write gets a higher revision", async () => {
     const key = `del-${tag}/k`;
     const rev = await put("n1", key, "doomed");
-    const wrong = await c.req("n2", "DELETE", KV + key, { headers: { "if-match": `"${rev + 1}"` } });
+    const wrong = await c.req("n2", "DELETE", KV + key, {
+      headers: { "if-match": `"${rev + 1}"` },
+    });
     assert.equal(wrong.status, 412, wrong.text);
     assert.equal(errorBody(wrong.text)?.revision, rev);
     await expectValue("n3", key, "doomed", rev);
@@ -210,14 +234,26 @@ describe("kv", () => {
     for (const [i, name] of names.entries()) {
       const key = prefix + name;
       const value = Buffer.concat([Buffer.from(`${name}:`), randomBytes(8), Buffer.from([0, 255])]);
-      const rev = await put(c.ids()[i % 3] as string, key.split("/").map(encodeURIComponent).join("/"), value);
+      const rev = await put(
+        c.ids()[i % 3] as string,
+        key.split("/").map(encodeURIComponent).join("/"),
+        value,
+      );
       written.set(key, { value, revision: rev });
     }
     // Neighbours outside the prefix.
-    for (const other of [`list-${tag}`, `list-${tag}.`, `list-${tag}0`, `lisa-${tag}/x`, `list-${tag.toUpperCase()}x/1`]) {
+    for (const other of [
+      `list-${tag}`,
+      `list-${tag}.`,
+      `list-${tag}0`,
+      `lisa-${tag}/x`,
+      `list-${tag.toUpperCase()}x/1`,
+    ]) {
       await put("n2", encodeURIComponent(other), "outside");
     }
-    const expected = [...written.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const expected = [...written.keys()].sort((a, b) =>
+      Buffer.compare(Buffer.from(a), Buffer.from(b)),
+    );
 
     for (const node of c.ids()) {
       const seen: string[] = [];
@@ -248,7 +284,11 @@ describe("kv", () => {
     }
 
     // keys_only omits values but keeps revisions.
-    const ko = await c.req("n3", "GET", `/v1/kv/default?${new URLSearchParams({ prefix, keys_only: "true", limit: "100" })}`);
+    const ko = await c.req(
+      "n3",
+      "GET",
+      `/v1/kv/default?${new URLSearchParams({ prefix, keys_only: "true", limit: "100" })}`,
+    );
     assert.equal(ko.status, 200, ko.text);
     const kop = JSON.parse(ko.text) as ListPage;
     assert.equal(kop.next, null);
@@ -263,10 +303,18 @@ describe("kv", () => {
 
     // A page that ends exactly at the last key has next = null; start_after the last key is empty.
     const last = expected[expected.length - 1] as string;
-    const tail = await c.req("n1", "GET", `/v1/kv/default?${new URLSearchParams({ prefix, start_after: last })}`);
+    const tail = await c.req(
+      "n1",
+      "GET",
+      `/v1/kv/default?${new URLSearchParams({ prefix, start_after: last })}`,
+    );
     assert.equal(tail.status, 200, tail.text);
     assert.deepEqual(JSON.parse(tail.text), { items: [], next: null });
-    const exact = await c.req("n1", "GET", `/v1/kv/default?${new URLSearchParams({ prefix, limit: "25" })}`);
+    const exact = await c.req(
+      "n1",
+      "GET",
+      `/v1/kv/default?${new URLSearchParams({ prefix, limit: "25" })}`,
+    );
     const ep = JSON.parse(exact.text) as ListPage;
     assert.equal(ep.items.length, 25);
     assert.equal(ep.next, null);
@@ -274,7 +322,11 @@ describe("kv", () => {
     // Stale listing agrees once replicated.
     await waitFor(
       async () => {
-        const r = await c.req("n2", "GET", `/v1/kv/default?${new URLSearchParams({ prefix, keys_only: "1", consistency: "stale" })}`);
+        const r = await c.req(
+          "n2",
+          "GET",
+          `/v1/kv/default?${new URLSearchParams({ prefix, keys_only: "1", consistency: "stale" })}`,
+        );
         const p = JSON.parse(r.text) as ListPage;
         return r.status === 200 && p.items.map((i) => i.key).join("\n") === expected.join("\n");
       },

@@ -4,15 +4,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { ConfigError, OPTIONS, envName, resolveConfig } from "../../src/node/config.js";
+import { ConfigError, envName, OPTIONS, resolveConfig } from "../../src/node/config.js";
 
 const root = join(fileURLToPath(import.meta.url), "../../../..");
 
 test("flags beat environment beat file beat defaults", () => {
   const dir = mkdtempSync(join(tmpdir(), "kumo-cfg-"));
   const file = join(dir, "n.yaml");
-  writeFileSync(file, "id: from-file\ndata: /d\nvalueBytesMax: 300\nkey-bytes-max: 50\nshards: 4\n");
-  const cfg = resolveConfig({ config: file, valueBytesMax: "100" }, { KUMO_KEY_BYTES_MAX: "60", KUMO_ID: "from-env" });
+  writeFileSync(
+    file,
+    "id: from-file\ndata: /d\nvalueBytesMax: 300\nkey-bytes-max: 50\nshards: 4\n",
+  );
+  const cfg = resolveConfig(
+    { config: file, valueBytesMax: "100" },
+    { KUMO_KEY_BYTES_MAX: "60", KUMO_ID: "from-env" },
+  );
   assert.equal(cfg.valueBytesMax, 100); // flag
   assert.equal(cfg.keyBytesMax, 60); // env over file
   assert.equal(cfg.id, "from-env");
@@ -22,7 +28,10 @@ test("flags beat environment beat file beat defaults", () => {
 
 test("bad configuration is refused with a message naming the option", () => {
   const base = { id: "n1", data: "/d" };
-  assert.throws(() => resolveConfig({}, {}), (e: Error) => e instanceof ConfigError && /--id/.test(e.message));
+  assert.throws(
+    () => resolveConfig({}, {}),
+    (e: Error) => e instanceof ConfigError && /--id/.test(e.message),
+  );
   assert.throws(() => resolveConfig({ ...base, shards: "zero" }, {}), /shards.*integer/);
   assert.throws(() => resolveConfig({ ...base, shards: "0" }, {}), /between 1 and 4096/);
   assert.throws(() => resolveConfig({ ...base, readMode: "fast" }, {}), /one of quorum, lease/);

@@ -176,10 +176,14 @@ class Cluster {
 
 test("a three-node Raft group runs on GroupStorage over LmdbEngine, and a restarted node catches up", async () => {
   const nodes = new Map<NodeId, Node>();
+  const dirs: string[] = [];
+  const engines: LmdbEngine[] = [];
   try {
     for (const [i, id] of IDS.entries()) {
       const dir = await tempDir(`raft-${id}`);
+      dirs.push(dir);
       const engine = await LmdbEngine.open(dir);
+      engines.push(engine);
       const ops: WriteOp[] = [];
       GroupStorage.bootstrap(GROUP, IDS, ops);
       await engine.write(ops, { sync: true });
@@ -239,9 +243,8 @@ test("a three-node Raft group runs on GroupStorage over LmdbEngine, and a restar
       assert.deepEqual(again.hardState(), n.storage.hardState());
     }
   } finally {
-    for (const n of nodes.values()) {
-      await n.engine.close().catch(() => {});
-      await removeDir(n.dir);
-    }
+    for (const n of nodes.values()) engines.push(n.engine);
+    for (const e of engines) await e.close().catch(() => {});
+    for (const dir of dirs) await removeDir(dir);
   }
 });

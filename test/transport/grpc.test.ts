@@ -100,6 +100,27 @@ describe("GrpcTransport", () => {
     assert.ok(detectedMs < 3_000, `detected after ${detectedMs} ms`);
   });
 
+  test("a peer killed mid-call: that call is TIMEOUT (it may have run), the next one UNREACHABLE", async () => {
+    const script = fileURLToPath(new URL("./_peer-process.js", import.meta.url));
+    const child = spawn(process.execPath, [script, "doomed"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    children.push(child);
+    const [line] = (await once(child.stdout!, "data")) as [Buffer];
+    const a = await node("a");
+    a.t.setPeer("doomed", line.toString().trim());
+    const inFlight = a.t.call("doomed", "hang", text(""), 10_000);
+    await sleep(200);
+    const t0 = Date.now();
+    child.kill("SIGKILL");
+    const r = await inFlight;
+    assert.equal(!r.ok && r.code, "TIMEOUT", JSON.stringify(r));
+    assert.ok(Date.now() - t0 < 2_000, "the broken connection ends the call, not its deadline");
+    await eventually(() => !a.t.reachable("doomed"), "the peer seen down");
+    const next = await a.t.call("doomed", "echo", text(""), 2_000);
+    assert.equal(!next.ok && next.code, "UNREACHABLE", JSON.stringify(next));
+  });
+
   test("a batch larger than the message limit is split, in order; an impossible message is dropped", async () => {
     const options = {
       messageBytesMax: 256 * 1024,
@@ -260,6 +281,32 @@ describe("GrpcTransport", () => {
     await eventually(() => b2.rec.batches.length === 1, "batch at the second address");
     assert.equal(b1.rec.batches.length, 1);
     assert.equal(seqOf(b2.rec.messages()[0]!), 2);
+  });
+
+  test("stop() during start() shuts the new server down", async () => {
+    const a = new GrpcTransport({ self: "a", listen: "127.0.0.1:0", stopGraceMs: 200 });
+    const starting = a.start(new Recorder());
+    const stopping = a.stop();
+    await starting;
+    await stopping;
+    const address = a.address();
+    // The port is free again: nothing is left listening on it.
+    const again = await node("a2", { listen: address });
+    assert.equal(again.t.address(), address);
+  });
+
+  test("calls beyond callsInflightMax fail at once with UNREACHABLE", async () => {
+    const a = await node("a", { callsInflightMax: 2 });
+    const b = await node("b");
+    a.t.setPeer("b", b.t.address());
+    const hanging = [a.t.call("b", "hang", text(""), 500), a.t.call("b", "hang", text(""), 500)];
+    const t0 = Date.now();
+    const r = await a.t.call("b", "echo", text(""), 500);
+    assert.equal(!r.ok && r.code, "UNREACHABLE");
+    assert.ok(Date.now() - t0 < 100);
+    for (const h of await Promise.all(hanging)) assert.equal(!h.ok && h.code, "TIMEOUT");
+    const after = await a.t.call("b", "echo", text("x"), 1_000);
+    assert.ok(after.ok);
   });
 
   test("messages sent before start() wait in the queue and flow once started", async () => {

@@ -37,9 +37,18 @@ export class HttpError extends Error {
 
 const enc = new TextEncoder();
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const data = Buffer.from(JSON.stringify(body));
-  res.writeHead(status, { "content-type": "application/json", "content-length": data.byteLength, ...headers });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": data.byteLength,
+    ...headers,
+  });
   res.end(data);
 }
 
@@ -48,7 +57,12 @@ export function sendError(res: ServerResponse, err: HttpError): void {
     res.destroy();
     return;
   }
-  sendJson(res, err.status, { error: { code: err.code, message: err.message, ...err.extra } }, err.headers);
+  sendJson(
+    res,
+    err.status,
+    { error: { code: err.code, message: err.message, ...err.extra } },
+    err.headers,
+  );
 }
 
 const STATUS: Record<KvError["code"], number> = {
@@ -71,7 +85,13 @@ function kvError(e: KvError): HttpError {
 export function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > max) {
-    return Promise.reject(new HttpError(413, "VALUE_TOO_LARGE", `the value is ${declared} bytes; at most ${max} are allowed`));
+    return Promise.reject(
+      new HttpError(
+        413,
+        "VALUE_TOO_LARGE",
+        `the value is ${declared} bytes; at most ${max} are allowed`,
+      ),
+    );
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -82,7 +102,11 @@ export function readBody(req: IncomingMessage, max: number): Promise<Uint8Array>
       size += c.byteLength;
       if (size > max) {
         failed = true;
-        reject(new HttpError(413, "VALUE_TOO_LARGE", `the value exceeds ${max} bytes`, { connection: "close" }));
+        reject(
+          new HttpError(413, "VALUE_TOO_LARGE", `the value exceeds ${max} bytes`, {
+            connection: "close",
+          }),
+        );
         return;
       }
       chunks.push(c);
@@ -121,9 +145,15 @@ function decodeSegment(s: string, what: string): string {
 
 function parseRevision(h: string): number {
   const m = /^\s*(?:W\/)?"?(\d+)"?\s*$/.exec(h);
-  if (!m) throw new HttpError(400, "BAD_REQUEST", `If-Match must be a revision such as "12", got ${JSON.stringify(h)}`);
+  if (!m)
+    throw new HttpError(
+      400,
+      "BAD_REQUEST",
+      `If-Match must be a revision such as "12", got ${JSON.stringify(h)}`,
+    );
   const n = Number(m[1]);
-  if (!Number.isSafeInteger(n)) throw new HttpError(400, "BAD_REQUEST", "If-Match revision out of range");
+  if (!Number.isSafeInteger(n))
+    throw new HttpError(400, "BAD_REQUEST", "If-Match revision out of range");
   return n;
 }
 
@@ -136,7 +166,11 @@ function condition(req: IncomingMessage, allowCreateOnly: boolean): Condition {
   if (ifMatch !== undefined) return { kind: "ifRevision", revision: parseRevision(ifMatch) };
   if (ifNoneMatch !== undefined) {
     if (!allowCreateOnly || ifNoneMatch.trim() !== "*") {
-      throw new HttpError(400, "BAD_REQUEST", 'only "If-None-Match: *" (create only) is supported, on PUT');
+      throw new HttpError(
+        400,
+        "BAD_REQUEST",
+        'only "If-None-Match: *" (create only) is supported, on PUT',
+      );
     }
     return { kind: "ifAbsent" };
   }
@@ -158,18 +192,28 @@ export class KvHttpApi {
     const raw = url.pathname;
     if (raw !== "/v1/kv" && !raw.startsWith("/v1/kv/")) return false;
     if (!authorized(req, this.opts.tokens)) {
-      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", { "www-authenticate": 'Bearer realm="kumo"' });
+      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
+        "www-authenticate": 'Bearer realm="kumo"',
+      });
     }
     const rest = raw.slice("/v1/kv/".length);
     const slash = rest.indexOf("/");
     const keyspace = decodeSegment(slash < 0 ? rest : rest.slice(0, slash), "the keyspace");
-    if (keyspace === "") throw new HttpError(400, "BAD_REQUEST", "the path must name a keyspace: /v1/kv/{keyspace}/{key}");
+    if (keyspace === "")
+      throw new HttpError(
+        400,
+        "BAD_REQUEST",
+        "the path must name a keyspace: /v1/kv/{keyspace}/{key}",
+      );
     if (!this.service.hasKeyspace(keyspace)) {
       throw new HttpError(404, "KEYSPACE_NOT_FOUND", `keyspace "${keyspace}" does not exist`);
     }
     const consistency = this.consistency(url);
     if (slash < 0) {
-      if (req.method !== "GET") throw new HttpError(405, "METHOD_NOT_ALLOWED", "a keyspace can only be listed (GET)", { allow: "GET" });
+      if (req.method !== "GET")
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", "a keyspace can only be listed (GET)", {
+          allow: "GET",
+        });
       await this.list(res, keyspace, url, consistency);
       return true;
     }
@@ -177,7 +221,11 @@ export class KvHttpApi {
     if (keyText === "") throw new HttpError(400, "BAD_REQUEST", "the key is empty");
     const key = enc.encode(keyText);
     if (key.byteLength > this.opts.keyBytesMax) {
-      throw new HttpError(413, "KEY_TOO_LARGE", `the key is ${key.byteLength} bytes; at most ${this.opts.keyBytesMax} are allowed`);
+      throw new HttpError(
+        413,
+        "KEY_TOO_LARGE",
+        `the key is ${key.byteLength} bytes; at most ${this.opts.keyBytesMax} are allowed`,
+      );
     }
     switch (req.method) {
       case "PUT": {
@@ -192,7 +240,12 @@ export class KvHttpApi {
       case "HEAD": {
         const r = await this.service.get(keyspace, key, consistency);
         if (!r.ok) throw kvError(r);
-        if (!r.item) throw new HttpError(404, "NOT_FOUND", `no key ${JSON.stringify(keyText)} in keyspace "${keyspace}"`);
+        if (!r.item)
+          throw new HttpError(
+            404,
+            "NOT_FOUND",
+            `no key ${JSON.stringify(keyText)} in keyspace "${keyspace}"`,
+          );
         res.writeHead(200, {
           "content-type": "application/octet-stream",
           "content-length": r.item.value.byteLength,
@@ -207,7 +260,11 @@ export class KvHttpApi {
         const r = await this.service.delete(keyspace, key, cond);
         if (!r.ok) {
           if (r.code === "NOT_FOUND") {
-            throw new HttpError(404, "NOT_FOUND", `no key ${JSON.stringify(keyText)} in keyspace "${keyspace}"`);
+            throw new HttpError(
+              404,
+              "NOT_FOUND",
+              `no key ${JSON.stringify(keyText)} in keyspace "${keyspace}"`,
+            );
           }
           throw kvError(r);
         }
@@ -215,7 +272,9 @@ export class KvHttpApi {
         return true;
       }
       default:
-        throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not supported on a key`, { allow: "GET, HEAD, PUT, DELETE" });
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not supported on a key`, {
+          allow: "GET, HEAD, PUT, DELETE",
+        });
     }
   }
 
@@ -223,10 +282,19 @@ export class KvHttpApi {
     const c = url.searchParams.get("consistency");
     if (c === null || c === "linearizable") return "linearizable";
     if (c === "stale") return "stale";
-    throw new HttpError(400, "BAD_REQUEST", 'consistency must be "linearizable" (default) or "stale"');
+    throw new HttpError(
+      400,
+      "BAD_REQUEST",
+      'consistency must be "linearizable" (default) or "stale"',
+    );
   }
 
-  private async list(res: ServerResponse, keyspace: string, url: URL, consistency: Consistency): Promise<void> {
+  private async list(
+    res: ServerResponse,
+    keyspace: string,
+    url: URL,
+    consistency: Consistency,
+  ): Promise<void> {
     const q = url.searchParams;
     const prefix = enc.encode(q.get("prefix") ?? "");
     const startAfterText = q.get("start_after");
@@ -235,7 +303,11 @@ export class KvHttpApi {
     if (limitText !== null) {
       limit = Number(limitText);
       if (!Number.isInteger(limit) || limit < 1 || limit > this.opts.listLimitMax) {
-        throw new HttpError(400, "BAD_REQUEST", `limit must be an integer from 1 to ${this.opts.listLimitMax}`);
+        throw new HttpError(
+          400,
+          "BAD_REQUEST",
+          `limit must be an integer from 1 to ${this.opts.listLimitMax}`,
+        );
       }
     }
     const keysOnlyText = q.get("keys_only");
@@ -243,13 +315,16 @@ export class KvHttpApi {
       throw new HttpError(400, "BAD_REQUEST", "keys_only must be true or false");
     }
     const keysOnly = keysOnlyText !== null && keysOnlyText !== "false" && keysOnlyText !== "0";
-    const startAfter = startAfterText !== null && startAfterText !== "" ? enc.encode(startAfterText) : undefined;
+    const startAfter =
+      startAfterText !== null && startAfterText !== "" ? enc.encode(startAfterText) : undefined;
     const r = await this.service.list(keyspace, { prefix, startAfter, limit }, consistency);
     if (!r.ok) throw kvError(r);
     const dec = new TextDecoder();
     const items = r.items.map((i) => {
       const key = dec.decode(i.key);
-      return keysOnly ? { key, revision: i.revision } : { key, revision: i.revision, value: b64(i.value) };
+      return keysOnly
+        ? { key, revision: i.revision }
+        : { key, revision: i.revision, value: b64(i.value) };
     });
     const last = items[items.length - 1];
     sendJson(res, 200, { items, next: r.more && last ? last.key : null });

@@ -14,11 +14,11 @@ import type { NodeId } from "../../raft/index.js";
 import {
   type ApplyResult,
   type Condition,
+  encodeCommand,
   type KvItem,
+  prefixEnd,
   type ShardMachine,
   type ShardMap,
-  encodeCommand,
-  prefixEnd,
 } from "../../shard/index.js";
 import type { Transport } from "../../transport/transport.js";
 
@@ -97,39 +97,77 @@ export class KvService {
     return this.map.hasKeyspace(keyspace);
   }
 
-  async put(keyspace: string, key: Uint8Array, value: Uint8Array, cond: Condition): Promise<{ ok: true; revision: number } | KvError> {
+  async put(
+    keyspace: string,
+    key: Uint8Array,
+    value: Uint8Array,
+    cond: Condition,
+  ): Promise<{ ok: true; revision: number } | KvError> {
     return this.write(keyspace, key, encodeCommand({ op: "put", key, value, cond }));
   }
 
-  async delete(keyspace: string, key: Uint8Array, cond: Condition): Promise<{ ok: true; revision: number } | KvError> {
+  async delete(
+    keyspace: string,
+    key: Uint8Array,
+    cond: Condition,
+  ): Promise<{ ok: true; revision: number } | KvError> {
     return this.write(keyspace, key, encodeCommand({ op: "delete", key, cond }));
   }
 
-  async get(keyspace: string, key: Uint8Array, consistency: Consistency): Promise<{ ok: true; item: KvItem | undefined } | KvError> {
+  async get(
+    keyspace: string,
+    key: Uint8Array,
+    consistency: Consistency,
+  ): Promise<{ ok: true; item: KvItem | undefined } | KvError> {
     const shard = this.map.locate(keyspace, key);
-    if (!shard) return { ok: false, code: "KEYSPACE_NOT_FOUND", message: `keyspace "${keyspace}" does not exist` };
-    const r = await this.readShard(shard.id, shard.replicas, consistency, (m) => {
-      const item = m.get(key);
-      return item ? [item] : [];
-    }, { prefix: key, startAfter: undefined, limit: 1, exact: true });
+    if (!shard)
+      return {
+        ok: false,
+        code: "KEYSPACE_NOT_FOUND",
+        message: `keyspace "${keyspace}" does not exist`,
+      };
+    const r = await this.readShard(
+      shard.id,
+      shard.replicas,
+      consistency,
+      (m) => {
+        const item = m.get(key);
+        return item ? [item] : [];
+      },
+      { prefix: key, startAfter: undefined, limit: 1, exact: true },
+    );
     if (!r.ok) return r;
     return { ok: true, item: r.items[0] };
   }
 
   /** Keys with `prefix` after `startAfter`, in key order, merged from every shard. */
-  async list(keyspace: string, req: ListRequest, consistency: Consistency): Promise<{ ok: true; items: KvItem[]; more: boolean } | KvError> {
+  async list(
+    keyspace: string,
+    req: ListRequest,
+    consistency: Consistency,
+  ): Promise<{ ok: true; items: KvItem[]; more: boolean } | KvError> {
     if (!this.map.hasKeyspace(keyspace)) {
-      return { ok: false, code: "KEYSPACE_NOT_FOUND", message: `keyspace "${keyspace}" does not exist` };
+      return {
+        ok: false,
+        code: "KEYSPACE_NOT_FOUND",
+        message: `keyspace "${keyspace}" does not exist`,
+      };
     }
     const shards = this.map.shards(keyspace);
     const results = await Promise.all(
       shards.map((s) =>
-        this.readShard(s.id, s.replicas, consistency, (m) => scanMachine(m, req.prefix, req.startAfter, req.limit + 1), {
-          prefix: req.prefix,
-          startAfter: req.startAfter,
-          limit: req.limit + 1,
-          exact: false,
-        }),
+        this.readShard(
+          s.id,
+          s.replicas,
+          consistency,
+          (m) => scanMachine(m, req.prefix, req.startAfter, req.limit + 1),
+          {
+            prefix: req.prefix,
+            startAfter: req.startAfter,
+            limit: req.limit + 1,
+            exact: false,
+          },
+        ),
       ),
     );
     const items: KvItem[] = [];
@@ -144,19 +182,35 @@ export class KvService {
 
   // ------------------------------------------------------------------ writes
 
-  private async write(keyspace: string, key: Uint8Array, cmd: Uint8Array): Promise<{ ok: true; revision: number } | KvError> {
+  private async write(
+    keyspace: string,
+    key: Uint8Array,
+    cmd: Uint8Array,
+  ): Promise<{ ok: true; revision: number } | KvError> {
     const shard = this.map.locate(keyspace, key);
-    if (!shard) return { ok: false, code: "KEYSPACE_NOT_FOUND", message: `keyspace "${keyspace}" does not exist` };
+    if (!shard)
+      return {
+        ok: false,
+        code: "KEYSPACE_NOT_FOUND",
+        message: `keyspace "${keyspace}" does not exist`,
+      };
     const deadline = Date.now() + this.opts.requestTimeoutMs;
-    let target: NodeId | undefined = this.host.leaderOf(shard.id) ?? (this.host.hasGroup(shard.id) ? this.self : undefined);
+    let target: NodeId | undefined =
+      this.host.leaderOf(shard.id) ?? (this.host.hasGroup(shard.id) ? this.self : undefined);
     let leaderlessSince: number | undefined;
     let attempt = 0;
     for (;;) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) return unavailable(`shard ${shard.id}: no leader accepted the write within ${this.opts.requestTimeoutMs} ms`);
+      if (remaining <= 0)
+        return unavailable(
+          `shard ${shard.id}: no leader accepted the write within ${this.opts.requestTimeoutMs} ms`,
+        );
       target ??= shard.replicas[attempt % shard.replicas.length] as NodeId;
       attempt++;
-      const outcome = target === this.self ? await this.host.propose(shard.id, cmd, remaining) : await this.forwardPropose(target, shard.id, cmd, remaining);
+      const outcome =
+        target === this.self
+          ? await this.host.propose(shard.id, cmd, remaining)
+          : await this.forwardPropose(target, shard.id, cmd, remaining);
       if (outcome.ok) return applyResultToKv(outcome.result);
       switch (outcome.code) {
         case "NOT_LEADER":
@@ -171,7 +225,9 @@ export class KvService {
           // Nobody knows a leader right now: an election may be running. Fail fast if it lasts.
           leaderlessSince ??= Date.now();
           if (Date.now() - leaderlessSince > this.opts.noLeaderTimeoutMs) {
-            return unavailable(`shard ${shard.id} has no leader (a majority of its replicas may be down)`);
+            return unavailable(
+              `shard ${shard.id} has no leader (a majority of its replicas may be down)`,
+            );
           }
           await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
           target = this.host.leaderOf(shard.id);
@@ -233,14 +289,19 @@ export class KvService {
     let leaderlessSince: number | undefined;
     for (;;) {
       const remaining = deadline - Date.now();
-      if (remaining <= 0) return unavailable(`shard ${shardId}: read not confirmed within ${this.opts.requestTimeoutMs} ms`);
+      if (remaining <= 0)
+        return unavailable(
+          `shard ${shardId}: read not confirmed within ${this.opts.requestTimeoutMs} ms`,
+        );
       // ReadIndex works on followers too: the leader confirms, this replica serves.
       const r = await this.host.linearizableRead(shardId, remaining);
       if (r.ok) return { ok: true, items: read(r.machine) };
       if (r.code === "NOT_LEADER") {
         leaderlessSince ??= Date.now();
         if (Date.now() - leaderlessSince > this.opts.noLeaderTimeoutMs) {
-          return unavailable(`shard ${shardId} has no leader (a majority of its replicas may be down)`);
+          return unavailable(
+            `shard ${shardId} has no leader (a majority of its replicas may be down)`,
+          );
         }
         await sleep(25);
         continue;
@@ -272,7 +333,14 @@ export class KvService {
       | { ok: true; items: { key: string; value: string; revision: number }[] }
       | KvError;
     if (!res.ok) return res;
-    return { ok: true, items: res.items.map((i) => ({ key: unb64(i.key), value: unb64(i.value), revision: i.revision })) };
+    return {
+      ok: true,
+      items: res.items.map((i) => ({
+        key: unb64(i.key),
+        value: unb64(i.value),
+        revision: i.revision,
+      })),
+    };
   }
 
   // ------------------------------------------------------------------ serving forwarded requests
@@ -281,7 +349,11 @@ export class KvService {
   async handleCall(_from: NodeId, method: string, body: Uint8Array): Promise<Uint8Array> {
     const req = JSON.parse(dec.decode(body)) as Record<string, unknown>;
     if (method === PROPOSE) {
-      const outcome = await this.host.propose(String(req.shard), unb64(String(req.cmd)), Number(req.timeoutMs));
+      const outcome = await this.host.propose(
+        String(req.shard),
+        unb64(String(req.cmd)),
+        Number(req.timeoutMs),
+      );
       return enc.encode(JSON.stringify(outcome));
     }
     if (method === READ) {
@@ -303,7 +375,14 @@ export class KvService {
         { prefix, startAfter, limit, exact },
       );
       const out = res.ok
-        ? { ok: true, items: res.items.map((i) => ({ key: b64(i.key), value: b64(i.value), revision: i.revision })) }
+        ? {
+            ok: true,
+            items: res.items.map((i) => ({
+              key: b64(i.key),
+              value: b64(i.value),
+              revision: i.revision,
+            })),
+          }
         : res;
       return enc.encode(JSON.stringify(out));
     }
@@ -311,7 +390,12 @@ export class KvService {
   }
 }
 
-function scanMachine(m: ShardMachine, prefix: Uint8Array, startAfter: Uint8Array | undefined, limit: number): KvItem[] {
+function scanMachine(
+  m: ShardMachine,
+  prefix: Uint8Array,
+  startAfter: Uint8Array | undefined,
+  limit: number,
+): KvItem[] {
   let start = prefix;
   if (startAfter && compareBytes(startAfter, prefix) >= 0) {
     // The smallest key strictly after startAfter.
@@ -327,7 +411,8 @@ function unavailable(message: string): KvError {
 }
 
 function applyResultToKv(r: ApplyResult | undefined): { ok: true; revision: number } | KvError {
-  if (!r) return { ok: false, code: "UNAVAILABLE", message: "the write was applied without a result" };
+  if (!r)
+    return { ok: false, code: "UNAVAILABLE", message: "the write was applied without a result" };
   if (r.ok) return { ok: true, revision: r.revision };
   if (r.code === "NOT_FOUND") return { ok: false, code: "NOT_FOUND", message: "no such key" };
   return {

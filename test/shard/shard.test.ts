@@ -1,0 +1,249 @@
+/** The shard state machine, its command codec and the shard map. */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import fc from "fast-check";
+import type { Entry } from "../../src/raft/index.js";
+import {
+  decodeCommand,
+  encodeCommand,
+  encodeKey,
+  initialShardMap,
+  murmur3,
+  type ShardCommand,
+  ShardMachine,
+} from "../../src/shard/index.js";
+import { MemoryEngine, type WriteOp } from "../../src/storage/index.js";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+const condArb = fc.oneof(
+  fc.constant({ kind: "none" as const }),
+  fc.constant({ kind: "ifAbsent" as const }),
+  fc.nat({ max: 2 ** 40 }).map((revision) => ({ kind: "ifRevision" as const, revision })),
+);
+const cmdArb: fc.Arbitrary<ShardCommand> = fc.oneof(
+  fc.record({
+    op: fc.constant("put" as const),
+    key: fc.uint8Array({ maxLength: 300 }),
+    value: fc.uint8Array({ maxLength: 2000 }),
+    cond: condArb,
+  }),
+  fc.record({
+    op: fc.constant("delete" as const),
+    key: fc.uint8Array({ maxLength: 300 }),
+    cond: condArb,
+  }),
+);
+
+test("command codec round-trips every command", () => {
+  fc.assert(
+    fc.property(cmdArb, (c) => {
+      const d = decodeCommand(encodeCommand(c));
+      assert.deepEqual(
+        { ...d, key: [...d.key], ...(d.op === "put" ? { value: [...d.value] } : {}) },
+        {
+          ...c,
+          key: [...c.key],
+          ...(c.op === "put" ? { value: [...c.value] } : {}),
+        },
+      );
+    }),
+    { numRuns: 500 },
+  );
+});
+
+describe("shard machine", () => {
+  let index = 0;
+  function entry(c: ShardCommand): Entry {
+    index++;
+    return { term: 1, index, type: "normal", data: encodeCommand(c) };
+  }
+  function apply(m: ShardMachine, engine: MemoryEngine, c: ShardCommand) {
+    const ops: WriteOp[] = [];
+    const r = m.apply(entry(c), ops);
+    m.stageApplied(ops);
+    void engine.write(ops, { sync: false });
+    m.batchCommitted();
+    return r;
+  }
+  const k = (s: string) => enc.encode(s);
+
+  test("put, compare-and-set, create-only, delete, revisions", () => {
+    index = 0;
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "s");
+    assert.deepEqual(
+      apply(m, engine, { op: "put", key: k("a"), value: k("1"), cond: { kind: "none" } }),
+      { ok: true, revision: 1 },
+    );
+    assert.deepEqual(
+      apply(m, engine, {
+        op: "put",
+        key: k("a"),
+        value: k("2"),
+        cond: { kind: "ifRevision", revision: 9 },
+      }),
+      {
+        ok: false,
+        code: "PRECONDITION_FAILED",
+        revision: 1,
+      },
+    );
+    assert.deepEqual(
+      apply(m, engine, {
+        op: "put",
+        key: k("a"),
+        value: k("2"),
+        cond: { kind: "ifRevision", revision: 1 },
+      }),
+      { ok: true, revision: 3 },
+    );
+    assert.deepEqual(
+      apply(m, engine, { op: "put", key: k("a"), value: k("x"), cond: { kind: "ifAbsent" } }),
+      {
+        ok: false,
+        code: "PRECONDITION_FAILED",
+        revision: 3,
+      },
+    );
+    assert.deepEqual(
+      apply(m, engine, { op: "put", key: k("b"), value: k("y"), cond: { kind: "ifAbsent" } }),
+      { ok: true, revision: 5 },
+    );
+    assert.equal(dec.decode(m.get(k("a"))?.value), "2");
+    assert.equal(m.get(k("a"))?.revision, 3);
+    assert.deepEqual(apply(m, engine, { op: "delete", key: k("zzz"), cond: { kind: "none" } }), {
+      ok: false,
+      code: "NOT_FOUND",
+    });
+    assert.deepEqual(
+      apply(m, engine, { op: "delete", key: k("a"), cond: { kind: "ifRevision", revision: 1 } }),
+      {
+        ok: false,
+        code: "PRECONDITION_FAILED",
+        revision: 3,
+      },
+    );
+    assert.deepEqual(
+      apply(m, engine, { op: "delete", key: k("a"), cond: { kind: "ifRevision", revision: 3 } }),
+      { ok: true, revision: 8 },
+    );
+    assert.equal(m.get(k("a")), undefined);
+    // "0" matches an absent key (If-Match: "0").
+    assert.deepEqual(
+      apply(m, engine, {
+        op: "put",
+        key: k("a"),
+        value: k("3"),
+        cond: { kind: "ifRevision", revision: 0 },
+      }),
+      { ok: true, revision: 9 },
+    );
+    assert.equal(m.applied, 9);
+    // Reopening the machine from the engine recovers the applied index.
+    assert.equal(new ShardMachine(engine, "s").applied, 9);
+  });
+
+  test("writes staged earlier in the same batch are seen by later entries", () => {
+    index = 0;
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "s");
+    const ops: WriteOp[] = [];
+    assert.deepEqual(
+      m.apply(entry({ op: "put", key: k("a"), value: k("1"), cond: { kind: "ifAbsent" } }), ops),
+      { ok: true, revision: 1 },
+    );
+    // Same batch, not yet written: create-only must now fail, CAS on revision 1 succeed.
+    assert.equal(
+      m.apply(entry({ op: "put", key: k("a"), value: k("2"), cond: { kind: "ifAbsent" } }), ops)
+        ?.ok,
+      false,
+    );
+    assert.deepEqual(
+      m.apply(
+        entry({ op: "put", key: k("a"), value: k("3"), cond: { kind: "ifRevision", revision: 1 } }),
+        ops,
+      ),
+      {
+        ok: true,
+        revision: 3,
+      },
+    );
+    assert.equal(m.get(k("a")), undefined, "not visible to readers before the batch is written");
+    void engine.write(ops, { sync: true });
+    m.batchCommitted();
+    assert.equal(dec.decode(m.get(k("a"))?.value), "3");
+  });
+
+  test("scans are ordered, bounded and isolated per shard; snapshots restore exactly", () => {
+    index = 0;
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "s1");
+    const other = new ShardMachine(engine, "s10"); // a shard id that is a prefix-extension of s1
+    for (const key of ["b", "a", "c/1", "c/2", "\u00ff"])
+      apply(m, engine, { op: "put", key: k(key), value: k(`v-${key}`), cond: { kind: "none" } });
+    apply(other, engine, { op: "put", key: k("a"), value: k("other"), cond: { kind: "none" } });
+    assert.deepEqual(
+      m.scan(new Uint8Array(), undefined, 100).map((i) => dec.decode(i.key)),
+      ["a", "b", "c/1", "c/2", "\u00ff"],
+    );
+    assert.deepEqual(
+      m.scan(k("c/"), k("c0"), 1).map((i) => dec.decode(i.key)),
+      ["c/1"],
+    );
+    const image = m.snapshotData();
+    const copy = new ShardMachine(engine, "s2");
+    const ops: WriteOp[] = [];
+    copy.restore(image, 42, 7, ops);
+    void engine.write(ops, { sync: true });
+    copy.batchCommitted();
+    assert.deepEqual(
+      copy
+        .scan(new Uint8Array(), undefined, 100)
+        .map((i) => [dec.decode(i.key), dec.decode(i.value), i.revision]),
+      m
+        .scan(new Uint8Array(), undefined, 100)
+        .map((i) => [dec.decode(i.key), dec.decode(i.value), i.revision]),
+    );
+    assert.equal(copy.applied, 42);
+    assert.equal(dec.decode(other.get(k("a"))?.value), "other");
+  });
+});
+
+describe("shard map", () => {
+  test("shards tile the keyspace and every key has exactly one owner", () => {
+    const map = initialShardMap(["n3", "n1", "n2", "n4"], 8, 3);
+    const shards = map.shards("default");
+    assert.equal(shards.length, 8);
+    for (const s of shards) assert.equal(new Set(s.replicas).size, 3);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (key) => {
+        const owner = map.locate("default", key);
+        assert.ok(owner);
+        const ek = encodeKey("default", key, "hash");
+        const cmp = (a: Uint8Array, b: Uint8Array) =>
+          Buffer.compare(Buffer.from(a), Buffer.from(b));
+        assert.ok(cmp(owner.start, ek) <= 0);
+        assert.ok(owner.end.byteLength === 0 || cmp(ek, owner.end) < 0);
+      }),
+      { numRuns: 2000 },
+    );
+    assert.equal(map.locate("nope", k("a")), undefined);
+  });
+
+  test("hash sharding spreads keys evenly", () => {
+    const map = initialShardMap(["n1", "n2", "n3"], 8, 3);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 16_000; i++) {
+      const id = map.locate("default", k(`user/${i}`))?.id as string;
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    for (const [id, n] of counts) assert.ok(n > 1600 && n < 2400, `${id}: ${n} of 16000`);
+    assert.equal(murmur3(k("hello")), murmur3(k("hello")));
+  });
+
+  function k(s: string): Uint8Array {
+    return enc.encode(s);
+  }
+});
