@@ -578,6 +578,9 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       }
     }
     for (const [g, rd] of readies) {
+      // Raft drops unconfirmed reads when leadership changes: fail ours now so callers retry
+      // at once instead of waiting for their deadline.
+      if (rd.softState && g.reads.size > 0) this.failReads(g, rd.readStates);
       for (const rs of rd.readStates) {
         const w = g.reads.get(rs.context);
         if (!w) continue;
@@ -630,6 +633,16 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     const upTo = g.machine.durableApplied - this.compactKeepEntries;
     if (upTo - first < this.compactEveryEntries) return;
     g.storage.compact(upTo, g.machine.durableApplied, this.pendingOps);
+  }
+
+  private failReads(g: Group<R, M>, granted: readonly { context: string }[]): void {
+    const keep = new Set(granted.map((r) => r.context));
+    for (const [ctx, w] of g.reads) {
+      if (keep.has(ctx)) continue;
+      g.reads.delete(ctx);
+      clearTimeout(w.timer);
+      w.resolve({ ok: false, code: "NOT_LEADER", leaderHint: g.raft.basicStatus().leader });
+    }
   }
 
   private failAll(g: Group<R, M>, why: string): void {

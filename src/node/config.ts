@@ -26,7 +26,7 @@ export interface NodeConfig {
   readonly electionTicks: number;
   readonly readMode: "quorum" | "lease";
   readonly requestTimeoutMs: number;
-  readonly noLeaderTimeoutMs: number;
+  readonly leaderlessTimeoutMs: number;
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
   readonly listLimitMax: number;
@@ -153,8 +153,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "deadline of one client request, retries included",
   },
   {
-    key: "noLeaderTimeoutMs",
-    flag: "no-leader-timeout-ms",
+    key: "leaderlessTimeoutMs",
+    flag: "leaderless-timeout-ms",
     kind: "int",
     def: 2000,
     min: 10,

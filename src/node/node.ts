@@ -85,7 +85,7 @@ export class KumoNode {
     this.map = map;
     const kv = new KvService(cfg.id, host, transport, map, {
       requestTimeoutMs: cfg.requestTimeoutMs,
-      noLeaderTimeoutMs: cfg.noLeaderTimeoutMs,
+      leaderlessTimeoutMs: cfg.leaderlessTimeoutMs,
     });
     await transport.start({
       onRaft: (from, batch) => host.receive(from, batch),
@@ -151,8 +151,11 @@ export class KumoNode {
         );
       }
       if (url.pathname === "/v1/cluster") {
-        if (!authorized(req, this.cfg.tokens))
-          throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token");
+        if (!authorized(req, this.cfg.tokens)) {
+          throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
+            "www-authenticate": 'Bearer realm="kumo"',
+          });
+        }
         if (req.method !== "GET")
           throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
         return sendJson(res, 200, this.clusterStatus());

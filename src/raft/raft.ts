@@ -41,6 +41,7 @@ import {
   type MsgAppResp,
   type MsgHeartbeat,
   type MsgHeartbeatResp,
+  type MsgReadIndex,
   type MsgSnap,
   type MsgVote,
   NONE,
@@ -860,14 +861,7 @@ export class RawNode {
         return;
       }
       case "readIndex":
-        this.send({
-          type: "readIndexResp",
-          to: m.from,
-          from: this.id,
-          term: this.term,
-          context: m.context,
-          index: 0,
-        });
+        this.refuseRead(m);
         return;
       default:
         return;
@@ -893,14 +887,7 @@ export class RawNode {
         this.hup(true);
         return;
       case "readIndex":
-        this.send({
-          type: "readIndexResp",
-          to: m.from,
-          from: this.id,
-          term: this.term,
-          context: m.context,
-          index: 0,
-        });
+        this.refuseRead(m);
         return;
       case "readIndexResp":
         if (m.index > 0) this.readStates.push({ index: m.index, context: m.context });
@@ -1022,15 +1009,7 @@ export class RawNode {
         return;
       case "readIndex": {
         const r = this.leaderRead(m.context, m.from, m.mode);
-        if (!r.ok)
-          this.send({
-            type: "readIndexResp",
-            to: m.from,
-            from: this.id,
-            term: this.term,
-            context: m.context,
-            index: 0,
-          });
+        if (!r.ok) this.refuseRead(m);
         return;
       }
       default:
@@ -1174,6 +1153,18 @@ export class RawNode {
   }
 
   // ---------------------------------------------------------------- linearizable reads
+
+  /** Answers a forwarded read we cannot serve: index 0 tells the follower to retry. */
+  private refuseRead(m: MsgReadIndex): void {
+    this.send({
+      type: "readIndexResp",
+      to: m.from,
+      from: this.id,
+      term: this.term,
+      context: m.context,
+      index: 0,
+    });
+  }
 
   private leaderRead(context: string, from: NodeId, mode: ReadMode): ReadIndexResult {
     if (this.pendingReads.length + this.readsAwaitingCommit.length >= this.maxPendingReads) {

@@ -12,7 +12,8 @@
  */
 import { assert } from "../base/index.js";
 import type { Entry } from "../raft/index.js";
-import type { StorageEngine, WriteOp } from "../storage/engine.js";
+import type { StorageEngine, WriteOp } from "../storage/index.js";
+import { concat, prefixEnd } from "../storage/index.js";
 import { decodeCommand } from "./command.js";
 
 const enc = new TextEncoder();
@@ -26,25 +27,6 @@ export interface KvItem {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
   readonly revision: number;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a, 0);
-  out.set(b, a.byteLength);
-  return out;
-}
-
-/** The smallest byte string greater than every string starting with `prefix`. */
-export function prefixEnd(prefix: Uint8Array): Uint8Array {
-  const out = prefix.slice();
-  for (let i = out.length - 1; i >= 0; i--) {
-    if ((out[i] as number) < 0xff) {
-      out[i] = (out[i] as number) + 1;
-      return out.subarray(0, i + 1);
-    }
-  }
-  return new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 }
 
 function encodeStored(revision: number, value: Uint8Array): Uint8Array {

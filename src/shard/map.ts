@@ -7,6 +7,7 @@
  */
 import { assert } from "../base/index.js";
 import type { NodeId } from "../raft/index.js";
+import { compareBytes } from "../storage/index.js";
 
 const enc = new TextEncoder();
 
@@ -76,15 +77,6 @@ export function encodeKey(keyspace: string, key: Uint8Array, sharding: Sharding)
   return out;
 }
 
-function compare(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.byteLength, b.byteLength);
-  for (let i = 0; i < n; i++) {
-    const d = (a[i] as number) - (b[i] as number);
-    if (d !== 0) return d;
-  }
-  return a.byteLength - b.byteLength;
-}
-
 export class ShardMap {
   private readonly byKeyspace = new Map<string, { sharding: Sharding; shards: ShardInfo[] }>();
 
@@ -93,11 +85,11 @@ export class ShardMap {
     keyspaces: readonly { name: string; sharding: Sharding; shards: readonly ShardInfo[] }[],
   ) {
     for (const ks of keyspaces) {
-      const shards = [...ks.shards].sort((a, b) => compare(a.start, b.start));
+      const shards = [...ks.shards].sort((a, b) => compareBytes(a.start, b.start));
       // The shards of a keyspace tile its whole encoded range without gaps or overlaps.
       for (let i = 1; i < shards.length; i++) {
         assert(
-          compare((shards[i - 1] as ShardInfo).end, (shards[i] as ShardInfo).start) === 0,
+          compareBytes((shards[i - 1] as ShardInfo).end, (shards[i] as ShardInfo).start) === 0,
           "shard ranges must tile",
         );
       }
@@ -127,7 +119,7 @@ export class ShardMap {
     let hi = ks.shards.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (compare((ks.shards[mid] as ShardInfo).start, ek) <= 0) lo = mid;
+      if (compareBytes((ks.shards[mid] as ShardInfo).start, ek) <= 0) lo = mid;
       else hi = mid - 1;
     }
     return ks.shards[lo];

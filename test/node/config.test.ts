@@ -44,6 +44,10 @@ test("bad configuration is refused with a message naming the option", () => {
   assert.throws(() => resolveConfig({ config: file }, {}), /unknown option "valueBytesMaxx"/);
 });
 
+test("no option is spelled --no-*: commander would read it as a negation and drop the value", () => {
+  for (const o of OPTIONS) assert.ok(!o.flag.startsWith("no-"), `--${o.flag}`);
+});
+
 test("join parses ID=HOST:PORT lists", () => {
   const cfg = resolveConfig({ id: "n1", data: "/d", join: "n2=10.0.0.2:7000, n3=host-3:7000" }, {});
   assert.deepEqual(cfg.join, [

@@ -16,10 +16,10 @@ import {
   type Condition,
   encodeCommand,
   type KvItem,
-  prefixEnd,
   type ShardMachine,
   type ShardMap,
 } from "../../shard/index.js";
+import { compareBytes, prefixEnd } from "../../storage/index.js";
 import type { Transport } from "../../transport/transport.js";
 
 export type KvErrorCode =
@@ -44,7 +44,7 @@ export interface KvServiceOptions {
   /** The deadline of one client request, all retries included. */
   readonly requestTimeoutMs: number;
   /** Fail fast: give up when no shard leader has been known for this long. */
-  readonly noLeaderTimeoutMs: number;
+  readonly leaderlessTimeoutMs: number;
 }
 
 export interface ListRequest {
@@ -63,15 +63,6 @@ function b64(b: Uint8Array): string {
 }
 function unb64(s: string): Uint8Array {
   return new Uint8Array(Buffer.from(s, "base64"));
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.byteLength, b.byteLength);
-  for (let i = 0; i < n; i++) {
-    const d = (a[i] as number) - (b[i] as number);
-    if (d !== 0) return d;
-  }
-  return a.byteLength - b.byteLength;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -120,12 +111,7 @@ export class KvService {
     consistency: Consistency,
   ): Promise<{ ok: true; item: KvItem | undefined } | KvError> {
     const shard = this.map.locate(keyspace, key);
-    if (!shard)
-      return {
-        ok: false,
-        code: "KEYSPACE_NOT_FOUND",
-        message: `keyspace "${keyspace}" does not exist`,
-      };
+    if (!shard) return keyspaceNotFound(keyspace);
     const r = await this.readShard(
       shard.id,
       shard.replicas,
@@ -147,11 +133,7 @@ export class KvService {
     consistency: Consistency,
   ): Promise<{ ok: true; items: KvItem[]; more: boolean } | KvError> {
     if (!this.map.hasKeyspace(keyspace)) {
-      return {
-        ok: false,
-        code: "KEYSPACE_NOT_FOUND",
-        message: `keyspace "${keyspace}" does not exist`,
-      };
+      return keyspaceNotFound(keyspace);
     }
     const shards = this.map.shards(keyspace);
     const results = await Promise.all(
@@ -188,12 +170,7 @@ export class KvService {
     cmd: Uint8Array,
   ): Promise<{ ok: true; revision: number } | KvError> {
     const shard = this.map.locate(keyspace, key);
-    if (!shard)
-      return {
-        ok: false,
-        code: "KEYSPACE_NOT_FOUND",
-        message: `keyspace "${keyspace}" does not exist`,
-      };
+    if (!shard) return keyspaceNotFound(keyspace);
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     let target: NodeId | undefined =
       this.host.leaderOf(shard.id) ?? (this.host.hasGroup(shard.id) ? this.self : undefined);
@@ -224,7 +201,7 @@ export class KvService {
           }
           // Nobody knows a leader right now: an election may be running. Fail fast if it lasts.
           leaderlessSince ??= Date.now();
-          if (Date.now() - leaderlessSince > this.opts.noLeaderTimeoutMs) {
+          if (Date.now() - leaderlessSince > this.opts.leaderlessTimeoutMs) {
             return unavailable(
               `shard ${shard.id} has no leader (a majority of its replicas may be down)`,
             );
@@ -293,12 +270,18 @@ export class KvService {
         return unavailable(
           `shard ${shardId}: read not confirmed within ${this.opts.requestTimeoutMs} ms`,
         );
-      // ReadIndex works on followers too: the leader confirms, this replica serves.
-      const r = await this.host.linearizableRead(shardId, remaining);
+      // ReadIndex works on followers too: the leader confirms, this replica serves. A read is
+      // idempotent, so an attempt that gets no confirmation (the leader died, or stepped down)
+      // is simply retried; after leaderlessTimeoutMs without one the shard is unavailable.
+      const attemptStart = Date.now();
+      const r = await this.host.linearizableRead(
+        shardId,
+        Math.min(remaining, this.opts.leaderlessTimeoutMs),
+      );
       if (r.ok) return { ok: true, items: read(r.machine) };
-      if (r.code === "NOT_LEADER") {
-        leaderlessSince ??= Date.now();
-        if (Date.now() - leaderlessSince > this.opts.noLeaderTimeoutMs) {
+      if (r.code === "NOT_LEADER" || r.code === "TIMEOUT") {
+        leaderlessSince ??= attemptStart;
+        if (Date.now() - leaderlessSince > this.opts.leaderlessTimeoutMs) {
           return unavailable(
             `shard ${shardId} has no leader (a majority of its replicas may be down)`,
           );
@@ -402,8 +385,17 @@ function scanMachine(
     start = new Uint8Array(startAfter.byteLength + 1);
     start.set(startAfter, 0);
   }
-  const end = prefix.byteLength > 0 ? prefixEnd(prefix) : undefined;
+  // No upper bound for an empty prefix, or one of only 0xff bytes (nothing sorts after it).
+  const end = prefix.some((b) => b !== 0xff) ? prefixEnd(prefix) : undefined;
   return m.scan(start, end, limit);
+}
+
+function keyspaceNotFound(keyspace: string): KvError {
+  return {
+    ok: false,
+    code: "KEYSPACE_NOT_FOUND",
+    message: `keyspace "${keyspace}" does not exist`,
+  };
 }
 
 function unavailable(message: string): KvError {
