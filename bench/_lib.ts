@@ -72,7 +72,8 @@ function diskOf(dir: string): string {
     let kind = "";
     try {
       const rot = readFileSync(`/sys/block/${name}/queue/rotational`, "utf8").trim();
-      kind = rot === "0" ? ", non-rotational" : ", rotational";
+      // Virtual disks often report 1 whatever backs them: print the flag, not a verdict.
+      kind = `, queue/rotational=${rot}`;
     } catch {
       // a partition or a virtual device: no queue directory
     }
@@ -320,6 +321,21 @@ export interface BenchClusterOptions {
   readonly token?: string;
 }
 
+/** Clusters not stopped yet: if the benchmark exits early (error, Ctrl+C), their nodes go too. */
+const running = new Set<BenchCluster>();
+let exitHooked = false;
+
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  process.on("exit", () => {
+    for (const c of running) c.killNow();
+  });
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => process.exit(130));
+  }
+}
+
 /** Real `kumo server` processes on 127.0.0.1 with free ports and fresh data directories. */
 export class BenchCluster {
   readonly nodes: BenchNode[] = [];
@@ -345,10 +361,18 @@ export class BenchCluster {
         log: [],
       });
     }
+    hookExit();
+    running.add(c);
     for (const n of c.nodes) c.spawn(n);
     try {
+      let dead: BenchNode | undefined;
       await waitFor(
         async () => {
+          // A node that exits at start (bad flags, a broken build) fails the start at once.
+          dead = c.nodes.find(
+            (n) => n.proc !== undefined && (n.proc.exitCode !== null || n.proc.signalCode !== null),
+          );
+          if (dead) return true;
           for (const n of c.nodes) {
             const r = await fetch(`http://${n.api}/readyz`).catch(() => undefined);
             if (!r?.ok) return false;
@@ -358,6 +382,7 @@ export class BenchCluster {
         60_000,
         "every node ready",
       );
+      if (dead) throw new Error(`kumo server ${dead.id} exited during start`);
     } catch (e) {
       console.error(c.logs());
       await c.stop();
@@ -454,6 +479,15 @@ export class BenchCluster {
         n.proc = undefined;
       }),
     );
+    running.delete(this);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** SIGKILL every node still running and remove the data (synchronous: for process exit). */
+  killNow(): void {
+    for (const n of this.nodes) {
+      if (n.proc && n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill("SIGKILL");
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -591,6 +625,44 @@ export function monotonicUs(): number {
 }
 
 /**
+ * Phases of a Kumo server: a sample belongs to the phase of the outermost frame of its stack that
+ * matches (so a sample in LMDB code called from the host cycle counts for the host cycle);
+ * samples that match none go by the category of their leaf frame.
+ */
+const PHASES: readonly (readonly [string, RegExp])[] = [
+  [
+    "host cycle (Raft ready, log staging, apply, LMDB write, sends)",
+    /^(runCycle|cycle) .*multiraft\/host/,
+  ],
+  ["host ticks (onTimer)", /^onTimer .*multiraft\/host/],
+  [
+    "forwarding to the leader (gRPC unary client)",
+    /^(forwardPropose|forwardRead) |^call .*grpc-link|makeUnaryRequest|load-balancing-call|subchannel\.js|resolving-call/,
+  ],
+  [
+    "Raft messages out (gRPC stream writes)",
+    /^(flush|scheduleFlush) .*grpc-link|^send .*transport\/grpc\.js/,
+  ],
+  [
+    "gRPC server: Raft stream and forwarded calls in (decode, receive, handleCall)",
+    /server-interceptors|^receive .*multiraft|stream-decoder|server\.js|codec\.js/,
+  ],
+  [
+    "HTTP API (node:http server, KvHttpApi)",
+    /_http_server|_http_common|_http_outgoing|^parserOn|api\/kv\/http|^serveApi /,
+  ],
+  ["lmdb-js (outside the host cycle)", /\blmdb\//],
+];
+
+function phaseOf(stack: readonly string[]): string | undefined {
+  for (let i = stack.length - 1; i >= 0; i--) {
+    const f = stack[i] as string;
+    for (const [name, re] of PHASES) if (re.test(f)) return name;
+  }
+  return undefined;
+}
+
+/**
  * Self and inclusive time per function and self time per category of one .cpuprofile; with
  * `windows` ([from, to] in `monotonicUs()` time), only the samples taken inside them.
  */
@@ -610,6 +682,7 @@ export function summarizeProfile(
   const self = new Map<string, number>();
   const incl = new Map<string, number>();
   const cats = new Map<string, number>();
+  const phases = new Map<string, number>();
   const stacks = new Map<number, string[]>();
   const stackOf = (id: number): string[] => {
     let s = stacks.get(id);
@@ -636,7 +709,10 @@ export function summarizeProfile(
     self.set(name, (self.get(name) ?? 0) + ms);
     const cat = category(n);
     cats.set(cat, (cats.get(cat) ?? 0) + ms);
-    for (const f of stackOf(id)) incl.set(f, (incl.get(f) ?? 0) + ms);
+    const stack = stackOf(id);
+    for (const f of stack) incl.set(f, (incl.get(f) ?? 0) + ms);
+    const phase = phaseOf(stack) ?? `other: ${cat}`;
+    phases.set(phase, (phases.get(phase) ?? 0) + ms);
   }
   const busy = total - (self.get("(idle)") ?? 0);
   const rows = (m: Map<string, number>, k: number) =>
@@ -647,11 +723,14 @@ export function summarizeProfile(
         name,
         fmt(ms),
         `${fmt((100 * ms) / total, 1)}%`,
-        `${fmt((100 * ms) / busy, 1)}%`,
+        name.endsWith("(idle)") ? "-" : `${fmt((100 * ms) / busy, 1)}%`,
       ]);
   const head = ["", "ms", "% of wall", "% of busy"];
   return [
     `profile ${file}${windows ? " (measured windows only)" : ""}: ${fmt(total)} ms wall, ${fmt(busy)} ms not idle`,
+    "",
+    "time by phase (outermost matching frame):",
+    table(["phase", ...head.slice(1)], rows(phases, 20)),
     "",
     "self time by category:",
     table(["category", ...head.slice(1)], rows(cats, 20)),

@@ -74,15 +74,21 @@ program
     7400,
   )
   .option("--quiet", "do not forward node output", false)
-  .allowUnknownOption(false)
+  .argument(
+    "[server-flags...]",
+    "extra `kumo server` flags for every node, after --, e.g. -- --tick-ms 20",
+  )
   .action(
-    async (o: { nodes: number; data: string; basePort: number; quiet: boolean }, cmd: Command) => {
+    async (
+      serverArgs: string[],
+      o: { nodes: number; data: string; basePort: number; quiet: boolean },
+    ) => {
       await runDev({
         nodes: o.nodes,
         data: o.data,
         basePort: o.basePort,
         quiet: o.quiet,
-        serverArgs: cmd.args,
+        serverArgs,
       });
     },
   );

@@ -157,6 +157,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private lastTickAt = 0;
   private stopped = false;
   private readSeq = 0;
+  private readonly bootId: string;
   readonly stats: HostStats = {
     cycles: 0,
     writes: 0,
@@ -171,6 +172,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
 
   constructor(cfg: HostConfig<R, M>) {
     this.makeMachine = cfg.machine;
+    this.bootId = (cfg.seed >>> 0).toString(36);
     this.nodeId = cfg.nodeId;
     this.engine = cfg.engine;
     this.transport = cfg.transport;
@@ -365,7 +367,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
         code: "NO_GROUP",
         message: `no replica of ${groupId} here`,
       });
-    const ctx = `${this.nodeId}.${++this.readSeq}`;
+    // Unique across restarts too: an answer to a read from before a restart must never match.
+    const ctx = `${this.nodeId}.${this.bootId}.${++this.readSeq}`;
     const r = g.raft.readIndex(ctx);
     if (!r.ok) {
       if (r.code === "NOT_LEADER")

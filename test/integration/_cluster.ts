@@ -255,7 +255,17 @@ export class TestCluster {
     }
     for (const node of c.nodes) c.spawn(node);
     try {
-      await c.waitServing(30_000);
+      // A node that exits while starting (e.g. a refused flag) fails the start at once.
+      await waitFor(
+        async () => {
+          const dead = c.nodes.find((n) => !n.proc);
+          if (dead) throw new StartError(`${dead.id} exited while starting`);
+          return true;
+        },
+        1,
+        "nodes started",
+      );
+      await c.waitServing(30_000, true);
     } catch (e) {
       await c.stop();
       throw e;
@@ -351,17 +361,20 @@ export class TestCluster {
     return this.nodes.filter((n) => n.proc);
   }
 
-  async waitServing(timeoutMs: number): Promise<void> {
+  /** Waits until every live node is ready and every shard has a leader (as n-first sees it). */
+  async waitServing(timeoutMs: number, allMustLive = false): Promise<void> {
     try {
-      await this.waitServingOnce(timeoutMs);
+      await this.waitServingOnce(timeoutMs, allMustLive);
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${this.logs()}`);
     }
   }
 
-  private async waitServingOnce(timeoutMs: number): Promise<void> {
+  private async waitServingOnce(timeoutMs: number, allMustLive: boolean): Promise<void> {
     await waitFor(
       async () => {
+        const dead = this.nodes.find((n) => !n.proc);
+        if (allMustLive && dead) throw new StartError(`${dead.id} exited while starting`);
         for (const n of this.alive()) {
           const r = await fetch(`http://${n.api}/readyz`).catch(() => undefined);
           if (!r?.ok) return false;

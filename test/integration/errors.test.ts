@@ -107,9 +107,7 @@ describe("errors", () => {
     }
   });
 
-  test("GET /v1/cluster without a valid token → 401 with WWW-Authenticate", {
-    todo: 'src/node/node.ts answers 401 on /v1/cluster without a WWW-Authenticate header (the KV routes send `Bearer realm="kumo"`; RFC 9110 §11.6.1 requires it on every 401)',
-  }, async () => {
+  test("GET /v1/cluster without a valid token → 401 with WWW-Authenticate", async () => {
     for (const headers of [{}, { authorization: "Bearer wrong" }] as Record<string, string>[]) {
       const r = await http(c.url("n1", "/v1/cluster"), { headers });
       expectError(r, 401, "UNAUTHORIZED", "/v1/cluster");

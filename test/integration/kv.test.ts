@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { errorBody, TestCluster, waitFor } from "./_cluster.js";
+import { errorBody, MAIN, spawnTracked, TestCluster, waitFor } from "./_cluster.js";
 
 const ARGS = ["--tick-ms", "20", "--election-ticks", "10"];
 const KV = "/v1/kv/default/";
@@ -93,6 +93,65 @@ describe("kv", () => {
     }
   });
 
+  test("concurrent writers and readers on every node: no read misses a write acknowledged before it started", async () => {
+    const key = `conc-${tag}/k`;
+    const writes: { ackAt: number; revision: number; value: string }[] = [];
+    const reads: { node: string; startAt: number; revision: number; value: string }[] = [];
+    const failures: string[] = [];
+    const until = performance.now() + 3000;
+    const writer = async (node: string) => {
+      for (let i = 0; i < 500 && performance.now() < until; i++) {
+        const value = `${node}-${i}`;
+        const r = await c.req(node, "PUT", KV + key, { body: value });
+        if (r.status !== 200) failures.push(`PUT via ${node}: ${r.status} ${r.text}`);
+        else
+          writes.push({
+            ackAt: performance.now(),
+            revision: (JSON.parse(r.text) as { revision: number }).revision,
+            value,
+          });
+      }
+    };
+    const reader = async (node: string) => {
+      for (let i = 0; i < 1000 && performance.now() < until; i++) {
+        const startAt = performance.now();
+        const r = await c.req(node, "GET", KV + key);
+        if (r.status === 200)
+          reads.push({
+            node,
+            startAt,
+            revision: Number(r.headers.get("x-kumo-revision")),
+            value: r.text,
+          });
+        else if (r.status !== 404) failures.push(`GET via ${node}: ${r.status} ${r.text}`);
+      }
+    };
+    await Promise.all([...c.ids().map(writer), ...c.ids().map(reader), ...c.ids().map(reader)]);
+    assert.deepEqual(failures, []);
+    assert.ok(
+      writes.length >= 30 && reads.length >= 30,
+      `${writes.length} writes, ${reads.length} reads`,
+    );
+    const valueAt = new Map(writes.map((w) => [w.revision, w.value]));
+    assert.equal(valueAt.size, writes.length, "every acknowledged write has its own revision");
+    const stale: string[] = [];
+    for (const rd of reads) {
+      const must = Math.max(
+        0,
+        ...writes.filter((w) => w.ackAt < rd.startAt).map((w) => w.revision),
+      );
+      if (rd.revision < must)
+        stale.push(`${rd.node} read revision ${rd.revision} after ${must} was acknowledged`);
+      const v = valueAt.get(rd.revision);
+      if (v !== undefined && v !== rd.value)
+        stale.push(`${rd.node} read ${rd.value} at revision ${rd.revision} (written: ${v})`);
+    }
+    assert.deepEqual(stale.slice(0, 10), []);
+    console.log(
+      `# kv: ${writes.length} concurrent writes and ${reads.length} linearizable reads checked`,
+    );
+  });
+
   test("HEAD answers the headers of GET without a body; 404 for a missing key", async () => {
     const key = `head-${tag}/x`;
     const rev = await put("n2", key, "twelve bytes");
@@ -116,6 +175,7 @@ describe("kv", () => {
       { path: `dir-${tag}/trailing/`, key: `dir-${tag}/trailing/` },
       { path: `sp-${tag}/a%20b%3Fc%23d`, key: `sp-${tag}/a b?c#d` },
       { path: `emoji-${tag}/%F0%9F%8C%A5`, key: `emoji-${tag}/🌥` },
+      { path: `plus-${tag}/a+b%2Bc`, key: `plus-${tag}/a+b+c` },
     ];
     for (const [i, k] of cases.entries()) {
       const value = `value of ${k.key}`;
@@ -350,5 +410,50 @@ describe("kv", () => {
       await expectValue(n, key, "fresh", rev, "?consistency=linearizable");
       await expect404(n, `stale-${tag}/absent`, "?consistency=stale");
     }
+  });
+
+  test("SIGTERM stops a node cleanly (exit 0); the others keep serving; a different cluster shape is refused; restarted, it has every write", async () => {
+    const before = await put("n3", `term-${tag}/before`, "written before");
+    const proc = c.node("n3").proc;
+    assert.ok(proc);
+    const t = Date.now();
+    await c.kill("n3", "SIGTERM");
+    const stopMs = Date.now() - t;
+    assert.equal(proc.exitCode, 0, `exit ${proc.exitCode} ${proc.signalCode}\n${c.logs()}`);
+    assert.ok(stopMs < 5000, `graceful stop took ${stopMs} ms`);
+    console.log(`# kv: n3 stopped gracefully in ${stopMs} ms`);
+    // A majority is left: writes and linearizable reads go on through the others.
+    const during = await put("n1", `term-${tag}/during`, "written while n3 was down");
+    await expectValue("n2", `term-${tag}/during`, "written while n3 was down", during);
+    // Started with a different cluster shape on the same data, it refuses to start.
+    const n3 = c.node("n3");
+    const join = c.nodes.filter((o) => o.id !== "n3").map((o) => `${o.id}=${o.peer}`);
+    const bad = spawnTracked(
+      [MAIN, "server", "--id", "n3", "--data", n3.data, "--peer", n3.peer, "--api", n3.api]
+        .concat(["--s3", n3.s3, "--join", join.join(","), "--shards", "4"])
+        .concat(ARGS),
+      { ...process.env, KUMO_TOKENS: c.token },
+    );
+    let out = "";
+    bad.stdout?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    bad.stderr?.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => bad.kill("SIGKILL"), 15_000);
+      bad.once("exit", (cd) => {
+        clearTimeout(timer);
+        resolve(cd);
+      });
+    });
+    assert.notEqual(code, 0, `a start with --shards 4 was not refused:\n${out}`);
+    assert.equal(bad.signalCode, null, `no answer within 15 s:\n${out}`);
+    assert.match(out, /shards/, out);
+
+    await c.restart("n3");
+    await expectValue("n3", `term-${tag}/before`, "written before", before);
+    await expectValue("n3", `term-${tag}/during`, "written while n3 was down", during);
   });
 });

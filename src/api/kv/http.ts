@@ -81,6 +81,9 @@ function kvError(e: KvError): HttpError {
   return new HttpError(status, e.code, e.message, headers, extra);
 }
 
+/** Bytes of an oversized body read and discarded before the connection is cut (see readBody). */
+const DRAIN_BYTES_MAX = 8 << 20;
+
 /** Reads a request body into memory, refusing (413) past `max` bytes without buffering more. */
 export function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
   const declared = req.headers["content-length"];
@@ -96,29 +99,33 @@ export function readBody(req: IncomingMessage, max: number): Promise<Uint8Array>
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let failed = false;
+    let over = false;
+    const tooLarge = () =>
+      new HttpError(413, "VALUE_TOO_LARGE", `the value exceeds ${max} bytes`, {
+        connection: "close",
+      });
     req.on("data", (c: Buffer) => {
-      if (failed) return;
       size += c.byteLength;
+      if (over) {
+        // Answered already; keep reading (and discarding) so a client that sends its whole body
+        // before reading sees the 413 rather than a reset. Past the drain bound, cut it off.
+        if (size > max + DRAIN_BYTES_MAX) req.destroy();
+        return;
+      }
       if (size > max) {
-        failed = true;
-        reject(
-          new HttpError(413, "VALUE_TOO_LARGE", `the value exceeds ${max} bytes`, {
-            connection: "close",
-          }),
-        );
+        over = true;
+        chunks.length = 0;
+        reject(tooLarge());
         return;
       }
       chunks.push(c);
     });
     req.on("end", () => {
-      if (failed) return;
+      if (over) return;
       const buf = Buffer.concat(chunks, size);
       resolve(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
     });
-    req.on("error", (e) => {
-      if (!failed) reject(new HttpError(400, "BAD_REQUEST", `request body: ${e.message}`));
-    });
+    req.on("error", (e) => reject(new HttpError(400, "BAD_REQUEST", `request body: ${e.message}`)));
   });
 }
 
