@@ -72,6 +72,8 @@ interface Result {
   readonly cpu: number[];
   readonly rssMiB: number[];
   readonly windowS: number;
+  /** Between the two counter snapshots (slightly longer than the CPU window around it). */
+  readonly statsS: number;
   readonly delta: NodeStats[];
   readonly othersCpu: number;
 }
@@ -128,6 +130,7 @@ async function measure(c: Config): Promise<Result> {
     // Let the status requests' own work finish before the window opens.
     await sleep(1000);
     const before = await statuses();
+    const s0 = performance.now();
     await sleep(500);
     const pids = cluster.nodes.map((n) => cluster.pid(n.id));
     const cpu0 = pids.map(processCpuSeconds);
@@ -138,6 +141,7 @@ async function measure(c: Config): Promise<Result> {
     const sys1 = systemCpu();
     const windowS = (performance.now() - w0) / 1000;
     const after = await statuses();
+    const statsS = (performance.now() - s0) / 1000;
     const cpu = cpu1.map((x, i) => (x - (cpu0[i] ?? 0)) / windowS);
     return {
       c,
@@ -149,6 +153,7 @@ async function measure(c: Config): Promise<Result> {
       cpu,
       rssMiB: pids.map(rssMiB),
       windowS,
+      statsS,
       delta: after.map((a, i) => sub((before[i] as ClusterStatus).stats, a.stats)),
       othersCpu: Math.max(0, (sys1.busy - sys0.busy) / windowS - cpu.reduce((a, b) => a + b, 0)),
     };
@@ -198,7 +203,7 @@ async function main(): Promise<void> {
       results.map((r) => {
         const n = r.c.nodes;
         const per = (f: (d: NodeStats) => number) =>
-          fmt(r.delta.reduce((a, d) => a + f(d), 0) / n / r.windowS, 1);
+          fmt(r.delta.reduce((a, d) => a + f(d), 0) / n / r.statsS, 1);
         const mean = r.cpu.reduce((a, b) => a + b, 0) / n;
         return [
           `${r.c.nodes} node${n > 1 ? "s" : ""} x ${r.c.shards} shards, ${r.c.replicas} replica${r.c.replicas > 1 ? "s" : ""}`,

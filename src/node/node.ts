@@ -43,6 +43,7 @@ export class KumoNode {
   private s3: Server | undefined;
   private map: ShardMap | undefined;
   private ready = false;
+  private balanceTimer: NodeJS.Timeout | undefined;
   private stopping = false;
 
   constructor(
@@ -112,6 +113,28 @@ export class KumoNode {
     await listen(this.s3, cfg.s3);
     transport.setServing(true);
     this.ready = true;
+    this.balanceTimer = setInterval(() => this.balanceLeaders(), 2_000);
+    this.balanceTimer.unref();
+  }
+
+  /**
+   * Spreads shard leadership over the nodes: each shard's preferred leader is the first of its
+   * replicas (the shard map assigns them round-robin), and a node leading a shard it is not
+   * preferred for hands leadership over (a Raft leadership transfer: the target is caught up
+   * first, no write is lost) once the preferred node is reachable. Elections land leaders
+   * wherever timers fire first; without this, one node can end up leading most shards and
+   * bottleneck every write. (The placement driver will balance on load instead.)
+   */
+  private balanceLeaders(): void {
+    const host = this.host;
+    const map = this.map;
+    if (!host || !map || this.stopping) return;
+    for (const shard of map.shards()) {
+      const preferred = shard.replicas[0];
+      const st = host.status(shard.id);
+      if (!preferred || preferred === this.cfg.id || st?.role !== "leader") continue;
+      if (this.transport?.reachable(preferred)) host.transferLeadership(shard.id, preferred);
+    }
   }
 
   /**
@@ -218,6 +241,7 @@ export class KumoNode {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    if (this.balanceTimer) clearInterval(this.balanceTimer);
     this.transport?.setServing(false);
     const close = (s: Server | undefined) =>
       new Promise<void>((r) => {

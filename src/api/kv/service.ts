@@ -9,7 +9,7 @@
  * (NOT_LEADER, DROPPED, UNREACHABLE before sending); an attempt whose outcome is unknown
  * (TIMEOUT) is reported as such.
  */
-import type { MultiRaftHost, ProposeOutcome } from "../../multiraft/index.js";
+import type { MultiRaftHost } from "../../multiraft/index.js";
 import type { NodeId } from "../../raft/index.js";
 import {
   type ApplyResult,
@@ -21,6 +21,7 @@ import {
 } from "../../shard/index.js";
 import { compareBytes, prefixEnd } from "../../storage/index.js";
 import type { Transport } from "../../transport/transport.js";
+import { decodeBatch, ForwardBatcher, type ForwardOutcome, PROPOSE_BATCH } from "./forward.js";
 
 export type KvErrorCode =
   | "NOT_FOUND"
@@ -68,17 +69,20 @@ function unb64(s: string): Uint8Array {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Transport method names of the forwarded requests. */
-const PROPOSE = "kv.propose";
 const READ = "kv.read";
 
 export class KvService {
+  private readonly forwarder: ForwardBatcher;
+
   constructor(
     private readonly self: NodeId,
     private readonly host: Host,
     private readonly transport: Transport,
     private map: ShardMap,
     private readonly opts: KvServiceOptions,
-  ) {}
+  ) {
+    this.forwarder = new ForwardBatcher(transport);
+  }
 
   setShardMap(map: ShardMap): void {
     this.map = map;
@@ -225,20 +229,13 @@ export class KvService {
     }
   }
 
-  private async forwardPropose(
+  private forwardPropose(
     to: NodeId,
     shardId: string,
     cmd: Uint8Array,
     timeoutMs: number,
-  ): Promise<ProposeOutcome<ApplyResult> | { ok: false; code: "UNREACHABLE" }> {
-    const body = enc.encode(JSON.stringify({ shard: shardId, cmd: b64(cmd), timeoutMs }));
-    const r = await this.transport.call(to, PROPOSE, body, timeoutMs + 200);
-    if (!r.ok) {
-      // A timed-out call may have been proposed by the remote: the outcome is unknown.
-      if (r.code === "TIMEOUT") return { ok: false, code: "TIMEOUT", message: r.message };
-      return { ok: false, code: "UNREACHABLE" };
-    }
-    return JSON.parse(dec.decode(r.body)) as ProposeOutcome<ApplyResult>;
+  ): Promise<ForwardOutcome> {
+    return this.forwarder.propose(to, { shard: shardId, command: cmd, timeoutMs });
   }
 
   // ------------------------------------------------------------------ reads
@@ -330,15 +327,16 @@ export class KvService {
 
   /** Answers a request forwarded by another node (registered as the transport's call handler). */
   async handleCall(_from: NodeId, method: string, body: Uint8Array): Promise<Uint8Array> {
-    const req = JSON.parse(dec.decode(body)) as Record<string, unknown>;
-    if (method === PROPOSE) {
-      const outcome = await this.host.propose(
-        String(req.shard),
-        unb64(String(req.cmd)),
-        Number(req.timeoutMs),
+    if (method === PROPOSE_BATCH) {
+      // All proposals of the batch go into the same host cycle (and fsync).
+      const outcomes = await Promise.all(
+        decodeBatch(body).map((it) =>
+          this.host.propose(it.shard, it.command.slice(), it.timeoutMs),
+        ),
       );
-      return enc.encode(JSON.stringify(outcome));
+      return enc.encode(JSON.stringify(outcomes));
     }
+    const req = JSON.parse(dec.decode(body)) as Record<string, unknown>;
     if (method === READ) {
       const prefix = unb64(String(req.prefix));
       const startAfter = typeof req.startAfter === "string" ? unb64(req.startAfter) : undefined;
