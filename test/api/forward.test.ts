@@ -54,7 +54,8 @@ test("proposals to one node in one turn travel in one call and get their own ans
     ),
   );
   assert.equal(calls, 1);
-  answers.forEach((r, i) => assert.deepEqual(r, { ok: true, result: { ok: true, revision: i } }));
+  for (const [i, r] of answers.entries())
+    assert.deepEqual(r, { ok: true, result: { ok: true, revision: i } });
   // An unknown peer: certainly not delivered, so UNREACHABLE (safe to retry).
   assert.deepEqual(
     await f.propose("nobody", { shard: "s", command: new Uint8Array([1]), timeoutMs: 100 }),
