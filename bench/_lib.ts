@@ -1,11 +1,11 @@
 /**
  * Shared helpers of the process-level benchmarks (bench/kv.ts, bench/idle.ts): a cluster of real
- * `kumo server` child processes on 127.0.0.1 (like test/integration/_cluster.ts, plus per-node
- * `node` flags such as --cpu-prof, and a node without --join), a keep-alive HTTP client, the
- * machine description, the raw fsync rate of the disk, per-process CPU from /proc, and a summary
- * of V8 .cpuprofile files. Benchmarks print numbers; nothing here asserts on them.
+ * `kumo server` child processes on 127.0.0.1 (test/integration/_cluster.ts's `TestCluster`), a
+ * keep-alive HTTP client, the machine description, the raw fsync rate of the disk, per-process
+ * CPU from /proc, and a summary of V8 .cpuprofile files. Benchmarks print numbers; nothing here
+ * asserts on them.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -21,15 +21,17 @@ import {
   writeSync,
 } from "node:fs";
 import { Agent, request } from "node:http";
-import { createServer } from "node:net";
-import { cpus, release, tmpdir, totalmem } from "node:os";
+import { cpus, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type ClusterOptions, sleep, TestCluster } from "../test/integration/_cluster.js";
 
-/** The compiled `kumo` entry point (bench compiles to dist/bench/, src to dist/src/). */
-export const MAIN = join(fileURLToPath(import.meta.url), "../../src/cli/main.js");
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export {
+  type ClusterStatus,
+  type NodeStats,
+  type ShardStatus,
+  sleep,
+} from "../test/integration/_cluster.js";
 
 // ------------------------------------------------------------------ options
 
@@ -253,247 +255,31 @@ export function loadAverage(): string {
 
 // ------------------------------------------------------------------ the cluster
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
+/** The cluster is test/integration/_cluster.ts's `TestCluster`, started as benchmarks need it. */
+export type BenchCluster = TestCluster;
+
+/** How long `stop` lets a node exit gracefully (flush, write its CPU profile) before SIGKILL. */
+export const STOP_GRACE_MS = 30_000;
+
+let signalsHooked = false;
+
+/**
+ * Real `kumo server` processes on 127.0.0.1 with free ports and fresh data directories; resolves
+ * once every node is ready (not yet until leaders exist: see `waitLeaders`). If the benchmark
+ * exits early (error, Ctrl+C), the nodes are killed and their data removed.
+ */
+export async function startBenchCluster(opts: ClusterOptions): Promise<BenchCluster> {
+  if (!signalsHooked) {
+    signalsHooked = true;
+    // Exit through process.exit so that the cluster module's exit hook kills the nodes.
+    for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
+  }
+  return TestCluster.start({
+    token: "bench-token",
+    startTimeoutMs: 60_000,
+    waitLeaders: false,
+    ...opts,
   });
-}
-
-export async function waitFor(
-  cond: () => Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-  everyMs = 100,
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (await cond().catch(() => false)) return;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-export interface ShardStatus {
-  readonly id: string;
-  readonly replicas: string[];
-  readonly leader: string | null;
-  readonly localRole: string | null;
-  readonly commit: number | null;
-  readonly applied: number | null;
-  readonly quiesced: boolean | null;
-}
-
-export interface NodeStats {
-  readonly host: Record<string, number>;
-  readonly engine: { syncs: number; batches: number; bytesWritten: number };
-  readonly transport: Record<string, number>;
-}
-
-export interface ClusterStatus {
-  readonly node: string;
-  readonly shards: ShardStatus[];
-  readonly stats: NodeStats;
-}
-
-export interface BenchNode {
-  readonly id: string;
-  readonly peer: string;
-  readonly api: string;
-  readonly s3: string;
-  readonly data: string;
-  proc: ChildProcess | undefined;
-  readonly log: string[];
-}
-
-export interface BenchClusterOptions {
-  readonly nodes: number;
-  /** Extra `kumo server` flags for every node (e.g. --shards 1000). */
-  readonly args?: readonly string[];
-  /** Flags for `node` itself, per node id (e.g. --cpu-prof). */
-  readonly nodeArgs?: (id: string) => readonly string[];
-  /** Where the data directories go (a fresh temporary directory under it). */
-  readonly baseDir?: string;
-  readonly token?: string;
-}
-
-/** Clusters not stopped yet: if the benchmark exits early (error, Ctrl+C), their nodes go too. */
-const running = new Set<BenchCluster>();
-let exitHooked = false;
-
-function hookExit(): void {
-  if (exitHooked) return;
-  exitHooked = true;
-  process.on("exit", () => {
-    for (const c of running) c.killNow();
-  });
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.once(sig, () => process.exit(130));
-  }
-}
-
-/** Real `kumo server` processes on 127.0.0.1 with free ports and fresh data directories. */
-export class BenchCluster {
-  readonly nodes: BenchNode[] = [];
-  readonly token: string;
-  readonly dir: string;
-
-  private constructor(private readonly opts: BenchClusterOptions) {
-    this.token = opts.token ?? "bench-token";
-    this.dir = mkdtempSync(join(opts.baseDir ?? tmpdir(), "kumo-bench-"));
-  }
-
-  /** Spawns the nodes and waits until every node is ready (not yet until leaders exist). */
-  static async start(opts: BenchClusterOptions): Promise<BenchCluster> {
-    const c = new BenchCluster(opts);
-    for (let i = 1; i <= opts.nodes; i++) {
-      c.nodes.push({
-        id: `n${i}`,
-        peer: `127.0.0.1:${await freePort()}`,
-        api: `127.0.0.1:${await freePort()}`,
-        s3: `127.0.0.1:${await freePort()}`,
-        data: join(c.dir, `n${i}`),
-        proc: undefined,
-        log: [],
-      });
-    }
-    hookExit();
-    running.add(c);
-    for (const n of c.nodes) c.spawn(n);
-    try {
-      let dead: BenchNode | undefined;
-      await waitFor(
-        async () => {
-          // A node that exits at start (bad flags, a broken build) fails the start at once.
-          dead = c.nodes.find(
-            (n) => n.proc !== undefined && (n.proc.exitCode !== null || n.proc.signalCode !== null),
-          );
-          if (dead) return true;
-          for (const n of c.nodes) {
-            const r = await fetch(`http://${n.api}/readyz`).catch(() => undefined);
-            if (!r?.ok) return false;
-          }
-          return true;
-        },
-        60_000,
-        "every node ready",
-      );
-      if (dead) throw new Error(`kumo server ${dead.id} exited during start`);
-    } catch (e) {
-      console.error(c.logs());
-      await c.stop();
-      throw e;
-    }
-    return c;
-  }
-
-  private spawn(n: BenchNode): void {
-    const others = this.nodes.filter((o) => o.id !== n.id).map((o) => `${o.id}=${o.peer}`);
-    const args = [
-      ...(this.opts.nodeArgs?.(n.id) ?? []),
-      MAIN,
-      "server",
-      "--id",
-      n.id,
-      "--data",
-      n.data,
-      "--peer",
-      n.peer,
-      "--api",
-      n.api,
-      "--s3",
-      n.s3,
-      ...(others.length > 0 ? ["--join", others.join(",")] : []),
-      ...(this.opts.args ?? []),
-    ];
-    const proc = spawn(process.execPath, args, {
-      env: { ...process.env, KUMO_TOKENS: this.token },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const keep = (d: Buffer) => {
-      n.log.push(d.toString());
-      if (n.log.length > 200) n.log.shift();
-    };
-    proc.stdout?.on("data", keep);
-    proc.stderr?.on("data", keep);
-    n.proc = proc;
-  }
-
-  pid(id: string): number {
-    const pid = this.nodes.find((n) => n.id === id)?.proc?.pid;
-    if (pid === undefined) throw new Error(`node ${id} is not running`);
-    return pid;
-  }
-
-  auth(): Record<string, string> {
-    return { authorization: `Bearer ${this.token}` };
-  }
-
-  async status(n: BenchNode): Promise<ClusterStatus> {
-    const r = await fetch(`http://${n.api}/v1/cluster`, {
-      headers: this.auth(),
-      signal: AbortSignal.timeout(10_000),
-    });
-    if (!r.ok) throw new Error(`GET /v1/cluster on ${n.id}: ${r.status}`);
-    return (await r.json()) as ClusterStatus;
-  }
-
-  async stats(): Promise<NodeStats[]> {
-    return Promise.all(this.nodes.map(async (n) => (await this.status(n)).stats));
-  }
-
-  /** Waits until every shard has a leader, as seen by every node. */
-  async waitLeaders(timeoutMs: number): Promise<void> {
-    await waitFor(
-      async () => {
-        for (const n of this.nodes) {
-          const st = await this.status(n);
-          if (!st.shards.every((s) => s.leader)) return false;
-        }
-        return true;
-      },
-      timeoutMs,
-      "a leader for every shard",
-      250,
-    );
-  }
-
-  /** SIGTERM every node (graceful: flushes, writes CPU profiles), SIGKILL after `graceMs`. */
-  async stop(graceMs = 30_000): Promise<void> {
-    await Promise.all(
-      this.nodes.map(async (n) => {
-        const p = n.proc;
-        if (!p || p.exitCode !== null || p.signalCode !== null) return;
-        await new Promise<void>((resolve) => {
-          const kill = setTimeout(() => p.kill("SIGKILL"), graceMs);
-          p.once("exit", () => {
-            clearTimeout(kill);
-            resolve();
-          });
-          p.kill("SIGTERM");
-        });
-        n.proc = undefined;
-      }),
-    );
-    running.delete(this);
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  /** SIGKILL every node still running and remove the data (synchronous: for process exit). */
-  killNow(): void {
-    for (const n of this.nodes) {
-      if (n.proc && n.proc.exitCode === null && n.proc.signalCode === null) n.proc.kill("SIGKILL");
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  logs(): string {
-    return this.nodes.map((n) => `--- ${n.id}\n${n.log.join("")}`).join("\n");
-  }
 }
 
 // ------------------------------------------------------------------ HTTP client

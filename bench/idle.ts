@@ -25,7 +25,6 @@
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import {
-  BenchCluster,
   type ClusterStatus,
   codeVersion,
   commandLine,
@@ -36,7 +35,9 @@ import {
   numberOption,
   option,
   processCpuSeconds,
+  STOP_GRACE_MS,
   sleep,
+  startBenchCluster,
   systemCpu,
   table,
 } from "./_lib.js";
@@ -109,8 +110,8 @@ function sub(a: NodeStats, b: NodeStats): NodeStats {
 async function measure(c: Config): Promise<Result> {
   const args = ["--shards", String(c.shards), "--replicas", String(c.replicas)];
   const t0 = performance.now();
-  const cluster = await BenchCluster.start({ nodes: c.nodes, args, baseDir });
-  const statuses = () => Promise.all(cluster.nodes.map((n) => cluster.status(n)));
+  const cluster = await startBenchCluster({ nodes: c.nodes, args, baseDir });
+  const statuses = () => Promise.all(cluster.nodes.map((n) => cluster.status(n.id)));
   try {
     await cluster.waitLeaders(quietTimeoutS * 1000);
     const leadersAfterS = (performance.now() - t0) / 1000;
@@ -161,7 +162,7 @@ async function measure(c: Config): Promise<Result> {
     console.error(cluster.logs());
     throw e;
   } finally {
-    await cluster.stop();
+    await cluster.stop(STOP_GRACE_MS);
   }
 }
 

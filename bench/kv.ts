@@ -36,7 +36,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { initialShardMap } from "../src/shard/index.js";
 import {
-  BenchCluster,
+  type BenchCluster,
   codeVersion,
   commandLine,
   cpuProfArgs,
@@ -52,6 +52,8 @@ import {
   processCpuSeconds,
   profilesIn,
   rawFsync,
+  STOP_GRACE_MS,
+  startBenchCluster,
   summarizeProfile,
   systemCpu,
   table,
@@ -195,7 +197,7 @@ async function leaderApis(cluster: BenchCluster): Promise<string[]> {
   const ids = cluster.nodes.map((n) => n.id);
   // The map every node computes at creation: default settings, 8 shards, 3 replicas.
   const map = initialShardMap(ids, 8, 3);
-  const st = await cluster.status(cluster.nodes[0] as BenchCluster["nodes"][0]);
+  const st = await cluster.status("n1");
   const leaderOf = new Map(st.shards.map((s) => [s.id, s.leader]));
   const apiOf = new Map(cluster.nodes.map((n) => [n.id, n.api]));
   return keys.map((path) => {
@@ -467,7 +469,7 @@ async function main(): Promise<void> {
   );
 
   const profiled = profNodes === "all" ? ["n1", "n2", "n3"] : profNodes.split(",").filter((s) => s);
-  const cluster = await BenchCluster.start({
+  const cluster = await startBenchCluster({
     nodes: 3,
     baseDir,
     nodeArgs: (id) => [...nodeArgs, ...(profiled.includes(id) ? cpuProfArgs(profDir, id) : [])],
@@ -475,7 +477,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   try {
     await cluster.waitLeaders(60_000);
-    const st = await cluster.status(cluster.nodes[0] as (typeof cluster.nodes)[0]);
+    const st = await cluster.status("n1");
     const leads = new Map<string, number>();
     for (const s of st.shards)
       leads.set(s.leader ?? "none", (leads.get(s.leader ?? "none") ?? 0) + 1);
@@ -520,7 +522,7 @@ async function main(): Promise<void> {
     console.error(cluster.logs());
     throw e;
   } finally {
-    await cluster.stop();
+    await cluster.stop(STOP_GRACE_MS);
   }
   if (showLogs) console.log(cluster.logs());
 

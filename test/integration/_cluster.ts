@@ -1,6 +1,6 @@
 /**
- * A real multi-process Kumo cluster on 127.0.0.1 for integration tests and benchmarks: each
- * node is a `kumo server` child process with its own data directory and free ports.
+ * A real multi-process Kumo cluster on 127.0.0.1 for integration tests and benchmarks (bench/_lib.ts
+ * reuses it): each node is a `kumo server` child process with its own data directory and free ports.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,8 +15,11 @@ export const MAIN = join(fileURLToPath(import.meta.url), "../../../src/cli/main.
 
 /** Every child process a test started and that is still running: killed if the runner exits. */
 const children = new Set<ChildProcess>();
+/** Data directories of clusters not stopped yet: removed if the runner exits. */
+const dataDirs = new Set<string>();
 process.on("exit", () => {
   for (const c of children) c.kill("SIGKILL");
+  for (const d of dataDirs) rmSync(d, { recursive: true, force: true });
 });
 
 /** Spawns a child process that is SIGKILLed if the test process exits before it does. */
@@ -24,6 +27,7 @@ export function spawnTracked(
   args: readonly string[],
   env: NodeJS.ProcessEnv = process.env,
 ): ChildProcess {
+  // `node` flags (e.g. --cpu-prof) go before the script in `args`.
   const proc = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(proc);
   proc.once("exit", () => children.delete(proc));
@@ -188,7 +192,7 @@ export function runCli(
   });
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface NodeInfo {
   readonly id: string;
@@ -209,15 +213,43 @@ export interface ClusterOptions {
   readonly shards?: number;
   /** Extra environment variables for every node (e.g. KUMO_* options). */
   readonly env?: Readonly<Record<string, string>>;
+  /** Flags for `node` itself, per node id (e.g. --cpu-prof). */
+  readonly nodeArgs?: (id: string) => readonly string[];
+  /** Where the cluster's temporary directory goes (the OS temp directory by default). */
+  readonly baseDir?: string;
+  /** How long `start` waits (30 s by default). */
+  readonly startTimeoutMs?: number;
+  /**
+   * true (the default): `start` resolves once every shard has a leader; false: as soon as every
+   * node is ready (see `waitLeaders`).
+   */
+  readonly waitLeaders?: boolean;
 }
 
+/** One shard in GET /v1/cluster. */
 export interface ShardStatus {
   id: string;
   replicas: string[];
   leader: string | null;
   term: number | null;
+  localRole: string | null;
   commit: number;
   applied: number;
+  quiesced: boolean | null;
+}
+
+/** The counters of one node in GET /v1/cluster. */
+export interface NodeStats {
+  readonly host: Record<string, number>;
+  readonly engine: { syncs: number; batches: number; bytesWritten: number };
+  readonly transport: Record<string, number>;
+}
+
+/** GET /v1/cluster of one node. */
+export interface ClusterStatus {
+  readonly node: string;
+  readonly shards: ShardStatus[];
+  readonly stats: NodeStats;
 }
 
 export class TestCluster {
@@ -227,16 +259,19 @@ export class TestCluster {
   readonly shards: number;
   private readonly args: readonly string[];
   private readonly env: Readonly<Record<string, string>>;
+  private readonly nodeArgs: (id: string) => readonly string[];
 
   private constructor(opts: ClusterOptions) {
     this.token = opts.token ?? "test-token";
+    this.nodeArgs = opts.nodeArgs ?? (() => []);
     this.shards = opts.shards ?? 8;
     this.env = opts.env ?? {};
     this.args = [
       ...(opts.shards !== undefined ? ["--shards", String(opts.shards)] : []),
       ...(opts.args ?? []),
     ];
-    this.dir = mkdtempSync(join(tmpdir(), "kumo-it-"));
+    this.dir = mkdtempSync(join(opts.baseDir ?? tmpdir(), "kumo-it-"));
+    dataDirs.add(this.dir);
   }
 
   static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
@@ -265,7 +300,7 @@ export class TestCluster {
         1,
         "nodes started",
       );
-      await c.waitServing(30_000, true);
+      await c.waitServing(opts.startTimeoutMs ?? 30_000, true, opts.waitLeaders ?? true);
     } catch (e) {
       await c.stop();
       throw e;
@@ -287,6 +322,7 @@ export class TestCluster {
     const join = this.nodes.filter((o) => o.id !== node.id).map((o) => `${o.id}=${o.peer}`);
     const proc = spawnTracked(
       [
+        ...this.nodeArgs(node.id),
         MAIN,
         "server",
         "--id",
@@ -317,12 +353,19 @@ export class TestCluster {
     node.proc = proc;
   }
 
-  /** kill -9 (or another signal); resolves when the process is gone. */
-  async kill(id: string, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+  /** kill -9 (or another signal, SIGKILL after `graceMs`); resolves when the process is gone. */
+  async kill(id: string, signal: NodeJS.Signals = "SIGKILL", graceMs?: number): Promise<void> {
     const n = this.node(id);
     const p = n.proc;
-    if (p) await killProcess(p, signal);
+    if (p) await killProcess(p, signal, graceMs);
     n.proc = undefined;
+  }
+
+  /** The process id of a running node (e.g. to read its CPU time). */
+  pid(id: string): number {
+    const pid = this.node(id).proc?.pid;
+    if (pid === undefined) throw new Error(`node ${id} is not running`);
+    return pid;
   }
 
   /** kill -9 every node at once. */
@@ -361,16 +404,23 @@ export class TestCluster {
     return this.nodes.filter((n) => n.proc);
   }
 
-  /** Waits until every live node is ready and every shard has a leader (as n-first sees it). */
-  async waitServing(timeoutMs: number, allMustLive = false): Promise<void> {
+  /**
+   * Waits until every live node is ready and (with `leaders`) every shard has a leader (as
+   * n-first sees it).
+   */
+  async waitServing(timeoutMs: number, allMustLive = false, leaders = true): Promise<void> {
     try {
-      await this.waitServingOnce(timeoutMs, allMustLive);
+      await this.waitServingOnce(timeoutMs, allMustLive, leaders);
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${this.logs()}`);
     }
   }
 
-  private async waitServingOnce(timeoutMs: number, allMustLive: boolean): Promise<void> {
+  private async waitServingOnce(
+    timeoutMs: number,
+    allMustLive: boolean,
+    leaders: boolean,
+  ): Promise<void> {
     await waitFor(
       async () => {
         const dead = this.nodes.find((n) => !n.proc);
@@ -379,20 +429,46 @@ export class TestCluster {
           const r = await fetch(`http://${n.api}/readyz`).catch(() => undefined);
           if (!r?.ok) return false;
         }
+        if (!leaders) return true;
         const first = this.alive()[0];
         if (!first) return false;
         const st = await this.status(first.id).catch(() => undefined);
         return st?.shards.every((s) => s.leader) === true;
       },
       timeoutMs,
-      "cluster serving",
+      leaders ? "cluster serving" : "every node ready",
     );
   }
 
-  async status(id: string): Promise<{ shards: ShardStatus[] }> {
-    const r = await fetch(`http://${this.node(id).api}/v1/cluster`, { headers: this.auth() });
-    if (!r.ok) throw new Error(`status ${r.status}`);
-    return (await r.json()) as { shards: ShardStatus[] };
+  /** Waits until every shard has a leader, as seen by every node. */
+  async waitLeaders(timeoutMs: number): Promise<void> {
+    await waitFor(
+      async () => {
+        for (const n of this.nodes) {
+          const st = await this.status(n.id);
+          if (!st.shards.every((s) => s.leader)) return false;
+        }
+        return true;
+      },
+      timeoutMs,
+      "a leader for every shard",
+      250,
+    );
+  }
+
+  /** GET /v1/cluster of node `id`. */
+  async status(id: string): Promise<ClusterStatus> {
+    const r = await fetch(`http://${this.node(id).api}/v1/cluster`, {
+      headers: this.auth(),
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!r.ok) throw new Error(`GET /v1/cluster on ${id}: ${r.status}`);
+    return (await r.json()) as ClusterStatus;
+  }
+
+  /** The counters of every node (GET /v1/cluster), in node order. */
+  async stats(): Promise<NodeStats[]> {
+    return Promise.all(this.nodes.map(async (n) => (await this.status(n.id)).stats));
   }
 
   /**
@@ -453,9 +529,11 @@ export class TestCluster {
     return fetch(this.url(id, `/v1/kv/default/${key}${query}`), { headers: this.auth() });
   }
 
-  async stop(): Promise<void> {
-    await Promise.all(this.nodes.map((n) => this.kill(n.id, "SIGTERM")));
+  /** SIGTERM every node (graceful: flushes, writes CPU profiles), SIGKILL after `graceMs`. */
+  async stop(graceMs?: number): Promise<void> {
+    await Promise.all(this.nodes.map((n) => this.kill(n.id, "SIGTERM", graceMs)));
     rmSync(this.dir, { recursive: true, force: true });
+    dataDirs.delete(this.dir);
   }
 
   logs(): string {
@@ -466,10 +544,12 @@ export class TestCluster {
 /** Thrown by a `waitFor` condition to stop waiting at once. */
 export class StartError extends Error {}
 
+/** Polls `cond` every `everyMs` until it holds; a failing `cond` counts as false. */
 export async function waitFor(
   cond: () => Promise<boolean>,
   timeoutMs: number,
   what: string,
+  everyMs = 50,
 ): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
@@ -479,7 +559,7 @@ export async function waitFor(
     });
     if (ok) return;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(everyMs);
   }
 }
 
