@@ -76,6 +76,27 @@ test("the purity guard itself catches each forbidden thing", () => {
   assert.deepEqual(purityViolations('import { assert } from "../base/index.js";'), []);
 });
 
+test("layers import only the layers below them", () => {
+  // raft ← multiraft ← shard ← api ← node ← cli; storage and transport are ports used by them.
+  const forbidden: Record<string, readonly string[]> = {
+    "src/storage": ["multiraft", "shard", "api", "node", "cli", "sim", "transport"],
+    "src/transport": ["multiraft", "shard", "api", "node", "cli", "sim", "storage"],
+    "src/multiraft": ["shard", "api", "node", "cli", "sim"],
+    "src/shard": ["multiraft", "api", "node", "cli", "sim", "transport"],
+    "src/api": ["node", "cli", "sim"],
+    "src/node": ["cli", "sim"],
+  };
+  for (const [dir, banned] of Object.entries(forbidden)) {
+    for (const f of tsFiles(dir)) {
+      const src = readFileSync(join(root, f), "utf8");
+      for (const m of src.matchAll(/from\s+["'](\.\.\/+[^"']+)["']/g)) {
+        const layer = /^(?:\.\.\/)+([a-z]+)\//.exec(m[1] as string)?.[1];
+        assert.ok(layer === undefined || !banned.includes(layer), `${f} imports ${m[1]}`);
+      }
+    }
+  }
+});
+
 test("imports flow one way: raft depends only on base; base on nothing", () => {
   const allowed: Record<string, RegExp> = {
     "src/base": /^\.\/|^node:/,
