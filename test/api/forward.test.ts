@@ -27,7 +27,7 @@ test("the batch codec round-trips", () => {
   );
 });
 
-test("proposals to one node in one turn travel in one call and get their own answers", async () => {
+test("proposals to one node and shard in one turn travel in one call and get their own answers", async () => {
   const net = new MemoryNetwork();
   const a = net.transport("a");
   const b = net.transport("b");
@@ -53,7 +53,7 @@ test("proposals to one node in one turn travel in one call and get their own ans
       f.propose("b", { shard: `s${i % 3}`, command: new Uint8Array([i]), timeoutMs: 1000 }),
     ),
   );
-  assert.equal(calls, 1);
+  assert.equal(calls, 3, "one call per shard");
   for (const [i, r] of answers.entries())
     assert.deepEqual(r, { ok: true, result: { ok: true, revision: i } });
   // An unknown peer: certainly not delivered, so UNREACHABLE (safe to retry).
@@ -64,6 +64,39 @@ test("proposals to one node in one turn travel in one call and get their own ans
       code: "UNREACHABLE",
     },
   );
+  await a.stop();
+  await b.stop();
+});
+
+test("a stalled shard does not hold up another shard's writes to the same node", async () => {
+  const net = new MemoryNetwork();
+  const a = net.transport("a");
+  const b = net.transport("b");
+  await a.start({ onRaft: () => {}, onCall: async () => new Uint8Array() });
+  let release: () => void = () => {};
+  const stalled = new Promise<void>((r) => {
+    release = r;
+  });
+  await b.start({
+    onRaft: () => {},
+    onCall: async (_from, _method, body) => {
+      const items = decodeBatch(body);
+      if (items.some((it) => it.shard === "stuck")) await stalled; // a shard without quorum
+      return new TextEncoder().encode(
+        JSON.stringify(items.map(() => ({ ok: true, result: { ok: true, revision: 1 } }))),
+      );
+    },
+  });
+  a.setPeer("b", "b");
+  const f = new ForwardBatcher(a);
+  const stuck = f.propose("b", { shard: "stuck", command: new Uint8Array([1]), timeoutMs: 5000 });
+  const healthy = await Promise.race([
+    f.propose("b", { shard: "fine", command: new Uint8Array([2]), timeoutMs: 5000 }),
+    new Promise<{ ok: false }>((r) => setTimeout(() => r({ ok: false }), 2000)),
+  ]);
+  assert.equal(healthy.ok, true, "answered while the other shard is still stalled");
+  release();
+  assert.equal((await stuck).ok, true);
   await a.stop();
   await b.stop();
 });

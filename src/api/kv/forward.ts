@@ -77,8 +77,13 @@ interface Pending extends ForwardItem {
   readonly resolve: (o: ForwardOutcome) => void;
 }
 
+/**
+ * Batches are per (node, shard): one call's answer waits for its slowest proposal, and
+ * proposals of one shard share their fate anyway (same leader, same quorum), whereas a shard
+ * that lost its quorum must not hold up writes to healthy shards led by the same node.
+ */
 export class ForwardBatcher {
-  private readonly queues = new Map<NodeId, Pending[]>();
+  private readonly queues = new Map<string, { to: NodeId; items: Pending[] }>();
   /** Calls are split beyond this many proposals or bytes. */
   private readonly itemsMax = 512;
   private readonly bytesMax = 4 << 20;
@@ -87,20 +92,22 @@ export class ForwardBatcher {
 
   propose(to: NodeId, item: ForwardItem): Promise<ForwardOutcome> {
     return new Promise((resolve) => {
-      let q = this.queues.get(to);
+      const key = `${to}\u0000${item.shard}`;
+      let q = this.queues.get(key);
       if (!q) {
-        q = [];
-        this.queues.set(to, q);
-        setImmediate(() => this.flush(to));
+        q = { to, items: [] };
+        this.queues.set(key, q);
+        setImmediate(() => this.flush(key));
       }
-      q.push({ ...item, resolve });
+      q.items.push({ ...item, resolve });
     });
   }
 
-  private flush(to: NodeId): void {
-    const q = this.queues.get(to);
-    this.queues.delete(to);
-    if (!q) return;
+  private flush(key: string): void {
+    const entry = this.queues.get(key);
+    this.queues.delete(key);
+    if (!entry) return;
+    const { to, items: q } = entry;
     let start = 0;
     while (start < q.length) {
       let bytes = 0;
