@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
+import { SHARD_KEY_BYTES_MAX } from "../shard/index.js";
 
 export interface PeerAddress {
   readonly id: string;
@@ -167,7 +168,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "int",
     def: 1024,
     min: 1,
-    max: 65_535,
+    max: SHARD_KEY_BYTES_MAX,
     help: "largest key, in bytes (413 beyond)",
   },
   {

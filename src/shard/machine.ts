@@ -13,13 +13,21 @@
 import { assert } from "../base/index.js";
 import type { Entry } from "../raft/index.js";
 import type { StorageEngine, WriteOp } from "../storage/index.js";
-import { concat, prefixEnd } from "../storage/index.js";
+import { concat, KEY_BYTES_MAX, prefixEnd } from "../storage/index.js";
 import { decodeCommand } from "./command.js";
 
 const enc = new TextEncoder();
 
+/**
+ * Longest user key a shard can store: the engine's key limit minus the longest storage prefix
+ * (`d/` + a shard id of at most 64 characters + `/`). The API's --key-bytes-max may not exceed it.
+ */
+export const SHARD_KEY_BYTES_MAX = KEY_BYTES_MAX - 67;
+
 export type ApplyResult =
   | { readonly ok: true; readonly revision: number }
+  /** The key cannot be stored (empty, or over SHARD_KEY_BYTES_MAX): nothing was written. */
+  | { readonly ok: false; readonly code: "INVALID_KEY" }
   | { readonly ok: false; readonly code: "PRECONDITION_FAILED"; readonly revision: number }
   | { readonly ok: false; readonly code: "NOT_FOUND" };
 
@@ -100,6 +108,11 @@ export class ShardMachine {
     this.appliedTerm = e.term;
     if (e.type !== "normal" || e.data.byteLength === 0) return undefined;
     const cmd = decodeCommand(e.data);
+    // The API refuses such keys; one that reached the log anyway (another node configured
+    // differently, a bug) is refused identically on every replica instead of failing the
+    // storage write, which would stop the node on every replay of the entry.
+    if (cmd.key.byteLength === 0 || cmd.key.byteLength > SHARD_KEY_BYTES_MAX)
+      return { ok: false, code: "INVALID_KEY" };
     const current = this.readStored(cmd.key);
     if (cmd.cond.kind === "ifRevision" && (current?.revision ?? 0) !== cmd.cond.revision) {
       return { ok: false, code: "PRECONDITION_FAILED", revision: current?.revision ?? 0 };

@@ -5,10 +5,11 @@
 import { assert } from "../base/index.js";
 
 /**
- * Largest key either engine accepts. LMDB's classic limit (lmdb-js allows 1978, but code tested
- * against MemoryEngine must keep working on any LMDB build, so both engines enforce the smaller).
+ * Largest key either engine accepts: the limit of the LMDB build that ships inside the `lmdb`
+ * package, the only one Kumo uses (measured: 1,978 bytes accepted, 1,979 refused). MemoryEngine
+ * enforces the same, so code tested against it keeps working on LMDB.
  */
-export const KEY_BYTES_MAX = 511;
+export const KEY_BYTES_MAX = 1978;
 
 /** Largest value either engine accepts; far above any Raft entry Kumo produces. */
 export const VALUE_BYTES_MAX = 64 << 20;

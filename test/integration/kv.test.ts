@@ -152,6 +152,20 @@ describe("kv", () => {
     );
   });
 
+  // The default --key-bytes-max (1 KiB) must be storable: a key the API accepts but storage
+  // cannot hold would stop every replica each time it replays the entry.
+  test("a 1 KiB key (the default limit) is written, read and listed; the nodes stay up", async () => {
+    const key = "k".repeat(1024);
+    const w = await c.put("n1", key, "long");
+    assert.equal(w.status, 200);
+    for (const n of c.nodes) {
+      const r = await c.get(n.id, key);
+      assert.equal(r.status, 200);
+      assert.equal(await r.text(), "long");
+    }
+    assert.equal(c.alive().length, 3);
+  });
+
   test("HEAD answers the headers of GET without a body; 404 for a missing key", async () => {
     const key = `head-${tag}/x`;
     const rev = await put("n2", key, "twelve bytes");

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ConfigError, envName, OPTIONS, resolveConfig } from "../../src/node/config.js";
+import { SHARD_KEY_BYTES_MAX } from "../../src/shard/index.js";
 
 const root = join(fileURLToPath(import.meta.url), "../../../..");
 
@@ -35,6 +36,15 @@ test("bad configuration is refused with a message naming the option", () => {
   assert.throws(() => resolveConfig({ ...base, shards: "zero" }, {}), /shards.*integer/);
   assert.throws(() => resolveConfig({ ...base, shards: "0" }, {}), /between 1 and 4096/);
   assert.throws(() => resolveConfig({ ...base, readMode: "fast" }, {}), /one of quorum, lease/);
+  // A limit above what a shard can store would let the API accept keys that cannot be applied.
+  assert.throws(
+    () => resolveConfig({ ...base, keyBytesMax: String(SHARD_KEY_BYTES_MAX + 1) }, {}),
+    /key-bytes-max.*between 1 and/,
+  );
+  assert.equal(
+    resolveConfig({ ...base, keyBytesMax: String(SHARD_KEY_BYTES_MAX) }, {}).keyBytesMax,
+    SHARD_KEY_BYTES_MAX,
+  );
   assert.throws(() => resolveConfig({ ...base, join: "127.0.0.1:7000" }, {}), /ID=HOST:PORT/);
   assert.throws(() => resolveConfig({ ...base, join: "n1=127.0.0.1:7000" }, {}), /not this node/);
   assert.throws(() => resolveConfig({ ...base, tlsCa: "/ca.pem" }, {}), /all of --tls-ca/);
@@ -61,5 +71,15 @@ test("docs/configuration.md documents every option with its flag and environment
   for (const o of OPTIONS) {
     assert.ok(doc.includes(`\`--${o.flag}\``), `--${o.flag} undocumented`);
     assert.ok(doc.includes(`\`${envName(o.flag)}\``), `${envName(o.flag)} undocumented`);
+  }
+});
+
+test("every default lies within its option's own range", () => {
+  for (const o of OPTIONS) {
+    if (typeof o.def !== "number") continue;
+    if (o.min !== undefined)
+      assert.ok(o.def >= o.min, `--${o.flag} default ${o.def} < min ${o.min}`);
+    if (o.max !== undefined)
+      assert.ok(o.def <= o.max, `--${o.flag} default ${o.def} > max ${o.max}`);
   }
 });

@@ -9,6 +9,7 @@ import {
   encodeKey,
   initialShardMap,
   murmur3,
+  SHARD_KEY_BYTES_MAX,
   type ShardCommand,
   ShardMachine,
 } from "../../src/shard/index.js";
@@ -143,6 +144,39 @@ describe("shard machine", () => {
     assert.equal(m.applied, 9);
     // Reopening the machine from the engine recovers the applied index.
     assert.equal(new ShardMachine(engine, "s").applied, 9);
+  });
+
+  test("the longest allowed key fits in storage; a longer one is refused on apply, not stored", () => {
+    index = 0;
+    const engine = new MemoryEngine(); // enforces the engines' key limit
+    const m = new ShardMachine(engine, "s".repeat(64)); // the longest shard id
+    const longest = new Uint8Array(SHARD_KEY_BYTES_MAX).fill(0x61);
+    assert.deepEqual(
+      apply(m, engine, { op: "put", key: longest, value: k("v"), cond: { kind: "none" } }),
+      {
+        ok: true,
+        revision: 1,
+      },
+    );
+    assert.equal(dec.decode(m.get(longest)?.value), "v");
+    const ops: WriteOp[] = [];
+    const tooLong = new Uint8Array(SHARD_KEY_BYTES_MAX + 1).fill(0x61);
+    assert.deepEqual(
+      m.apply(entry({ op: "put", key: tooLong, value: k("v"), cond: { kind: "none" } }), ops),
+      {
+        ok: false,
+        code: "INVALID_KEY",
+      },
+    );
+    assert.deepEqual(
+      m.apply(entry({ op: "delete", key: new Uint8Array(0), cond: { kind: "none" } }), ops),
+      {
+        ok: false,
+        code: "INVALID_KEY",
+      },
+    );
+    assert.deepEqual(ops, [], "nothing staged");
+    assert.equal(m.applied, 3, "the entries still count as applied");
   });
 
   test("writes staged earlier in the same batch are seen by later entries", () => {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import type { StorageEngine, WriteOp } from "../../src/storage/index.js";
-import { compareBytes } from "../../src/storage/index.js";
+import { compareBytes, KEY_BYTES_MAX } from "../../src/storage/index.js";
 
 export interface EngineHandle {
   readonly engine: StorageEngine;
@@ -181,7 +181,7 @@ export function engineContract(name: string, factory: EngineFactory): void {
       withEngine(factory, async ({ engine: e }) => {
         assert.throws(() => e.write([put(b(1), b(1)), put(b(), b(2))], { sync: true }));
         assert.throws(() =>
-          e.write([put(b(1), b(1)), put(new Uint8Array(600), b(2))], { sync: true }),
+          e.write([put(b(1), b(1)), put(new Uint8Array(KEY_BYTES_MAX + 1), b(2))], { sync: true }),
         );
         assert.equal(e.get(b(1)), undefined);
         await e.write([put(b(2), b(2))], { sync: true });

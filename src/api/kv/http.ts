@@ -72,6 +72,7 @@ const STATUS: Record<KvError["code"], number> = {
   UNAVAILABLE: 503,
   OUTCOME_UNKNOWN: 503,
   OVERLOADED: 503,
+  INVALID_KEY: 400,
 };
 
 function kvError(e: KvError): HttpError {

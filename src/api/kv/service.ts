@@ -16,6 +16,7 @@ import {
   type Condition,
   encodeCommand,
   type KvItem,
+  SHARD_KEY_BYTES_MAX,
   type ShardMachine,
   type ShardMap,
 } from "../../shard/index.js";
@@ -29,7 +30,8 @@ export type KvErrorCode =
   | "KEYSPACE_NOT_FOUND"
   | "UNAVAILABLE"
   | "OUTCOME_UNKNOWN"
-  | "OVERLOADED";
+  | "OVERLOADED"
+  | "INVALID_KEY";
 
 export interface KvError {
   readonly ok: false;
@@ -405,6 +407,13 @@ function applyResultToKv(r: ApplyResult | undefined): { ok: true; revision: numb
     return { ok: false, code: "UNAVAILABLE", message: "the write was applied without a result" };
   if (r.ok) return { ok: true, revision: r.revision };
   if (r.code === "NOT_FOUND") return { ok: false, code: "NOT_FOUND", message: "no such key" };
+  if (r.code === "INVALID_KEY") {
+    return {
+      ok: false,
+      code: "INVALID_KEY",
+      message: `keys must be 1 to ${SHARD_KEY_BYTES_MAX} bytes`,
+    };
+  }
   return {
     ok: false,
     code: "PRECONDITION_FAILED",
