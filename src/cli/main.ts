@@ -231,19 +231,4 @@ withClient(program.command("status"))
     }),
   );
 
-program
-  .command("sim-demo")
-  .description("run a few deterministic simulated clusters under faults and report")
-  .option("--seeds <n>", "how many", "5")
-  .action(async (o: { seeds: string }) => {
-    const { runSeed } = await import("../sim/sim.js");
-    const n = Math.max(1, Number(o.seeds) || 5);
-    for (let seed = 1; seed <= n; seed++) {
-      const r = runSeed(seed, { nodes: seed % 2 === 0 ? 5 : 3 });
-      console.log(
-        `cluster ${seed}: ${r.stats.opsOk} ops ok, ${r.stats.leaderChanges} leaders, ${r.stats.crashes} crashes: ${r.violation ? `VIOLATION ${r.violation.kind}` : "linearizable, nothing lost"}`,
-      );
-    }
-  });
-
 await program.parseAsync();

@@ -12,7 +12,7 @@
  * event loop (GC, SIGSTOP) replays the missed ticks before anything else (this keeps the leader
  * lease sound, see docs/raft.md). Idle groups are quiesced and cost no ticks (see quiescence).
  */
-import { AssertionError, assert, Prng } from "../base/index.js";
+import { assert, Prng } from "../base/index.js";
 import {
   type ConfChange,
   type Entry,
@@ -516,7 +516,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     try {
       await this.runCycle();
     } catch (err) {
-      this.fatal(err instanceof AssertionError ? err : err);
+      this.fatal(err);
     } finally {
       this.cycleRunning = false;
     }

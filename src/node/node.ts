@@ -60,7 +60,7 @@ export class KumoNode {
     const engine = await LmdbEngine.open(join(cfg.data, "db"));
     this.engine = engine;
     const members = [cfg.id, ...cfg.join.map((p) => p.id)].sort();
-    this.checkClusterIdentity(engine, members);
+    await this.checkClusterIdentity(engine, members);
 
     const transport = new GrpcTransport({
       self: cfg.id,
@@ -141,7 +141,10 @@ export class KumoNode {
    * The member list is fixed when the cluster is created (until the placement driver makes it
    * elastic): refuse to start with a different one rather than split the shards differently.
    */
-  private checkClusterIdentity(engine: StorageEngine, members: readonly string[]): void {
+  private async checkClusterIdentity(
+    engine: StorageEngine,
+    members: readonly string[],
+  ): Promise<void> {
     const stored = engine.get(CLUSTER_KEY);
     const want = JSON.stringify({ members, shards: this.cfg.shards, replicas: this.cfg.replicas });
     if (stored && dec.decode(stored) !== want) {
@@ -151,7 +154,9 @@ export class KumoNode {
       );
     }
     if (!stored)
-      void engine.write([{ op: "put", key: CLUSTER_KEY, value: enc.encode(want) }], { sync: true });
+      await engine.write([{ op: "put", key: CLUSTER_KEY, value: enc.encode(want) }], {
+        sync: true,
+      });
   }
 
   private async serveApi(

@@ -30,7 +30,7 @@ import {
 import { RaftLog } from "./log.js";
 import { Progress } from "./progress.js";
 import { type JointVoters, jointCommitted, jointHasQuorum, jointVote } from "./quorum.js";
-import { entryBytes, type RaftStorage } from "./storage.js";
+import { ENTRY_OVERHEAD_BYTES, entryBytes, type RaftStorage } from "./storage.js";
 import {
   type ConfChange,
   type ConfState,
@@ -332,7 +332,7 @@ export class RawNode {
     this.unquiesce();
     const refused = this.checkCanPropose();
     if (refused) return refused;
-    const size = data.byteLength + 24;
+    const size = data.byteLength + ENTRY_OVERHEAD_BYTES;
     if (this.uncommittedBytes > 0 && this.uncommittedBytes + size > this.maxUncommittedBytes) {
       return {
         ok: false,
@@ -992,9 +992,6 @@ export class RawNode {
     this.uncommittedBytes += entryBytes(e);
     // Sent to followers at the next ready(): every proposal of one cycle shares one message.
     this.appendNeeded = true;
-    if (this.voters.incoming.size === 1 && this.voters.outgoing.size === 0) {
-      // Single voter: nothing to wait for except our own fsync (handled in advance()).
-    }
     return e;
   }
 

@@ -45,8 +45,11 @@ export interface RaftStorage {
 }
 
 /** Rough wire/storage footprint of an entry, used for every byte limit. */
+/** Bytes an entry costs beyond its data (term, index, type), in every byte limit. */
+export const ENTRY_OVERHEAD_BYTES = 24;
+
 export function entryBytes(e: Entry): number {
-  return e.data.byteLength + 24;
+  return e.data.byteLength + ENTRY_OVERHEAD_BYTES;
 }
 
 /** Takes a prefix of `ents` whose size stays within `maxBytes` (always at least one entry). */

@@ -100,3 +100,32 @@ test("a stalled shard does not hold up another shard's writes to the same node",
   await a.stop();
   await b.stop();
 });
+
+test("a large burst is split into calls of at most 512 proposals", async () => {
+  const net = new MemoryNetwork();
+  const a = net.transport("a");
+  const b = net.transport("b");
+  const sizes: number[] = [];
+  await a.start({ onRaft: () => {}, onCall: async () => new Uint8Array() });
+  await b.start({
+    onRaft: () => {},
+    onCall: async (_from, _method, body) => {
+      const items = decodeBatch(body);
+      sizes.push(items.length);
+      return new TextEncoder().encode(
+        JSON.stringify(items.map(() => ({ ok: true, result: { ok: true, revision: 1 } }))),
+      );
+    },
+  });
+  a.setPeer("b", "b");
+  const f = new ForwardBatcher(a);
+  const all = await Promise.all(
+    Array.from({ length: 600 }, () =>
+      f.propose("b", { shard: "s", command: new Uint8Array([1]), timeoutMs: 1000 }),
+    ),
+  );
+  assert.deepEqual(sizes, [512, 88]);
+  assert.ok(all.every((r) => r.ok));
+  await a.stop();
+  await b.stop();
+});

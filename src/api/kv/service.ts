@@ -21,7 +21,7 @@ import {
   type ShardMap,
 } from "../../shard/index.js";
 import { compareBytes, prefixEnd } from "../../storage/index.js";
-import type { Transport } from "../../transport/transport.js";
+import { NoHandlerError, type Transport } from "../../transport/transport.js";
 import { decodeBatch, ForwardBatcher, type ForwardOutcome, PROPOSE_BATCH } from "./forward.js";
 
 export type KvErrorCode =
@@ -369,7 +369,7 @@ export class KvService {
         : res;
       return enc.encode(JSON.stringify(out));
     }
-    throw new Error(`unknown method ${method}`);
+    throw new NoHandlerError(`this node serves no "${method}" requests`);
   }
 }
 
