@@ -18,6 +18,7 @@ import {
   type Entry,
   type Message,
   type NodeId,
+  type PropRefusal,
   RawNode,
   type ReadMode,
   type Ready,
@@ -26,6 +27,7 @@ import {
 import type { StorageEngine, WriteOp } from "../storage/engine.js";
 import { GroupStorage } from "../storage/raftstore.js";
 import type { GroupMessage, Transport } from "../transport/transport.js";
+import { Envelope } from "./envelope.js";
 
 /**
  * What the host needs from a group's replicated state machine. It applies committed entries by
@@ -99,7 +101,13 @@ interface Group<R, M> {
   raft: RawNode;
   readonly storage: GroupStorage;
   readonly machine: M;
+  /**
+   * This host's proposals by envelope sequence number, with the term they were proposed (or
+   * forwarded) in: a committed entry carries exactly that term if it is ours.
+   */
   readonly proposals: Map<number, { term: number; waiter: Waiter<ProposeOutcome<R>> }>;
+  /** Pending proposals older than this term were already failed as dropped. */
+  dropCheckedTerm: number;
   readonly reads: Map<string, Waiter<ReadOutcome<M>>>;
   readyReads: { index: number; waiter: Waiter<ReadOutcome<M>> }[];
   idleTicks: number;
@@ -157,7 +165,9 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private lastTickAt = 0;
   private stopped = false;
   private readSeq = 0;
+  private proposalSeq = 0;
   private readonly bootId: string;
+  private readonly envelope: Envelope;
   readonly stats: HostStats = {
     cycles: 0,
     writes: 0,
@@ -173,6 +183,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   constructor(cfg: HostConfig<R, M>) {
     this.makeMachine = cfg.machine;
     this.bootId = (cfg.seed >>> 0).toString(36);
+    this.envelope = new Envelope(`${cfg.nodeId}.${this.bootId}`);
     this.nodeId = cfg.nodeId;
     this.engine = cfg.engine;
     this.transport = cfg.transport;
@@ -244,6 +255,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       storage,
       machine,
       proposals: new Map(),
+      dropCheckedTerm: 0,
       reads: new Map(),
       readyReads: [],
       idleTicks: 0,
@@ -307,6 +319,12 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     this.schedule();
   }
 
+  /**
+   * Proposes `data` to a group through this replica. On the leader it is appended here; on a
+   * follower it is forwarded to the leader inside Raft (MsgProp) and answered when this replica
+   * applies it, so a write through any replica costs no extra request between nodes.
+   * The outcome is certain except for TIMEOUT: DROPPED and NOT_LEADER mean it never took effect.
+   */
   propose(groupId: string, data: Uint8Array, timeoutMs: number): Promise<ProposeOutcome<R>> {
     const g = this.groups.get(groupId);
     if (!g)
@@ -315,7 +333,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
         code: "NO_GROUP",
         message: `no replica of ${groupId} here`,
       });
-    const r = g.raft.propose(data);
+    const seq = ++this.proposalSeq;
+    const r = g.raft.proposeOrForward(this.envelope.wrap(seq, data));
     if (!r.ok) {
       switch (r.code) {
         case "NOT_LEADER":
@@ -331,14 +350,14 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     this.schedule();
     return new Promise<ProposeOutcome<R>>((resolve) => {
       const timer = setTimeout(() => {
-        g.proposals.delete(r.index);
+        g.proposals.delete(seq);
         resolve({
           ok: false,
           code: "TIMEOUT",
           message: `not applied within ${timeoutMs} ms; it may still take effect`,
         });
       }, timeoutMs);
-      g.proposals.set(r.index, { term: r.term, waiter: { resolve, timer } });
+      g.proposals.set(seq, { term: r.term, waiter: { resolve, timer } });
     });
   }
 
@@ -537,14 +556,18 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     const ops = this.pendingOps;
     this.pendingOps = [];
     let sync = false;
-    const applied: [Group<R, M>, Entry, R | undefined][] = [];
+    const applied: [Group<R, M>, Entry, R | undefined, number | undefined][] = [];
     for (const [g, rd] of readies) {
       g.storage.stage(rd, ops);
-      if (rd.snapshot)
+      if (rd.snapshot) {
         g.machine.restore(rd.snapshot.data, rd.snapshot.meta.index, rd.snapshot.meta.term, ops);
+        this.failCoveredBySnapshot(g, rd.snapshot.meta.term);
+      }
       for (const e of rd.committedEntries) {
         if (e.index <= g.machine.applied) continue; // already applied before a restart
-        applied.push([g, e, g.machine.apply(e, ops)]);
+        const { payload, seq } = this.envelope.unwrap(e.data);
+        const inner = payload === e.data ? e : { ...e, data: payload };
+        applied.push([g, e, g.machine.apply(inner, ops), seq]);
       }
       if (rd.committedEntries.length > 0) g.machine.stageApplied(ops);
       if (rd.mustSync) sync = true;
@@ -565,22 +588,19 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
 
     // Client answers.
     this.stats.entriesApplied += applied.length;
-    for (const [g, e, result] of applied) {
-      const p = g.proposals.get(e.index);
-      if (!p) continue;
-      g.proposals.delete(e.index);
+    for (const [g, e, result, seq] of applied) {
+      if (seq === undefined) continue;
+      const p = g.proposals.get(seq);
+      if (!p) continue; // timed out already
+      g.proposals.delete(seq);
       clearTimeout(p.waiter.timer);
-      if (p.term !== e.term) {
-        p.waiter.resolve({
-          ok: false,
-          code: "DROPPED",
-          message: "a new leader replaced the entry; retry",
-        });
-      } else {
-        p.waiter.resolve({ ok: true, result });
-      }
+      assert(p.term === e.term, "a proposal committed in another term than it was made in");
+      p.waiter.resolve({ ok: true, result });
     }
     for (const [g, rd] of readies) {
+      for (const rp of rd.refusedProposals) this.refused(g, rp.data, rp.reason);
+      const last = rd.committedEntries[rd.committedEntries.length - 1];
+      if (last && last.term > g.dropCheckedTerm) this.failDropped(g, last.term);
       // Raft drops unconfirmed reads when leadership changes: fail ours now so callers retry
       // at once instead of waiting for their deadline.
       if (rd.softState && g.reads.size > 0) this.failReads(g, rd.readStates);
@@ -646,6 +666,60 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       clearTimeout(w.timer);
       w.resolve({ ok: false, code: "NOT_LEADER", leaderHint: g.raft.basicStatus().leader });
     }
+  }
+
+  /**
+   * Entries are applied in log order and terms never decrease along the log, so once an entry
+   * of term T is applied, an entry of an older term that is ours would have been applied (and
+   * matched) before it. Our proposals of older terms still pending were therefore lost: a leader
+   * change dropped them. A proposal's entry always carries the term it was proposed in (a
+   * leader appends forwarded proposals only in the term they were forwarded in).
+   */
+  private failDropped(g: Group<R, M>, term: number): void {
+    g.dropCheckedTerm = term;
+    for (const [seq, p] of g.proposals) {
+      if (p.term >= term) continue;
+      g.proposals.delete(seq);
+      clearTimeout(p.waiter.timer);
+      p.waiter.resolve({
+        ok: false,
+        code: "DROPPED",
+        message: "the leader changed before the write was committed; it did not take effect",
+      });
+    }
+  }
+
+  /**
+   * A snapshot replaces entries we never see: a proposal of the snapshot's term or older may
+   * be inside it, or lost. Its outcome is unknown.
+   */
+  private failCoveredBySnapshot(g: Group<R, M>, term: number): void {
+    for (const [seq, p] of g.proposals) {
+      if (p.term > term) continue;
+      g.proposals.delete(seq);
+      clearTimeout(p.waiter.timer);
+      p.waiter.resolve({
+        ok: false,
+        code: "TIMEOUT",
+        message: "this replica caught up by snapshot; the write may or may not have taken effect",
+      });
+    }
+    g.dropCheckedTerm = Math.max(g.dropCheckedTerm, term);
+  }
+
+  /** The leader refused a forwarded proposal: it was certainly not appended. */
+  private refused(g: Group<R, M>, data: Uint8Array, reason: PropRefusal): void {
+    const { seq } = this.envelope.unwrap(data);
+    if (seq === undefined) return;
+    const p = g.proposals.get(seq);
+    if (!p) return;
+    g.proposals.delete(seq);
+    clearTimeout(p.waiter.timer);
+    p.waiter.resolve(
+      reason === "OVERLOADED"
+        ? { ok: false, code: "OVERLOADED", message: "the shard leader has too many writes waiting" }
+        : { ok: false, code: "NOT_LEADER", leaderHint: g.raft.basicStatus().leader },
+    );
   }
 
   private failAll(g: Group<R, M>, why: string): void {

@@ -35,18 +35,21 @@ import {
   type ConfChange,
   type ConfState,
   type Entry,
+  type ForwardProposeResult,
   type HardState,
   type Message,
   type MsgApp,
   type MsgAppResp,
   type MsgHeartbeat,
   type MsgHeartbeatResp,
+  type MsgProp,
   type MsgReadIndex,
   type MsgSnap,
   type MsgVote,
   NONE,
   type NodeId,
   type ProposeResult,
+  type PropRefusal,
   type ReadIndexResult,
   type ReadMode,
   type ReadState,
@@ -167,6 +170,19 @@ export class RawNode {
   private votes = new Map<NodeId, boolean>();
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
+  /** Proposals to forward to `lead` at the next ready() (one MsgProp per cycle). */
+  private forwardBuf: Entry[] = [];
+  private forwardBytes = 0;
+  /** Names this instance in its MsgProps (see MsgProp.incarnation); drawn when first needed. */
+  private incarnation = "";
+  private propSeq = 0;
+  /**
+   * Leader side: the MsgProps already taken in this term, per sender and incarnation (the
+   * highest seq and the recent ones), so that a duplicate is never appended twice.
+   */
+  private propsSeen = new Map<NodeId, Map<string, { max: number; recent: Set<number> }>>();
+  /** Forwarded proposals known not to have been appended, for the next ready(). */
+  private refused: { data: Uint8Array; reason: PropRefusal }[] = [];
 
   /** Ticks since this node started (the lease clock; only differences matter). */
   private now = 0;
@@ -344,6 +360,30 @@ export class RawNode {
     return { ok: true, index: e.index, term: e.term };
   }
 
+  /**
+   * Proposes on the leader, or forwards to it from a follower that knows it. A forwarded
+   * proposal either shows up among committed entries with a term equal to the returned
+   * `term`, or comes back in `Ready.refusedProposals`, or is lost (the leader changed, a
+   * message was dropped): then an entry of a later term gets applied without it. See
+   * docs/raft.md, "Forwarded proposals". The host recognizes its own proposals by their data.
+   */
+  proposeOrForward(data: Uint8Array): ForwardProposeResult {
+    if (this.role === "leader") return this.propose(data);
+    if (this.role !== "follower" || this.lead === NONE)
+      return { ok: false, code: "NOT_LEADER", leaderHint: this.lead };
+    const size = data.byteLength + ENTRY_OVERHEAD_BYTES;
+    if (this.forwardBytes > 0 && this.forwardBytes + size > this.maxUncommittedBytes) {
+      return {
+        ok: false,
+        code: "OVERLOADED",
+        message: `more than ${this.maxUncommittedBytes} bytes of proposals are waiting to be forwarded`,
+      };
+    }
+    this.forwardBuf.push({ term: 0, index: 0, type: "normal", data });
+    this.forwardBytes += size;
+    return { ok: true, forwardedTo: this.lead, term: this.term };
+  }
+
   proposeConfChange(cc: ConfChange): ProposeResult {
     this.unquiesce();
     const refused = this.checkCanPropose();
@@ -434,6 +474,9 @@ export class RawNode {
           rejectHint: 0,
           logTerm: 0,
         });
+      } else if (m.type === "prop") {
+        // Forwarded in an old term: never appended; tell the forwarder at once (and our term).
+        this.refuseProp(m, m.entries, "NOT_LEADER");
       } else if (m.type === "preVote") {
         this.send({
           type: "preVoteResp",
@@ -448,6 +491,14 @@ export class RawNode {
 
     if (m.type === "vote" || m.type === "preVote") {
       this.handleVoteRequest(m);
+      return;
+    }
+    if (m.type === "prop") {
+      this.handleProp(m);
+      return;
+    }
+    if (m.type === "propResp") {
+      for (const e of m.entries) this.refused.push({ data: e.data, reason: m.reason });
       return;
     }
     switch (this.role) {
@@ -469,6 +520,7 @@ export class RawNode {
   hasReady(): boolean {
     if (this.role === "leader" && (this.appendNeeded || this.readRoundNeeded)) return true;
     if (this.msgs.length > 0 || this.readStates.length > 0) return true;
+    if (this.forwardBuf.length > 0 || this.refused.length > 0) return true;
     if (this.log.unstableEntries.length > 0 || this.log.unstableSnapshot) return true;
     if (!this.log.unstableSnapshot && this.log.hasNextCommittedEntries()) return true;
     if (!sameSoft(this.softState(), this.prevSoft)) return true;
@@ -487,6 +539,26 @@ export class RawNode {
         this.bcastHeartbeat();
       }
     }
+    if (this.forwardBuf.length > 0) {
+      // proposeOrForward only buffers as a follower that knows its leader, and a role or term
+      // change empties the buffer (reset), so this still holds.
+      assert(this.role === "follower" && this.lead !== NONE, "forward buffer without a leader");
+      // Drawn lazily so that a node that never forwards consumes no randomness for it.
+      if (this.incarnation === "") {
+        this.incarnation = `${this.random.int(2 ** 30).toString(36)}.${this.random.int(2 ** 30).toString(36)}`;
+      }
+      this.send({
+        type: "prop",
+        to: this.lead,
+        from: this.id,
+        term: this.term,
+        entries: this.forwardBuf,
+        incarnation: this.incarnation,
+        seq: ++this.propSeq,
+      });
+      this.forwardBuf = [];
+      this.forwardBytes = 0;
+    }
     const soft = this.softState();
     const hard = this.hardState();
     const hardChanged = !sameHard(hard, this.prevHard);
@@ -500,7 +572,9 @@ export class RawNode {
         m.type === "app" ||
         m.type === "heartbeat" ||
         m.type === "snap" ||
-        m.type === "timeoutNow"
+        m.type === "timeoutNow" ||
+        m.type === "prop" ||
+        m.type === "propResp"
       )
         eager.push(m);
       else after.push(m);
@@ -518,9 +592,11 @@ export class RawNode {
         ? []
         : this.log.nextCommittedEntries(this.maxApplyBytes),
       readStates: this.readStates,
+      refusedProposals: this.refused,
     };
     this.msgs = [];
     this.readStates = [];
+    this.refused = [];
     this.prevSoft = soft;
     if (rd.hardState) this.prevHard = rd.hardState;
     this.readyInFlight = true;
@@ -626,6 +702,9 @@ export class RawNode {
   }
 
   private reset(term: number): void {
+    // Buffered forwards were meant for the leader of the old term/role: never sent, so
+    // certainly not appended.
+    this.refuseForwardBuf("NOT_LEADER");
     if (term !== this.term) {
       this.term = term;
       this.vote = NONE;
@@ -643,6 +722,7 @@ export class RawNode {
     this.readRoundNeeded = false;
     this.appendNeeded = false;
     this.uncommittedBytes = 0;
+    this.propsSeen.clear();
     const last = this.log.lastIndex();
     for (const [id, pr] of this.prs) {
       const fresh = new Progress(
@@ -670,6 +750,7 @@ export class RawNode {
     this.role = "preCandidate";
     this.votes.clear();
     this.lead = NONE;
+    this.refuseForwardBuf("NOT_LEADER"); // no leader to send them to any more
   }
 
   private becomeCandidate(): void {
@@ -1277,7 +1358,72 @@ export class RawNode {
   private send(m: Message): void {
     this.msgs.push(m);
   }
+
+  private refuseForwardBuf(reason: PropRefusal): void {
+    for (const e of this.forwardBuf) this.refused.push({ data: e.data, reason });
+    this.forwardBuf = [];
+    this.forwardBytes = 0;
+  }
+
+  /** A leader appends what it can of a follower's forwarded proposals and refuses the rest. */
+  private handleProp(m: MsgProp): void {
+    // A duplicate must be ignored, not refused: its first copy may have been appended.
+    if (this.role === "leader" && !this.firstSightOfProp(m)) return;
+    // A sender outside the configuration (removed, or not added yet) would never receive the
+    // entries, so it could never answer its client: refuse, and it sends the client elsewhere.
+    const accept = this.role === "leader" && this.prs.has(m.from);
+    const refused: Entry[] = [];
+    let reason: PropRefusal = "NOT_LEADER";
+    for (const e of m.entries) {
+      const r = accept ? this.propose(e.data) : undefined;
+      if (r?.ok) continue;
+      refused.push(e);
+      if (r && (r.code === "OVERLOADED" || r.code === "TRANSFERRING")) reason = r.code;
+    }
+    if (refused.length > 0) this.refuseProp(m, refused, reason);
+  }
+
+  /**
+   * Whether this MsgProp was not taken before in this term. Per sender incarnation, the recent
+   * seqs (the last PROP_WINDOW) are remembered exactly; an older one is treated as seen (ignored,
+   * so its proposals time out as "unknown" at the sender: safe, and it only happens to a message
+   * delayed past PROP_WINDOW later ones). At most PROP_INCARNATIONS_MAX incarnations per sender
+   * are kept (a follower restarting that often within one term loses the oldest record).
+   */
+  private firstSightOfProp(m: MsgProp): boolean {
+    let bySender = this.propsSeen.get(m.from);
+    if (!bySender) {
+      bySender = new Map();
+      this.propsSeen.set(m.from, bySender);
+    }
+    let seen = bySender.get(m.incarnation);
+    if (!seen) {
+      if (bySender.size >= PROP_INCARNATIONS_MAX) {
+        const oldest = bySender.keys().next().value as string;
+        bySender.delete(oldest);
+      }
+      seen = { max: 0, recent: new Set() };
+      bySender.set(m.incarnation, seen);
+    }
+    if (m.seq <= seen.max - PROP_WINDOW || seen.recent.has(m.seq)) return false;
+    seen.recent.add(m.seq);
+    if (m.seq > seen.max) {
+      seen.max = m.seq;
+      if (seen.recent.size > PROP_WINDOW) {
+        for (const s of seen.recent) if (s <= seen.max - PROP_WINDOW) seen.recent.delete(s);
+      }
+    }
+    return true;
+  }
+
+  private refuseProp(m: MsgProp, entries: readonly Entry[], reason: PropRefusal): void {
+    this.send({ type: "propResp", to: m.from, from: this.id, term: this.term, entries, reason });
+  }
 }
+
+/** See firstSightOfProp. */
+const PROP_WINDOW = 1024;
+const PROP_INCARNATIONS_MAX = 8;
 
 function sameSoft(a: SoftState, b: SoftState): boolean {
   return a.leader === b.leader && a.role === b.role;

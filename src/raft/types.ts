@@ -169,7 +169,38 @@ export interface MsgReadIndexResp extends MessageBase {
   readonly index: number;
 }
 
+/**
+ * A follower forwards its clients' proposals to the leader of its term (`term` = that term).
+ * Only the `data` of each entry is meaningful (term and index are 0). The leader appends them
+ * only if the term is still its own, so a forwarded entry always carries the term it was
+ * forwarded in: a forwarder that applies an entry of a LATER term without having seen its
+ * proposal knows the proposal was certainly dropped (docs/raft.md, "Forwarded proposals").
+ */
+export interface MsgProp extends MessageBase {
+  readonly type: "prop";
+  readonly entries: readonly Entry[];
+  /**
+   * The sender's incarnation (random per RawNode instance) and the message's number within it
+   * (1, 2, ...): the leader appends each (incarnation, seq) at most once, so a network that
+   * duplicates messages cannot make it append a proposal twice.
+   */
+  readonly incarnation: string;
+  readonly seq: number;
+}
+
+/** Why forwarded proposals were refused (nothing of them was appended). */
+export type PropRefusal = "NOT_LEADER" | "OVERLOADED" | "TRANSFERRING";
+
+/** The leader (or a node that is not one any more) refused these forwarded proposals. */
+export interface MsgPropResp extends MessageBase {
+  readonly type: "propResp";
+  readonly entries: readonly Entry[];
+  readonly reason: PropRefusal;
+}
+
 export type Message =
+  | MsgProp
+  | MsgPropResp
   | MsgApp
   | MsgAppResp
   | MsgVote
@@ -211,6 +242,11 @@ export interface Ready {
   readonly committedEntries: readonly Entry[];
   /** Linearizable read permissions, released once `index` is applied. */
   readonly readStates: readonly ReadState[];
+  /**
+   * Forwarded proposals of this node that the leader refused: they were certainly not
+   * appended, so the host may fail them as retryable (the data is what was proposed).
+   */
+  readonly refusedProposals: readonly { readonly data: Uint8Array; readonly reason: PropRefusal }[];
 }
 
 export type ProposeError =
@@ -227,6 +263,14 @@ export type ProposeError =
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
   | ProposeError;
+
+/**
+ * `proposeOrForward`: a leader appends (and knows the index); a follower that knows its leader
+ * forwards the proposal in its next Ready and knows only the term it was forwarded in.
+ */
+export type ForwardProposeResult =
+  | ProposeResult
+  | { readonly ok: true; readonly forwardedTo: NodeId; readonly term: number };
 
 export type ReadIndexResult =
   | { readonly ok: true }

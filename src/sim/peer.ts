@@ -56,6 +56,8 @@ export type PeerOptions = Omit<RaftConfig, "id" | "storage" | "applied">;
 export class MemoryPeer {
   node: RawNode;
   readonly readStates: ReadState[] = [];
+  /** Forwarded proposals the leader refused (Ready.refusedProposals), for the caller to take. */
+  readonly refused: Ready["refusedProposals"][number][] = [];
   private inFlight: Ready | undefined;
 
   constructor(
@@ -132,6 +134,7 @@ export class MemoryPeer {
       this.onApply?.(e);
     }
     this.readStates.push(...rd.readStates);
+    this.refused.push(...rd.refusedProposals);
     this.node.advance(rd);
     return rd.messages.slice();
   }

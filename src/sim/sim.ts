@@ -17,7 +17,7 @@ import {
   type NodeId,
   type TestingBugs,
 } from "../raft/index.js";
-import { encodeCommand, type KvCommand, KvMachine } from "./kv.js";
+import { decodeCommand, encodeCommand, type KvCommand, KvMachine } from "./kv.js";
 import { checkLinearizable, type HistoryOp } from "./linearizability.js";
 import { MemoryPeer } from "./peer.js";
 import { EventQueue } from "./queue.js";
@@ -49,6 +49,7 @@ export type ViolationKind =
   | "log-matching"
   | "linearizability"
   | "liveness"
+  | "forwarded-term"
   | "assertion";
 
 export interface Violation {
@@ -134,6 +135,8 @@ class SimNode {
   lastCommitSeen = 0;
   /** Proposals waiting to apply: index -> the term they were proposed in, and the op. */
   waiting = new Map<number, { term: number; op: ClientOp; attempt: number }>();
+  /** Proposals forwarded to the leader (MsgProp): op id -> the term they were forwarded in. */
+  forwarded = new Map<number, { term: number; op: ClientOp; attempt: number }>();
   reads = new Map<string, { op: ClientOp; attempt: number }>();
   readyReads: { index: number; op: ClientOp; attempt: number }[] = [];
 
@@ -221,6 +224,12 @@ class Simulation {
   private readonly leaderKillRate: number;
   /** Per leader tick, the probability that it tries to quiesce its group. */
   private readonly quiesceRate: number;
+  /**
+   * How often a follower forwards a write inside Raft instead of redirecting the client.
+   * Drawn from its own source so that adding it left every other setting of a seed unchanged.
+   */
+  private readonly forwardRate: number;
+  private readonly forwardPrng: Prng;
 
   constructor(
     readonly seed: number,
@@ -244,6 +253,8 @@ class Simulation {
       this.bug === "leaseWithoutCheckQuorum" ? "lease" : p.pick(["quorum", "lease"] as const);
     this.leaderKillRate = p.pick([0, 0, 0.1, 0.3]);
     this.quiesceRate = p.pick([0, 0.05, 0.5]);
+    this.forwardPrng = new Prng((seed ^ 0x5f0d) >>> 0);
+    this.forwardRate = this.forwardPrng.pick([0, 0.5, 1]);
     this.nemesisGapMs = p.pick([
       [50, 300],
       [100, 800],
@@ -269,6 +280,7 @@ class Simulation {
       `reads=${this.readMode}`,
       `leaderKill=${this.leaderKillRate}`,
       `quiesce=${this.quiesceRate}`,
+      `forward=${this.forwardRate}`,
       this.bug ? `bug=${this.bug}` : "",
     ]
       .filter(Boolean)
@@ -502,6 +514,12 @@ class Simulation {
     if (n.peer.busy()) return;
     const rd = n.peer.beginReady();
     if (!rd) return;
+    if (rd.snapshot) {
+      // A forwarded proposal of the snapshot's term or older may be inside it, or lost: its
+      // outcome is unknown, so its client will time out ("info").
+      const snapTerm = rd.snapshot.meta.term;
+      for (const [id, f] of n.forwarded) if (f.term <= snapTerm) n.forwarded.delete(id);
+    }
     // A leader's appends go out while its own disk write is in flight (and are still delivered
     // if it crashes before the write completes, as on a real network).
     for (const m of rd.eagerMessages) this.send(m);
@@ -517,6 +535,13 @@ class Simulation {
   private finishDisk(n: SimNode): void {
     const msgs = n.peer.finishReady();
     for (const m of msgs) this.send(m);
+    // Refused forwards were certainly not appended: the client may retry them.
+    for (const r of n.peer.refused.splice(0)) {
+      const f = n.forwarded.get(decodeCommand(r.data).id);
+      if (!f) continue;
+      n.forwarded.delete(f.op.id);
+      this.respond(f.op, f.attempt, { kind: "retry", hint: "" });
+    }
     // Read permissions granted by raft: serve each once its index is applied.
     for (const rs of n.peer.readStates.splice(0)) {
       const r = n.reads.get(rs.context);
@@ -554,6 +579,7 @@ class Simulation {
         `${id} applied ${fingerprint} at index ${e.index}, another replica applied ${prev}`,
       );
     }
+    this.settleForwarded(n, e);
     const w = n.waiting.get(e.index);
     if (!w) return;
     n.waiting.delete(e.index);
@@ -564,6 +590,33 @@ class Simulation {
     }
     const result = n.machine.lastResult;
     this.respond(w.op, w.attempt, { kind: "ok", ok: result.ok });
+  }
+
+  /**
+   * What a host does with forwarded proposals: answer when it applies its own (recognized by
+   * the op id in the command); once an entry of a later term is applied, the ones still waiting
+   * were certainly dropped ("fail", which the checker holds us to).
+   */
+  private settleForwarded(n: SimNode, e: Entry): void {
+    if (n.forwarded.size === 0) return;
+    if (e.type === "normal" && e.data.byteLength > 0) {
+      const f = n.forwarded.get(decodeCommand(e.data).id);
+      if (f) {
+        n.forwarded.delete(f.op.id);
+        if (f.term !== e.term) {
+          this.violate(
+            "forwarded-term",
+            `op ${f.op.id} forwarded in term ${f.term} committed in ${e.term}`,
+          );
+        }
+        this.respond(f.op, f.attempt, { kind: "ok", ok: n.machine.lastResult.ok });
+      }
+    }
+    for (const [id, f] of n.forwarded) {
+      if (f.term >= e.term) continue;
+      n.forwarded.delete(id);
+      this.respond(f.op, f.attempt, { kind: "fail" });
+    }
   }
 
   private trackCommit(n: SimNode): void {
@@ -726,8 +779,12 @@ class Simulation {
         value: op.value as string,
         id: op.id,
       };
-    const r = node.propose(encodeCommand(cmd));
-    if (r.ok) n.waiting.set(r.index, { term: r.term, op, attempt });
+    const forward = this.forwardRate > 0 && this.forwardPrng.chance(this.forwardRate);
+    const r = forward
+      ? node.proposeOrForward(encodeCommand(cmd))
+      : node.propose(encodeCommand(cmd));
+    if (r.ok && "forwardedTo" in r) n.forwarded.set(op.id, { term: r.term, op, attempt });
+    else if (r.ok) n.waiting.set(r.index, { term: r.term, op, attempt });
     else if (r.code === "NOT_LEADER" || r.code === "TRANSFERRING")
       this.respond(op, attempt, { kind: "retry", hint: r.leaderHint });
     else this.respond(op, attempt, { kind: "fail" });
@@ -975,6 +1032,8 @@ class Simulation {
     n.buffered = [];
     n.epoch++;
     n.waiting.clear();
+    n.forwarded.clear();
+    n.peer.refused.length = 0;
     n.reads.clear();
     n.readyReads = [];
     this.stats.crashes++;

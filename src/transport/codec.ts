@@ -16,6 +16,7 @@ import type {
   Message,
   MsgSnap,
   NodeId,
+  PropRefusal,
   ReadMode,
   Snapshot,
 } from "../raft/index.js";
@@ -39,7 +40,9 @@ export type PbMessageType =
   | "MESSAGE_TYPE_SNAP"
   | "MESSAGE_TYPE_TIMEOUT_NOW"
   | "MESSAGE_TYPE_READ_INDEX"
-  | "MESSAGE_TYPE_READ_INDEX_RESP";
+  | "MESSAGE_TYPE_READ_INDEX_RESP"
+  | "MESSAGE_TYPE_PROP"
+  | "MESSAGE_TYPE_PROP_RESP";
 
 export interface PbEntry {
   readonly term?: number;
@@ -141,7 +144,15 @@ const MESSAGE_TYPES: Readonly<Record<Message["type"], PbMessageType>> = {
   timeoutNow: "MESSAGE_TYPE_TIMEOUT_NOW",
   readIndex: "MESSAGE_TYPE_READ_INDEX",
   readIndexResp: "MESSAGE_TYPE_READ_INDEX_RESP",
+  prop: "MESSAGE_TYPE_PROP",
+  propResp: "MESSAGE_TYPE_PROP_RESP",
 };
+
+const PROP_REFUSALS: ReadonlySet<string> = new Set<PropRefusal>([
+  "NOT_LEADER",
+  "OVERLOADED",
+  "TRANSFERRING",
+]);
 
 const MESSAGE_TYPES_BY_WIRE: ReadonlyMap<unknown, Message["type"]> = new Map(
   Object.entries(MESSAGE_TYPES).map(([k, v]) => [v, k as Message["type"]]),
@@ -272,6 +283,24 @@ export function encodeMessage(m: Message): PbRaftMessage {
       };
     case "readIndexResp":
       return { type, from, to, term, context: m.context, index: u64(m.index, "index") };
+    case "prop":
+    case "propResp": {
+      // Only the payloads travel: forwarded entries have no term or index yet.
+      const entries: PbEntry[] = new Array(m.entries.length);
+      for (let i = 0; i < m.entries.length; i++)
+        entries[i] = { data: (m.entries[i] as Entry).data };
+      return m.type === "prop"
+        ? {
+            type,
+            from,
+            to,
+            term,
+            entries,
+            context: m.incarnation,
+            index: u64(m.seq, "seq"),
+          }
+        : { type, from, to, term, entries, context: m.reason };
+    }
   }
 }
 
@@ -463,6 +492,22 @@ function decodeMessageOrThrow(m: PbRaftMessage | null | undefined): Message {
         context: str(m.context, "context"),
         index: num(m.index, "index"),
       };
+    case "prop":
+    case "propResp": {
+      const entries = (m.entries ?? []).map((e, i) => {
+        const d = decodeEntry(e, i);
+        if (d.type !== "normal" || d.term !== 0 || d.index !== 0)
+          throw new Invalid(`${type}: forwarded entries carry only data`);
+        return d;
+      });
+      if (type === "prop") {
+        const incarnation = str(m.context, "incarnation");
+        return { type, from, to, term, entries, incarnation, seq: num(m.index, "seq") };
+      }
+      const reason = str(m.context, "reason");
+      if (!PROP_REFUSALS.has(reason)) throw new Invalid(`propResp: unknown reason ${reason}`);
+      return { type, from, to, term, entries, reason: reason as PropRefusal };
+    }
   }
 }
 

@@ -7,7 +7,12 @@ import { after, describe, test } from "node:test";
 import { MultiRaftHost } from "../../src/multiraft/index.js";
 import { type ApplyResult, encodeCommand, ShardMachine } from "../../src/shard/index.js";
 import { MemoryEngine } from "../../src/storage/index.js";
-import { MemoryNetwork, type MemoryTransport } from "../../src/transport/index.js";
+import {
+  FaultyTransport,
+  MemoryNetwork,
+  NetworkFaults,
+  type Transport,
+} from "../../src/transport/index.js";
 
 const enc = new TextEncoder();
 type Host = MultiRaftHost<ApplyResult, ShardMachine>;
@@ -15,8 +20,10 @@ type Host = MultiRaftHost<ApplyResult, ShardMachine>;
 interface Node {
   id: string;
   engine: MemoryEngine;
-  transport: MemoryTransport;
+  transport: Transport;
   host: Host;
+  /** Requests (Transport.call) this node served. */
+  calls: number;
 }
 
 const running: Node[] = [];
@@ -30,8 +37,11 @@ async function startNode(
   peers: readonly string[],
   engine = new MemoryEngine(),
   opts = {},
+  faults?: NetworkFaults,
 ): Promise<Node> {
-  const transport = net.transport(id);
+  const transport: Transport = faults
+    ? new FaultyTransport(net.transport(id), { faults })
+    : net.transport(id);
   const host: Host = new MultiRaftHost<ApplyResult, ShardMachine>({
     nodeId: id,
     engine,
@@ -42,13 +52,16 @@ async function startNode(
     machine: (g) => new ShardMachine(engine, g),
     ...opts,
   });
+  const n: Node = { id, engine, transport, host, calls: 0 };
   await transport.start({
     onRaft: (from, b) => host.receive(from, b),
-    onCall: async () => new Uint8Array(),
+    onCall: async () => {
+      n.calls++;
+      return new Uint8Array();
+    },
   });
   for (const p of peers) if (p !== id) transport.setPeer(p, p);
   host.start();
-  const n = { id, engine, transport, host };
   running.push(n);
   return n;
 }
@@ -70,11 +83,11 @@ async function waitFor(cond: () => boolean, ms: number, what: string): Promise<v
   }
 }
 
-async function cluster(groups: number, opts = {}): Promise<Node[]> {
+async function cluster(groups: number, opts = {}, faults?: NetworkFaults): Promise<Node[]> {
   const net = new MemoryNetwork();
   const ids = ["n1", "n2", "n3"];
   const nodes = await Promise.all(
-    ids.map((id) => startNode(net, id, ids, new MemoryEngine(), opts)),
+    ids.map((id) => startNode(net, id, ids, new MemoryEngine(), opts, faults)),
   );
   for (let g = 0; g < groups; g++) for (const n of nodes) await n.host.createGroup(`g${g}`, ids);
   for (let g = 0; g < groups; g++) (nodes[g % 3] as Node).host.campaign(`g${g}`);
@@ -151,6 +164,61 @@ describe("multi-raft host", () => {
     const r = await f.host.linearizableRead("g0", 5000);
     assert.ok(r.ok);
     assert.equal(new TextDecoder().decode(r.machine.get(enc.encode("x"))?.value), "1");
+  });
+
+  test("a follower's write is forwarded inside Raft and answered from its own apply", async () => {
+    const nodes = await cluster(1);
+    const l = leaderNode(nodes, "g0");
+    const f = nodes.find((n) => n !== l) as Node;
+    const r1 = await f.host.propose("g0", put("x", "1"), 5000);
+    const r2 = await l.host.propose("g0", put("x", "2"), 5000);
+    const r3 = await f.host.propose("g0", put("x", "3"), 5000);
+    assert.ok(r1.ok && r2.ok && r3.ok, JSON.stringify([r1, r2, r3]));
+    const revs = [r1, r2, r3].map((r) => (r.ok && r.result?.ok ? r.result.revision : -1));
+    const [a, b, c] = revs as [number, number, number];
+    assert.ok(a < b && b < c, `revisions ${revs}`);
+    // Every replica applied the same three writes; no request between nodes was needed.
+    for (const n of nodes) {
+      await waitFor(
+        () => n.host.localMachine("g0")?.get(enc.encode("x"))?.revision === revs[2],
+        5000,
+        "apply",
+      );
+    }
+    assert.deepEqual(
+      nodes.map((n) => n.calls),
+      [0, 0, 0],
+    );
+  });
+
+  test("a forwarded write lost in a leader change fails as DROPPED (certainly not applied)", async () => {
+    const faults = new NetworkFaults();
+    // Long election timeouts: the forwarded write reaches the old leader well before anyone
+    // campaigns (which would make it refuse the write instead: NOT_LEADER, also certain).
+    const nodes = await cluster(1, { electionTimeoutTicks: 40, quiesceAfterTicks: 1000 }, faults);
+    const l = leaderNode(nodes, "g0");
+    const f = nodes.find((n) => n !== l) as Node;
+    const other = nodes.find((n) => n !== l && n !== f) as Node;
+    assert.ok((await f.host.propose("g0", put("warm", "1"), 5000)).ok);
+    // The old leader still hears the follower, but nobody hears it: it appends the forwarded
+    // write and can never commit it; the others elect a new leader in a newer term.
+    faults.cutOneWay(l.id, f.id);
+    faults.cutOneWay(l.id, other.id);
+    const r = await f.host.propose("g0", put("lost", "1"), 10_000);
+    assert.deepEqual(r.ok ? "ok" : r.code, "DROPPED");
+    faults.heal();
+    await waitFor(() => l.host.leaderOf("g0") !== l.id, 5000, "old leader steps down");
+    // The write never shows up anywhere, even after the old leader rejoins.
+    const w = await f.host.propose("g0", put("after", "1"), 5000);
+    assert.ok(w.ok);
+    for (const n of nodes) {
+      await waitFor(
+        () => n.host.localMachine("g0")?.get(enc.encode("after")) !== undefined,
+        5000,
+        "catch up",
+      );
+      assert.equal(n.host.localMachine("g0")?.get(enc.encode("lost")), undefined, n.id);
+    }
   });
 
   test("a restarted node recovers its groups from storage and catches up by snapshot", async () => {

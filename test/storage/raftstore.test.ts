@@ -43,6 +43,7 @@ function ready(parts: Partial<Pick<Ready, "hardState" | "snapshot" | "entries">>
     entries,
     mustSync: entries.length > 0 || parts.hardState !== undefined || parts.snapshot !== undefined,
     messages: [],
+    refusedProposals: [],
     eagerMessages: [],
     committedEntries: [],
     readStates: [],

@@ -13,6 +13,8 @@ import type {
   MsgAppResp,
   MsgHeartbeat,
   MsgHeartbeatResp,
+  MsgProp,
+  MsgPropResp,
   MsgReadIndex,
   MsgReadIndexResp,
   MsgSnap,
@@ -61,6 +63,8 @@ const KEYS = {
   timeoutNow: ["type", "from", "to", "term"],
   readIndex: ["type", "from", "to", "term", "context", "mode"],
   readIndexResp: ["type", "from", "to", "term", "context", "index"],
+  prop: ["type", "from", "to", "term", "entries", "incarnation", "seq"],
+  propResp: ["type", "from", "to", "term", "entries", "reason"],
 } as const satisfies { [T in Message["type"]]: readonly (keyof Variant<T>)[] };
 
 type Unlisted = { [T in Message["type"]]: Exclude<keyof Variant<T>, (typeof KEYS)[T][number]> };
@@ -91,6 +95,17 @@ const entryArb: fc.Arbitrary<Entry> = fc.record(
     term: u64Arb,
     index: u64Arb,
     type: fc.constantFrom("normal" as const, "conf" as const),
+    data: bytesArb,
+  },
+  PLAIN,
+);
+
+/** Forwarded proposals have no term or index yet: only their data travels. */
+const forwardedEntryArb: fc.Arbitrary<Entry> = fc.record(
+  {
+    term: fc.constant(0),
+    index: fc.constant(0),
+    type: fc.constant("normal" as const),
     data: bytesArb,
   },
   PLAIN,
@@ -213,6 +228,29 @@ const ARBS: { [T in Message["type"]]: fc.Arbitrary<Variant<T>> } = {
     },
     PLAIN,
   ),
+  prop: fc.record<MsgProp>(
+    {
+      type: fc.constant("prop"),
+      ...base,
+      entries: fc.array(forwardedEntryArb, { maxLength: 5 }),
+      incarnation: idArb,
+      seq: u64Arb,
+    },
+    PLAIN,
+  ),
+  propResp: fc.record<MsgPropResp>(
+    {
+      type: fc.constant("propResp"),
+      ...base,
+      entries: fc.array(forwardedEntryArb, { maxLength: 5 }),
+      reason: fc.constantFrom(
+        "NOT_LEADER" as const,
+        "OVERLOADED" as const,
+        "TRANSFERRING" as const,
+      ),
+    },
+    PLAIN,
+  ),
 };
 
 const messageArb: fc.Arbitrary<Message> = fc.oneof(...Object.values(ARBS));
@@ -227,7 +265,8 @@ function throughWire(from: string, batch: readonly GroupMessage[]): unknown {
 
 function assertPlainBytes(m: Message): void {
   const isPlain = (b: Uint8Array): boolean => Object.getPrototypeOf(b) === Uint8Array.prototype;
-  if (m.type === "app") for (const e of m.entries) assert.ok(isPlain(e.data), "entry data");
+  if (m.type === "app" || m.type === "prop" || m.type === "propResp")
+    for (const e of m.entries) assert.ok(isPlain(e.data), "entry data");
   if (m.type === "snap") assert.ok(isPlain(m.snapshot.data), "snapshot data");
 }
 
@@ -317,6 +356,24 @@ describe("codec", () => {
       {
         from: "n1",
         messages: [{ group: "g", msg: { type: "MESSAGE_TYPE_READ_INDEX", readMode: 5 } }],
+      },
+      // A forwarded proposal that claims a log position, or a refusal with no known reason.
+      {
+        from: "n1",
+        messages: [{ group: "g", msg: { type: "MESSAGE_TYPE_PROP", entries: [{ index: 3 }] } }],
+      },
+      {
+        from: "n1",
+        messages: [
+          {
+            group: "g",
+            msg: { type: "MESSAGE_TYPE_PROP", entries: [{ type: "ENTRY_TYPE_CONF" }] },
+          },
+        ],
+      },
+      {
+        from: "n1",
+        messages: [{ group: "g", msg: { type: "MESSAGE_TYPE_PROP_RESP", context: "NOPE" } }],
       },
     ];
     for (const c of cases) {

@@ -1,7 +1,8 @@
 /**
  * The KV service: turns a key-level request into shard-level work. It finds the shard through
- * the shard map, proposes on the local replica when this node leads the shard, and otherwise
- * forwards the request to the leader over the transport. Leader changes are retried inside one
+ * the shard map and proposes through the local replica when this node has one (a follower
+ * forwards the proposal to its leader inside Raft); a node without a replica sends the request
+ * to the shard's leader over the transport. Leader changes are retried inside one
  * deadline; everything that can go wrong comes back as a typed error (never a hang, never a
  * stack trace).
  *
@@ -178,8 +179,10 @@ export class KvService {
     const shard = this.map.locate(keyspace, key);
     if (!shard) return keyspaceNotFound(keyspace);
     const deadline = Date.now() + this.opts.requestTimeoutMs;
-    let target: NodeId | undefined =
-      this.host.leaderOf(shard.id) ?? (this.host.hasGroup(shard.id) ? this.self : undefined);
+    // A local replica proposes (a follower forwards inside Raft, see MultiRaftHost.propose);
+    // only a node without one sends the request to the leader.
+    const local = this.host.hasGroup(shard.id);
+    let target: NodeId | undefined = local ? this.self : this.host.leaderOf(shard.id);
     let leaderlessSince: number | undefined;
     let attempt = 0;
     for (;;) {
@@ -200,7 +203,7 @@ export class KvService {
         case "UNREACHABLE":
         case "NO_GROUP": {
           const hint = outcome.code === "NOT_LEADER" ? outcome.leaderHint : "";
-          if (hint && hint !== target) {
+          if (!local && hint && hint !== target) {
             target = hint;
             leaderlessSince = undefined;
             continue;
@@ -212,12 +215,12 @@ export class KvService {
               `shard ${shard.id} has no leader (a majority of its replicas may be down)`,
             );
           }
-          await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
-          target = this.host.leaderOf(shard.id);
+          await sleep(Math.min(local ? 10 : 50, Math.max(1, deadline - Date.now())));
+          target = local ? this.self : this.host.leaderOf(shard.id);
           continue;
         }
         case "DROPPED":
-          target = this.host.leaderOf(shard.id);
+          target = local ? this.self : this.host.leaderOf(shard.id);
           continue; // certainly not applied: safe to retry
         case "OVERLOADED":
           return { ok: false, code: "OVERLOADED", message: outcome.message };

@@ -1,0 +1,177 @@
+/**
+ * Forwarded proposals (MsgProp): a follower hands its clients' proposals to the leader inside
+ * Raft. The rules the host relies on (docs/raft.md, "Forwarded proposals"):
+ * - a forwarded entry is appended only in the term it was forwarded in;
+ * - whatever is not appended is either refused explicitly (Ready.refusedProposals) or lost with
+ *   a leader change, and then an entry of a later term gets applied first.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { NodeId } from "../../src/raft/index.js";
+import type { Harness } from "../../src/sim/harness.js";
+import { cluster, commitOf, termOf, tickUntil, valuesOf } from "./_scenario.js";
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function forward(h: Harness, id: NodeId, value: string) {
+  return h.node(id).proposeOrForward(bytes(value));
+}
+
+describe("forwarded proposals", () => {
+  test("a follower's proposals reach the leader in one message and commit everywhere", () => {
+    const h = cluster("a");
+    const r1 = forward(h, "b", "x");
+    const r2 = forward(h, "b", "y");
+    assert.deepEqual(r1, { ok: true, forwardedTo: "a", term: 2 });
+    assert.deepEqual(r2, { ok: true, forwardedTo: "a", term: 2 });
+    h.flush();
+    const props = h.queue.filter((m) => m.type === "prop");
+    assert.equal(props.length, 1, "both proposals share one MsgProp");
+    h.deliver();
+    for (const id of ["a", "b", "c"]) assert.deepEqual(valuesOf(h, id), ["x", "y"]);
+    // Each entry carries the term it was forwarded in.
+    const st = h.node("b").status();
+    assert.equal(st.term, 2);
+    assert.equal(h.node("b").termAt(commitOf(h, "b")), 2);
+  });
+
+  test("on the leader, proposeOrForward appends like propose", () => {
+    const h = cluster("a");
+    const r = forward(h, "a", "x");
+    assert.ok(r.ok && "index" in r, JSON.stringify(r));
+    h.deliver();
+    assert.deepEqual(valuesOf(h, "c"), ["x"]);
+  });
+
+  test("without a known leader a follower refuses at once", () => {
+    const h = cluster("a");
+    h.isolate("b");
+    tickUntil(h, () => h.node("b").basicStatus().leader === "", 100, ["b"]);
+    const r = forward(h, "b", "x");
+    assert.equal(r.ok, false);
+    assert.equal(!r.ok && r.code, "NOT_LEADER");
+  });
+
+  test("a node that is no longer leader refuses forwarded proposals explicitly", () => {
+    const h = cluster("a");
+    assert.ok(forward(h, "b", "x").ok);
+    h.flush();
+    const prop = h.queue.find((m) => m.type === "prop");
+    assert.ok(prop);
+    // Deliver the MsgProp to "c" as if "a" had moved: "c" is a follower and must refuse.
+    h.queue.length = 0;
+    h.node("c").step({ ...prop, to: "c" });
+    h.deliver();
+    assert.deepEqual(
+      h.peer("b").refused.map((r) => [text(r.data), r.reason]),
+      [["x", "NOT_LEADER"]],
+    );
+    assert.deepEqual(valuesOf(h, "a"), []);
+  });
+
+  test("a MsgProp from an older term is refused, never appended in a newer one", () => {
+    const h = cluster("a");
+    assert.ok(forward(h, "b", "old").ok);
+    h.flush();
+    const prop = h.queue.find((m) => m.type === "prop");
+    assert.ok(prop);
+    h.queue.length = 0;
+    // "c" takes over in term 3, then the stale MsgProp arrives at "c".
+    assert.deepEqual(h.node("a").transferLeadership("c"), { ok: true });
+    h.deliver();
+    assert.equal(termOf(h, "c"), 3);
+    assert.equal(h.leader(), "c");
+    h.node("c").step({ ...prop, to: "c" });
+    h.deliver();
+    assert.deepEqual(
+      h.peer("b").refused.map((r) => [text(r.data), r.reason]),
+      [["old", "NOT_LEADER"]],
+    );
+    for (const id of ["a", "b", "c"]) assert.deepEqual(valuesOf(h, id), []);
+  });
+
+  test("a term change empties the forward buffer into refusals", () => {
+    const h = cluster("a");
+    assert.ok(forward(h, "b", "x").ok);
+    // Before b's next ready(), a message of a newer term arrives.
+    h.node("b").step({
+      type: "heartbeat",
+      from: "c",
+      to: "b",
+      term: 5,
+      commit: 0,
+      seq: 0,
+      sentTick: 0,
+    });
+    h.deliver();
+    assert.deepEqual(
+      h.peer("b").refused.map((r) => [text(r.data), r.reason]),
+      [["x", "NOT_LEADER"]],
+    );
+    assert.deepEqual(valuesOf(h, "a"), []);
+  });
+
+  test("an overloaded leader refuses with OVERLOADED", () => {
+    const h = cluster("a", { maxUncommittedBytes: 256 });
+    h.cutLink("a", "c");
+    h.cutLink("a", "b");
+    // Fill a's uncommitted budget (nothing commits with both links cut).
+    for (let i = 0; i < 20; i++) h.node("a").propose(bytes("z".repeat(64)));
+    h.heal();
+    h.cutLink("a", "c");
+    h.node("a").quiesce();
+    assert.ok(forward(h, "b", "x".repeat(64)).ok);
+    h.flush();
+    h.deliverOnly((m) => m.type === "prop"); // a refuses...
+    h.deliverOnly((m) => m.type === "propResp"); // ...and b learns it
+    assert.deepEqual(
+      h.peer("b").refused.map((r) => r.reason),
+      ["OVERLOADED"],
+    );
+  });
+});
+
+describe("forwarded proposals: duplicates", () => {
+  test("a duplicated MsgProp is appended once", () => {
+    const h = cluster("a");
+    assert.ok(forward(h, "b", "once").ok);
+    h.flush();
+    const prop = h.queue.find((m) => m.type === "prop");
+    assert.ok(prop);
+    h.deliver();
+    h.node("a").step(prop); // the network delivers it again
+    h.deliver();
+    for (const id of ["a", "b", "c"]) assert.deepEqual(valuesOf(h, id), ["once"]);
+    assert.deepEqual(h.peer("b").refused, [], "a duplicate is ignored, not refused");
+  });
+
+  test("a restarted follower's proposals are not mistaken for duplicates", () => {
+    const h = cluster("a");
+    assert.ok(forward(h, "b", "before").ok);
+    h.deliver();
+    h.restart("b");
+    h.tick(3); // b hears from its leader again
+    assert.ok(forward(h, "b", "after").ok);
+    h.deliver();
+    assert.deepEqual(valuesOf(h, "a"), ["before", "after"]);
+  });
+});
+
+describe("forwarded proposals: membership", () => {
+  test("a leader refuses proposals forwarded by a node outside its configuration", () => {
+    const h = cluster("a");
+    assert.ok(forward(h, "b", "x").ok);
+    h.flush();
+    const prop = h.queue.find((m) => m.type === "prop");
+    assert.ok(prop);
+    h.queue.length = 0;
+    // The same MsgProp, as if sent by a node that is not a member (e.g. just removed).
+    h.node("a").step({ ...prop, from: "z" });
+    assert.equal(
+      h.node("a").status().lastIndex,
+      2,
+      "nothing appended for a non-member (only the election's empty entry... and no more)",
+    );
+  });
+});
