@@ -47,6 +47,8 @@ export interface GroupMachine<R> {
   /** An image of the state as of `durableApplied`. */
   snapshotData(): Uint8Array;
   restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void;
+  /** Stages the deletion of the machine's whole state (its group is leaving this node). */
+  destroy(ops: WriteOp[]): void;
 }
 
 export interface HostConfig<R, M extends GroupMachine<R>> {
@@ -111,6 +113,8 @@ interface Group<R, M> {
   readonly reads: Map<string, Waiter<ReadOutcome<M>>>;
   readyReads: { index: number; waiter: Waiter<ReadOutcome<M>> }[];
   idleTicks: number;
+  /** Set by removeGroup: the group takes part in no further cycle. */
+  removed: boolean;
 }
 
 export interface GroupStatus {
@@ -199,6 +203,25 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     this.onFatal = cfg.onFatal ?? ((err) => console.error("multiraft: fatal", err));
   }
 
+  /**
+   * Deletes this node's replica of a group: its log, hard state and state machine. Pending
+   * proposals and reads fail. The deletion is written in the next cycle, after anything a cycle
+   * in flight writes for the group, so nothing of it survives. (Removing a replica from the
+   * group's configuration is the caller's business: this only drops the local copy.)
+   */
+  removeGroup(id: string): void {
+    const g = this.groups.get(id);
+    if (!g) return;
+    g.removed = true;
+    this.failAll(g, `the replica of ${id} was removed from this node`);
+    this.groups.delete(id);
+    this.dirty.delete(g);
+    this.snapshots.delete(id);
+    GroupStorage.destroy(id, this.pendingOps);
+    g.machine.destroy(this.pendingOps);
+    this.schedule();
+  }
+
   /** Loads every group stored on this node and starts ticking. */
   start(): void {
     for (const id of GroupStorage.listGroups(this.engine)) this.openGroup(id);
@@ -259,6 +282,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       reads: new Map(),
       readyReads: [],
       idleTicks: 0,
+      removed: false,
     };
     slot.g = g;
     this.groups.set(id, g);
@@ -544,7 +568,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
 
   private async runCycle(): Promise<void> {
     const readies: [Group<R, M>, Ready][] = [];
-    for (const g of this.dirty) if (g.raft.hasReady()) readies.push([g, g.raft.ready()]);
+    for (const g of this.dirty)
+      if (!g.removed && g.raft.hasReady()) readies.push([g, g.raft.ready()]);
     this.dirty.clear();
     if (readies.length === 0 && this.pendingOps.length === 0) return;
     this.stats.cycles++;
@@ -615,6 +640,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
 
     for (const [g, rd] of readies) {
       g.raft.advance(rd);
+      if (g.removed) continue;
       if (g.raft.hasReady()) this.dirty.add(g);
       this.maybeCompact(g);
     }

@@ -4,7 +4,7 @@
  *
  *   [op u8][cond u8][expectedRevision f64][keyLength u16][key][value...]
  *
- * op: 1 put, 2 delete. cond: 0 none, 1 if the key's revision equals expectedRevision
+ * op: 1 put, 2 delete, 3 retire (the shard stops serving: its keyspace was deleted; key empty). cond: 0 none, 1 if the key's revision equals expectedRevision
  * (compare-and-set), 2 if the key is absent (create-only). Revisions are log indexes (< 2^53).
  */
 import { assert } from "../base/index.js";
@@ -21,22 +21,29 @@ export type ShardCommand =
       readonly value: Uint8Array;
       readonly cond: Condition;
     }
-  | { readonly op: "delete"; readonly key: Uint8Array; readonly cond: Condition };
+  | { readonly op: "delete"; readonly key: Uint8Array; readonly cond: Condition }
+  /** Every later command and read of the shard answers RETIRED (docs/kv-api.md, keyspaces). */
+  | { readonly op: "retire" };
+
+const NO_COND: Condition = { kind: "none" };
+const EMPTY = new Uint8Array(0);
 
 const HEADER_BYTES = 12;
 export const KEY_BYTES_HARD_MAX = 0xffff;
 
 export function encodeCommand(c: ShardCommand): Uint8Array {
-  assert(c.key.byteLength <= KEY_BYTES_HARD_MAX, "key too long for the command encoding");
-  const value = c.op === "put" ? c.value : new Uint8Array(0);
-  const out = new Uint8Array(HEADER_BYTES + c.key.byteLength + value.byteLength);
+  const key = c.op === "retire" ? EMPTY : c.key;
+  const cond = c.op === "retire" ? NO_COND : c.cond;
+  assert(key.byteLength <= KEY_BYTES_HARD_MAX, "key too long for the command encoding");
+  const value = c.op === "put" ? c.value : EMPTY;
+  const out = new Uint8Array(HEADER_BYTES + key.byteLength + value.byteLength);
   const view = new DataView(out.buffer);
-  out[0] = c.op === "put" ? 1 : 2;
-  out[1] = c.cond.kind === "none" ? 0 : c.cond.kind === "ifRevision" ? 1 : 2;
-  view.setFloat64(2, c.cond.kind === "ifRevision" ? c.cond.revision : 0);
-  view.setUint16(10, c.key.byteLength);
-  out.set(c.key, HEADER_BYTES);
-  out.set(value, HEADER_BYTES + c.key.byteLength);
+  out[0] = c.op === "put" ? 1 : c.op === "delete" ? 2 : 3;
+  out[1] = cond.kind === "none" ? 0 : cond.kind === "ifRevision" ? 1 : 2;
+  view.setFloat64(2, cond.kind === "ifRevision" ? cond.revision : 0);
+  view.setUint16(10, key.byteLength);
+  out.set(key, HEADER_BYTES);
+  out.set(value, HEADER_BYTES + key.byteLength);
   return out;
 }
 
@@ -57,6 +64,7 @@ export function decodeCommand(data: Uint8Array): ShardCommand {
         : { kind: "ifAbsent" };
   assert(condKind !== undefined && condKind <= 2, "unknown condition");
   if (op === 1) return { op: "put", key, value: data.subarray(HEADER_BYTES + keyLength), cond };
+  if (op === 3) return { op: "retire" };
   assert(op === 2, "unknown shard command");
   return { op: "delete", key, cond };
 }

@@ -29,7 +29,9 @@ export type ApplyResult =
   /** The key cannot be stored (empty, or over SHARD_KEY_BYTES_MAX): nothing was written. */
   | { readonly ok: false; readonly code: "INVALID_KEY" }
   | { readonly ok: false; readonly code: "PRECONDITION_FAILED"; readonly revision: number }
-  | { readonly ok: false; readonly code: "NOT_FOUND" };
+  | { readonly ok: false; readonly code: "NOT_FOUND" }
+  /** The shard was retired (its keyspace deleted): nothing was written. */
+  | { readonly ok: false; readonly code: "RETIRED" };
 
 export interface KvItem {
   readonly key: Uint8Array;
@@ -57,6 +59,13 @@ export class ShardMachine {
   private readonly dataPrefix: Uint8Array;
   private readonly dataEnd: Uint8Array;
   private readonly appliedKey: Uint8Array;
+  private readonly retiredKey: Uint8Array;
+  /**
+   * Set by a committed retire command (as of `applied`). Reads check `retiredDurable`, the flag
+   * as of `durableApplied`, which is what they see of the data too.
+   */
+  private retired = false;
+  retiredDurable = false;
   /** Writes staged in the current, not yet durable batch: hex(key) -> stored bytes or null. */
   private overlay = new Map<string, Uint8Array | null>();
   /** Last applied entry, including writes staged in the batch in flight. */
@@ -73,6 +82,9 @@ export class ShardMachine {
     this.dataPrefix = enc.encode(`d/${shardId}/`);
     this.dataEnd = prefixEnd(this.dataPrefix);
     this.appliedKey = enc.encode(`s/${shardId}/applied`);
+    this.retiredKey = enc.encode(`s/${shardId}/retired`);
+    this.retired = engine.get(this.retiredKey) !== undefined;
+    this.retiredDurable = this.retired;
     const raw = engine.get(this.appliedKey);
     if (raw) {
       const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -108,6 +120,12 @@ export class ShardMachine {
     this.appliedTerm = e.term;
     if (e.type !== "normal" || e.data.byteLength === 0) return undefined;
     const cmd = decodeCommand(e.data);
+    if (this.retired) return { ok: false, code: "RETIRED" };
+    if (cmd.op === "retire") {
+      this.retired = true;
+      ops.push({ op: "put", key: this.retiredKey, value: new Uint8Array([1]) });
+      return { ok: true, revision: e.index };
+    }
     // The API refuses such keys; one that reached the log anyway (another node configured
     // differently, a bug) is refused identically on every replica instead of failing the
     // storage write, which would stop the node on every replay of the entry.
@@ -148,6 +166,7 @@ export class ShardMachine {
     if (this.overlay.size > 0) this.overlay = new Map();
     this.durableApplied = this.applied;
     this.durableAppliedTerm = this.appliedTerm;
+    this.retiredDurable = this.retired;
   }
 
   /** The committed value of `key` as of `durableApplied` (staged writes are not visible). */
@@ -178,6 +197,11 @@ export class ShardMachine {
   snapshotData(): Uint8Array {
     const parts: Uint8Array[] = [];
     let size = 0;
+    if (this.retiredDurable) {
+      // A record with an empty key (no stored key is empty) marks a retired shard.
+      parts.push(new Uint8Array(8));
+      size += 8;
+    }
     for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
       const key = k.subarray(this.dataPrefix.byteLength);
       const head = new Uint8Array(8);
@@ -199,6 +223,8 @@ export class ShardMachine {
   /** Replaces the shard's contents with a snapshot image applied at (index, term). */
   restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void {
     ops.push({ op: "delRange", start: this.dataPrefix, end: this.dataEnd });
+    ops.push({ op: "del", key: this.retiredKey });
+    this.retired = false;
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     let at = 0;
     while (at < data.byteLength) {
@@ -209,6 +235,11 @@ export class ShardMachine {
       at += kl;
       const stored = data.slice(at, at + vl);
       at += vl;
+      if (kl === 0) {
+        this.retired = true;
+        ops.push({ op: "put", key: this.retiredKey, value: new Uint8Array([1]) });
+        continue;
+      }
       ops.push({ op: "put", key: this.storedKey(key), value: stored });
     }
     assert(at === data.byteLength, "malformed shard snapshot");
@@ -223,5 +254,6 @@ export class ShardMachine {
   destroy(ops: WriteOp[]): void {
     ops.push({ op: "delRange", start: this.dataPrefix, end: this.dataEnd });
     ops.push({ op: "del", key: this.appliedKey });
+    ops.push({ op: "del", key: this.retiredKey });
   }
 }

@@ -105,6 +105,10 @@ export class ShardMap {
     return [...this.byKeyspace.keys()];
   }
 
+  sharding(keyspace: string): Sharding | undefined {
+    return this.byKeyspace.get(keyspace)?.sharding;
+  }
+
   shards(keyspace?: string): ShardInfo[] {
     if (keyspace) return [...(this.byKeyspace.get(keyspace)?.shards ?? [])];
     return [...this.byKeyspace.values()].flatMap((k) => k.shards);

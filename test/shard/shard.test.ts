@@ -35,20 +35,18 @@ const cmdArb: fc.Arbitrary<ShardCommand> = fc.oneof(
     key: fc.uint8Array({ maxLength: 300 }),
     cond: condArb,
   }),
+  fc.constant({ op: "retire" as const }),
 );
+
+const plain = (c: ShardCommand) =>
+  c.op === "retire"
+    ? c
+    : { ...c, key: [...c.key], ...(c.op === "put" ? { value: [...c.value] } : {}) };
 
 test("command codec round-trips every command", () => {
   fc.assert(
     fc.property(cmdArb, (c) => {
-      const d = decodeCommand(encodeCommand(c));
-      assert.deepEqual(
-        { ...d, key: [...d.key], ...(d.op === "put" ? { value: [...d.value] } : {}) },
-        {
-          ...c,
-          key: [...c.key],
-          ...(c.op === "put" ? { value: [...c.value] } : {}),
-        },
-      );
+      assert.deepEqual(plain(decodeCommand(encodeCommand(c))), plain(c));
     }),
     { numRuns: 500 },
   );
@@ -242,6 +240,54 @@ describe("shard machine", () => {
     );
     assert.equal(copy.applied, 42);
     assert.equal(dec.decode(other.get(k("a"))?.value), "other");
+  });
+});
+
+describe("shard machine: retiring", () => {
+  test("a retired shard refuses every later write, on restart and through snapshots too", () => {
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "r");
+    let index = 0;
+    const run = (mm: ShardMachine, c: ShardCommand) => {
+      const ops: WriteOp[] = [];
+      const r = mm.apply({ term: 1, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
+      mm.stageApplied(ops);
+      void engine.write(ops, { sync: false });
+      mm.batchCommitted();
+      return r;
+    };
+    const put = {
+      op: "put" as const,
+      key: enc.encode("a"),
+      value: enc.encode("1"),
+      cond: { kind: "none" as const },
+    };
+    assert.equal(run(m, put)?.ok, true);
+    assert.equal(m.retiredDurable, false);
+    assert.deepEqual(run(m, { op: "retire" }), { ok: true, revision: 2 });
+    assert.equal(m.retiredDurable, true);
+    assert.deepEqual(run(m, put), { ok: false, code: "RETIRED" });
+    assert.deepEqual(run(m, { op: "retire" }), { ok: false, code: "RETIRED" });
+    // A restart reads the flag back.
+    const again = new ShardMachine(engine, "r");
+    assert.equal(again.retiredDurable, true);
+    // A snapshot carries it to another replica, and the data with it.
+    const other = new MemoryEngine();
+    const copy = new ShardMachine(other, "r");
+    const ops: WriteOp[] = [];
+    copy.restore(m.snapshotData(), index, 1, ops);
+    void other.write(ops, { sync: false });
+    copy.batchCommitted();
+    assert.equal(copy.retiredDurable, true);
+    assert.equal(new TextDecoder().decode(copy.get(enc.encode("a"))?.value), "1");
+    // A snapshot of a live shard clears a stale flag.
+    const live = new ShardMachine(new MemoryEngine(), "live");
+    const ops2: WriteOp[] = [];
+    copy.restore(live.snapshotData(), index + 1, 1, ops2);
+    void other.write(ops2, { sync: false });
+    copy.batchCommitted();
+    assert.equal(copy.retiredDurable, false);
+    assert.equal(new ShardMachine(other, "r").retiredDurable, false);
   });
 });
 

@@ -73,6 +73,7 @@ const STATUS: Record<KvError["code"], number> = {
   OUTCOME_UNKNOWN: 503,
   OVERLOADED: 503,
   INVALID_KEY: 400,
+  STALE_ROUTE: 503,
 };
 
 function kvError(e: KvError): HttpError {
@@ -213,7 +214,8 @@ export class KvHttpApi {
         "BAD_REQUEST",
         "the path must name a keyspace: /v1/kv/{keyspace}/{key}",
       );
-    if (!this.service.hasKeyspace(keyspace)) {
+    // Names starting with "_" are the system's (the metadata group is "_meta").
+    if (keyspace.startsWith("_") || !(await this.service.knowsKeyspace(keyspace))) {
       throw new HttpError(404, "KEYSPACE_NOT_FOUND", `keyspace "${keyspace}" does not exist`);
     }
     const consistency = this.consistency(url);

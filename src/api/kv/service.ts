@@ -18,6 +18,7 @@ import {
   encodeCommand,
   type KvItem,
   SHARD_KEY_BYTES_MAX,
+  type ShardInfo,
   type ShardMachine,
   type ShardMap,
 } from "../../shard/index.js";
@@ -32,7 +33,9 @@ export type KvErrorCode =
   | "UNAVAILABLE"
   | "OUTCOME_UNKNOWN"
   | "OVERLOADED"
-  | "INVALID_KEY";
+  | "INVALID_KEY"
+  /** Internal: the shard was retired; the caller refreshes its map (never sent to clients). */
+  | "STALE_ROUTE";
 
 export interface KvError {
   readonly ok: false;
@@ -95,13 +98,56 @@ export class KvService {
     return this.map.hasKeyspace(keyspace);
   }
 
+  /** Asked when a keyspace is not in the cached map: refreshes it (e.g. from the metadata group). */
+  private resolveKeyspace: ((name: string) => Promise<void>) | undefined;
+
+  setKeyspaceResolver(resolve: (name: string) => Promise<void>): void {
+    this.resolveKeyspace = resolve;
+  }
+
+  /**
+   * Whether the keyspace exists, refreshing the cached map once when it is not known: a keyspace
+   * created through another node a moment ago is found.
+   */
+  async knowsKeyspace(keyspace: string): Promise<boolean> {
+    if (this.map.hasKeyspace(keyspace)) return true;
+    if (!this.resolveKeyspace) return false;
+    await this.resolveKeyspace(keyspace);
+    return this.map.hasKeyspace(keyspace);
+  }
+
+  shardMap(): ShardMap {
+    return this.map;
+  }
+
   async put(
     keyspace: string,
     key: Uint8Array,
     value: Uint8Array,
     cond: Condition,
   ): Promise<{ ok: true; revision: number } | KvError> {
-    return this.write(keyspace, key, encodeCommand({ op: "put", key, value, cond }));
+    return this.checkGone(
+      keyspace,
+      await this.write(keyspace, key, encodeCommand({ op: "put", key, value, cond })),
+    );
+  }
+
+  /**
+   * A shard without a leader may be one of a keyspace deleted through another node (its replicas
+   * are gone) that this node's cached map still routes to: refresh the map, and if the keyspace
+   * is gone, say so instead of "unavailable".
+   */
+  private async checkGone<T extends { ok: boolean }>(
+    keyspace: string,
+    r: T | KvError,
+  ): Promise<T | KvError> {
+    if (r.ok) return r;
+    const code = (r as KvError).code;
+    // System keyspaces ("_meta") never go away, and refreshing reads "_meta" itself.
+    if ((code !== "UNAVAILABLE" && code !== "STALE_ROUTE") || keyspace.startsWith("_")) return r;
+    if (this.resolveKeyspace) await this.resolveKeyspace(keyspace);
+    if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
+    return code === "STALE_ROUTE" ? unavailable(`keyspace "${keyspace}" is being deleted`) : r;
   }
 
   async delete(
@@ -109,7 +155,10 @@ export class KvService {
     key: Uint8Array,
     cond: Condition,
   ): Promise<{ ok: true; revision: number } | KvError> {
-    return this.write(keyspace, key, encodeCommand({ op: "delete", key, cond }));
+    return this.checkGone(
+      keyspace,
+      await this.write(keyspace, key, encodeCommand({ op: "delete", key, cond })),
+    );
   }
 
   async get(
@@ -129,7 +178,7 @@ export class KvService {
       },
       { prefix: key, startAfter: undefined, limit: 1, exact: true },
     );
-    if (!r.ok) return r;
+    if (!r.ok) return this.checkGone(keyspace, r);
     return { ok: true, item: r.items[0] };
   }
 
@@ -161,7 +210,7 @@ export class KvService {
     );
     const items: KvItem[] = [];
     for (const r of results) {
-      if (!r.ok) return r;
+      if (!r.ok) return this.checkGone(keyspace, r);
       items.push(...r.items);
     }
     items.sort((a, b) => compareBytes(a.key, b.key));
@@ -178,6 +227,23 @@ export class KvService {
   ): Promise<{ ok: true; revision: number } | KvError> {
     const shard = this.map.locate(keyspace, key);
     if (!shard) return keyspaceNotFound(keyspace);
+    return this.writeShard(shard, cmd);
+  }
+
+  /**
+   * Retires a shard (its keyspace is being deleted): once this returns ok, every later write
+   * and linearizable read of the shard, on any replica, answers STALE_ROUTE.
+   */
+  async retireShard(shard: ShardInfo): Promise<{ ok: true } | KvError> {
+    const r = await this.writeShard(shard, encodeCommand({ op: "retire" }));
+    // Already retired (a delete that is being retried) is as good.
+    return r.ok || r.code === "STALE_ROUTE" ? { ok: true } : r;
+  }
+
+  private async writeShard(
+    shard: ShardInfo,
+    cmd: Uint8Array,
+  ): Promise<{ ok: true; revision: number } | KvError> {
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     // A local replica proposes (a follower forwards inside Raft, see MultiRaftHost.propose);
     // only a node without one sends the request to the leader.
@@ -262,7 +328,8 @@ export class KvService {
     }
     if (consistency === "stale") {
       const m = this.host.localMachine(shardId);
-      return m ? { ok: true, items: read(m) } : unavailable(`no replica of ${shardId}`);
+      if (!m) return unavailable(`no replica of ${shardId}`);
+      return m.retiredDurable ? staleRoute() : { ok: true, items: read(m) };
     }
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     let leaderlessSince: number | undefined;
@@ -280,7 +347,8 @@ export class KvService {
         shardId,
         Math.min(remaining, this.opts.leaderlessTimeoutMs),
       );
-      if (r.ok) return { ok: true, items: read(r.machine) };
+      if (r.ok)
+        return r.machine.retiredDurable ? staleRoute() : { ok: true, items: read(r.machine) };
       if (r.code === "NOT_LEADER" || r.code === "TIMEOUT") {
         leaderlessSince ??= attemptStart;
         if (Date.now() - leaderlessSince > this.opts.leaderlessTimeoutMs) {
@@ -401,6 +469,10 @@ function keyspaceNotFound(keyspace: string): KvError {
   };
 }
 
+function staleRoute(): KvError {
+  return { ok: false, code: "STALE_ROUTE", message: "the shard no longer serves this range" };
+}
+
 function unavailable(message: string): KvError {
   return { ok: false, code: "UNAVAILABLE", message };
 }
@@ -410,6 +482,7 @@ function applyResultToKv(r: ApplyResult | undefined): { ok: true; revision: numb
     return { ok: false, code: "UNAVAILABLE", message: "the write was applied without a result" };
   if (r.ok) return { ok: true, revision: r.revision };
   if (r.code === "NOT_FOUND") return { ok: false, code: "NOT_FOUND", message: "no such key" };
+  if (r.code === "RETIRED") return staleRoute();
   if (r.code === "INVALID_KEY") {
     return {
       ok: false,

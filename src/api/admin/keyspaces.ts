@@ -1,0 +1,443 @@
+/**
+ * Keyspaces as a service: create, list, describe and delete them, and keep every node's shard
+ * map in step with the metadata group.
+ *
+ * The metadata group is the shard "meta" of the system keyspace "_meta" (range-sharded, one
+ * shard, replicated on up to 3 members). Keyspace records live in it as keys `ks/<name>`
+ * (src/placement/keyspaces.ts), so reading and writing them goes through the same KV service,
+ * with the same routing, forwarding, retries and fail-fast deadlines as user data, and creating a
+ * keyspace is one create-only write: two nodes racing to create it cannot both win.
+ *
+ * Every node refreshes its map from the records periodically and whenever a request names a
+ * keyspace it does not know, then creates its replicas of shards placed on it (each replica of
+ * a new shard bootstraps the same initial configuration, as the initial shards do).
+ *
+ *   PUT    /v1/keyspaces/{name}  {"sharding":"hash"|"range","replicas":3,"shards":8}
+ *                                → 201 (created) / 200 (exists with the same settings) / 409
+ *   GET    /v1/keyspaces          → {"keyspaces":[...]}
+ *   GET    /v1/keyspaces/{name}   → its shards, ranges, replicas, leaders
+ *   DELETE /v1/keyspaces/{name}[?force=true] → 200; 409 KEYSPACE_NOT_EMPTY unless forced
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { MultiRaftHost } from "../../multiraft/index.js";
+import {
+  KEYSPACE_RECORD_PREFIX,
+  type KeyspaceRecord,
+  keyspacePrefixHex,
+  parseKeyspaceRecord,
+  planKeyspace,
+  replicaLoad,
+  validateKeyspaceSpec,
+} from "../../placement/keyspaces.js";
+import type { NodeId } from "../../raft/index.js";
+import {
+  type ApplyResult,
+  type ShardInfo,
+  type Sharding,
+  type ShardMachine,
+  ShardMap,
+} from "../../shard/index.js";
+import { authorized, HttpError, readBody, sendJson } from "../kv/http.js";
+import type { KvError, KvService } from "../kv/service.js";
+
+export const META_KEYSPACE = "_meta";
+export const META_SHARD = "meta";
+/** Replicas of the metadata group (fewer on smaller clusters). */
+export const META_REPLICAS = 3;
+/** Keyspace records read per refresh; creating more keyspaces than this is refused. */
+export const KEYSPACES_MAX = 1000;
+/** How long PUT waits for a new keyspace's shards to elect leaders before answering 201. */
+const CREATE_WAIT_MS = 10_000;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function unhex(s: string): Uint8Array {
+  return new Uint8Array(Buffer.from(s, "hex"));
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+}
+
+export interface StaticKeyspace {
+  readonly name: string;
+  readonly sharding: Sharding;
+  readonly shards: readonly ShardInfo[];
+}
+
+/** The system keyspace holding the metadata group: one shard over the whole `_meta` range. */
+export function metaKeyspace(members: readonly NodeId[]): StaticKeyspace {
+  const voters = [...members].sort().slice(0, META_REPLICAS);
+  return {
+    name: META_KEYSPACE,
+    sharding: "range",
+    shards: [
+      {
+        id: META_SHARD,
+        keyspace: META_KEYSPACE,
+        start: unhex(keyspacePrefixHex(META_KEYSPACE)),
+        end: new Uint8Array(0),
+        replicas: voters,
+      },
+    ],
+  };
+}
+
+export function staticKeyspaces(map: ShardMap): StaticKeyspace[] {
+  return map.keyspaces().map((name) => ({
+    name,
+    sharding: map.sharding(name) as Sharding,
+    shards: map.shards(name),
+  }));
+}
+
+function recordKeyspace(r: KeyspaceRecord): StaticKeyspace {
+  return {
+    name: r.name,
+    sharding: r.sharding,
+    shards: r.shards.map((s) => ({
+      id: s.id,
+      keyspace: r.name,
+      start: unhex(s.start),
+      end: unhex(s.end),
+      replicas: s.replicas,
+    })),
+  };
+}
+
+export type AdminError =
+  | KvError
+  | {
+      readonly ok: false;
+      readonly code:
+        | "INVALID"
+        | "KEYSPACE_EXISTS"
+        | "KEYSPACE_NOT_EMPTY"
+        | "TOO_MANY_KEYSPACES"
+        | "PROTECTED";
+      readonly message: string;
+    };
+
+type Host = MultiRaftHost<ApplyResult, ShardMachine>;
+
+export class KeyspaceAdmin {
+  private version = 0;
+  private refreshing: Promise<void> | undefined;
+  private lastRecords: KeyspaceRecord[] = [];
+
+  constructor(
+    private readonly self: NodeId,
+    private readonly kv: KvService,
+    private readonly host: Host,
+    private readonly members: readonly NodeId[],
+    /** Keyspaces that exist without a record: "default" (from the cluster's creation) and "_meta". */
+    private readonly fixed: readonly StaticKeyspace[],
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** Keyspace records as committed in the metadata group (a linearizable read). */
+  async records(): Promise<{ ok: true; records: KeyspaceRecord[] } | KvError> {
+    const r = await this.kv.list(
+      META_KEYSPACE,
+      { prefix: enc.encode(KEYSPACE_RECORD_PREFIX), startAfter: undefined, limit: KEYSPACES_MAX },
+      "linearizable",
+    );
+    if (!r.ok) return r;
+    return { ok: true, records: r.items.map((i) => parseKeyspaceRecord(dec.decode(i.value))) };
+  }
+
+  /** Re-reads the records, installs the new map and creates local replicas of new shards. */
+  refresh(): Promise<void> {
+    // Concurrent callers share one refresh in flight.
+    this.refreshing ??= this.doRefresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<void> {
+    const r = await this.records();
+    if (!r.ok) return; // the metadata group is unavailable: keep the map we have
+    this.lastRecords = r.records;
+    const map = new ShardMap(++this.version, [...this.fixed, ...r.records.map(recordKeyspace)]);
+    this.kv.setShardMap(map);
+    // Replicas of shards no record places here any more go (a deleted keyspace); the fixed
+    // keyspaces' shards are never removed here.
+    const wanted = new Set(
+      r.records.flatMap((rec) =>
+        rec.shards.filter((s) => s.replicas.includes(this.self)).map((s) => s.id),
+      ),
+    );
+    for (const k of this.fixed) for (const s of k.shards) wanted.add(s.id);
+    for (const id of this.host.groupIds()) {
+      if (!wanted.has(id)) this.host.removeGroup(id);
+    }
+    for (const rec of r.records) {
+      for (const s of rec.shards) {
+        if (!s.replicas.includes(this.self) || this.host.hasGroup(s.id)) continue;
+        try {
+          await this.host.createGroup(s.id, s.replicas);
+        } catch (err) {
+          this.onError(err);
+        }
+      }
+    }
+  }
+
+  async create(input: {
+    name: string;
+    sharding?: unknown;
+    replicas?: unknown;
+    shards?: unknown;
+  }): Promise<{ ok: true; created: boolean; record: KeyspaceRecord } | AdminError> {
+    const v = validateKeyspaceSpec(input);
+    if (!v.ok) return v;
+    const spec = v.spec;
+    if (this.fixed.some((k) => k.name === spec.name)) {
+      return {
+        ok: false,
+        code: "KEYSPACE_EXISTS",
+        message: `keyspace "${spec.name}" already exists`,
+      };
+    }
+    const r = await this.records();
+    if (!r.ok) return r;
+    const existing = r.records.find((k) => k.name === spec.name);
+    if (existing) return this.sameOrConflict(existing, spec);
+    if (r.records.length >= KEYSPACES_MAX) {
+      return {
+        ok: false,
+        code: "TOO_MANY_KEYSPACES",
+        message: `at most ${KEYSPACES_MAX} keyspaces`,
+      };
+    }
+    const load = replicaLoad(r.records);
+    for (const k of this.fixed)
+      for (const s of k.shards) for (const n of s.replicas) load.set(n, (load.get(n) ?? 0) + 1);
+    const generation = `${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 4).toString(36)}`;
+    const record = planKeyspace(spec, this.members, load, generation);
+    const w = await this.kv.put(
+      META_KEYSPACE,
+      enc.encode(KEYSPACE_RECORD_PREFIX + spec.name),
+      enc.encode(JSON.stringify(record)),
+      { kind: "ifAbsent" },
+    );
+    if (!w.ok) {
+      if (w.code !== "PRECONDITION_FAILED") return w;
+      // Someone created it between our read and our write: theirs stands.
+      const again = await this.records();
+      if (!again.ok) return again;
+      const theirs = again.records.find((k) => k.name === spec.name);
+      if (!theirs)
+        return {
+          ok: false,
+          code: "UNAVAILABLE",
+          message: "the keyspace changed concurrently; retry",
+        };
+      return this.sameOrConflict(theirs, spec);
+    }
+    await this.refresh();
+    await this.waitForLeaders(record);
+    return { ok: true, created: true, record };
+  }
+
+  private sameOrConflict(
+    existing: KeyspaceRecord,
+    spec: { sharding: Sharding; replicas: number },
+  ): { ok: true; created: false; record: KeyspaceRecord } | AdminError {
+    if (existing.sharding === spec.sharding && existing.replicas === spec.replicas)
+      return { ok: true, created: false, record: existing };
+    return {
+      ok: false,
+      code: "KEYSPACE_EXISTS",
+      message: `keyspace "${existing.name}" already exists with sharding=${existing.sharding} replicas=${existing.replicas}`,
+    };
+  }
+
+  /** Best effort: answers once every shard has a leader (or after CREATE_WAIT_MS). */
+  private async waitForLeaders(record: KeyspaceRecord): Promise<void> {
+    const until = Date.now() + CREATE_WAIT_MS;
+    while (Date.now() < until) {
+      const local = record.shards.filter((s) => this.host.hasGroup(s.id));
+      if (local.every((s) => this.host.leaderOf(s.id))) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async remove(name: string, force: boolean): Promise<{ ok: true } | AdminError> {
+    if (this.fixed.some((k) => k.name === name)) {
+      return { ok: false, code: "PROTECTED", message: `keyspace "${name}" cannot be deleted` };
+    }
+    const key = enc.encode(KEYSPACE_RECORD_PREFIX + name);
+    const cur = await this.kv.get(META_KEYSPACE, key, "linearizable");
+    if (!cur.ok) return cur;
+    if (!cur.item)
+      return {
+        ok: false,
+        code: "KEYSPACE_NOT_FOUND",
+        message: `keyspace "${name}" does not exist`,
+      };
+    await this.refresh(); // the map must hold the keyspace's shards (to check and retire them)
+    if (!force) {
+      const some = await this.kv.list(
+        name,
+        { prefix: new Uint8Array(0), startAfter: undefined, limit: 1 },
+        "linearizable",
+      );
+      if (!some.ok) return some;
+      if (some.items.length > 0) {
+        return {
+          ok: false,
+          code: "KEYSPACE_NOT_EMPTY",
+          message: `keyspace "${name}" is not empty; delete its keys first, or delete with ?force=true`,
+        };
+      }
+    }
+    // Retire every shard first: from then on no replica serves the keyspace, however stale
+    // its node's map, so the deletion is visible at once everywhere. Then drop the record.
+    for (const shard of this.kv.shardMap().shards(name)) {
+      const r = await this.kv.retireShard(shard);
+      if (!r.ok) return r;
+    }
+    const d = await this.kv.delete(META_KEYSPACE, key, {
+      kind: "ifRevision",
+      revision: cur.item.revision,
+    });
+    if (!d.ok) return d;
+    await this.refresh();
+    return { ok: true };
+  }
+
+  /** What GET /v1/keyspaces/{name} shows: each shard's range, replicas and current leader. */
+  describe(name: string): unknown {
+    const map = this.kv.shardMap();
+    if (!map.hasKeyspace(name) || name.startsWith("_")) return undefined;
+    const rec = this.lastRecords.find((r) => r.name === name);
+    return {
+      name,
+      sharding: map.sharding(name),
+      replicas: rec?.replicas ?? map.shards(name)[0]?.replicas.length,
+      shards: map.shards(name).map((s) => ({
+        id: s.id,
+        start: hex(s.start),
+        end: hex(s.end),
+        replicas: s.replicas,
+        leader: this.host.leaderOf(s.id) ?? null,
+      })),
+    };
+  }
+
+  list(): unknown[] {
+    const map = this.kv.shardMap();
+    return map
+      .keyspaces()
+      .filter((k) => !k.startsWith("_"))
+      .sort()
+      .map((name) => ({ name, sharding: map.sharding(name), shards: map.shards(name).length }));
+  }
+}
+
+const ADMIN_STATUS: Record<AdminError["code"], number> = {
+  INVALID: 400,
+  KEYSPACE_EXISTS: 409,
+  KEYSPACE_NOT_EMPTY: 409,
+  TOO_MANY_KEYSPACES: 409,
+  PROTECTED: 409,
+  NOT_FOUND: 404,
+  KEYSPACE_NOT_FOUND: 404,
+  PRECONDITION_FAILED: 409,
+  UNAVAILABLE: 503,
+  OUTCOME_UNKNOWN: 503,
+  OVERLOADED: 503,
+  INVALID_KEY: 400,
+  STALE_ROUTE: 503,
+};
+
+function adminError(e: AdminError): HttpError {
+  const status = ADMIN_STATUS[e.code];
+  return new HttpError(status, e.code, e.message, status === 503 ? { "retry-after": "1" } : {});
+}
+
+/** Request bodies of the keyspace API are small JSON documents. */
+const BODY_BYTES_MAX = 64 << 10;
+
+export class KeyspaceHttpApi {
+  constructor(
+    private readonly admin: KeyspaceAdmin,
+    private readonly tokens: readonly string[],
+  ) {}
+
+  /** Handles /v1/keyspaces[/name]; returns false if the path is not ours. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    const path = url.pathname;
+    if (path !== "/v1/keyspaces" && !path.startsWith("/v1/keyspaces/")) return false;
+    if (!authorized(req, this.tokens)) {
+      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
+        "www-authenticate": 'Bearer realm="kumo"',
+      });
+    }
+    if (path === "/v1/keyspaces" || path === "/v1/keyspaces/") {
+      if (req.method !== "GET")
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
+      await this.admin.refresh();
+      sendJson(res, 200, { keyspaces: this.admin.list() });
+      return true;
+    }
+    let name: string;
+    try {
+      name = decodeURIComponent(path.slice("/v1/keyspaces/".length));
+    } catch {
+      throw new HttpError(400, "BAD_REQUEST", "the keyspace name is not valid percent-encoding");
+    }
+    switch (req.method) {
+      case "PUT": {
+        const body = await readBody(req, BODY_BYTES_MAX);
+        let spec: Record<string, unknown> = {};
+        if (body.byteLength > 0) {
+          try {
+            const parsed: unknown = JSON.parse(dec.decode(body));
+            if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+              throw new Error();
+            spec = parsed as Record<string, unknown>;
+          } catch {
+            throw new HttpError(
+              400,
+              "BAD_REQUEST",
+              'the body must be a JSON object such as {"sharding":"range","replicas":3}',
+            );
+          }
+        }
+        const unknown = Object.keys(spec).filter(
+          (k) => !["sharding", "replicas", "shards"].includes(k),
+        );
+        if (unknown.length > 0)
+          throw new HttpError(400, "BAD_REQUEST", `unknown field(s): ${unknown.join(", ")}`);
+        const r = await this.admin.create({ name, ...spec });
+        if (!r.ok) throw adminError(r);
+        sendJson(res, r.created ? 201 : 200, this.admin.describe(name) ?? r.record);
+        return true;
+      }
+      case "GET": {
+        await this.admin.refresh();
+        const d = this.admin.describe(name);
+        if (!d) throw new HttpError(404, "KEYSPACE_NOT_FOUND", `keyspace "${name}" does not exist`);
+        sendJson(res, 200, d);
+        return true;
+      }
+      case "DELETE": {
+        const force = url.searchParams.get("force");
+        if (force !== null && force !== "true" && force !== "false")
+          throw new HttpError(400, "BAD_REQUEST", "force must be true or false");
+        const r = await this.admin.remove(name, force === "true");
+        if (!r.ok) throw adminError(r);
+        sendJson(res, 200, { deleted: name });
+        return true;
+      }
+      default:
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", "PUT, GET or DELETE", {
+          allow: "PUT, GET, DELETE",
+        });
+    }
+  }
+}

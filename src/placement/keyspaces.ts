@@ -1,0 +1,184 @@
+/**
+ * Keyspaces: their records in the metadata group and the pure decisions that create them.
+ *
+ * The metadata group ("meta") is a replicated shard like any other: placement records are keys
+ * in it, and every decision is a conditional write of one record (create-only for a new
+ * keyspace, compare-and-set on the record's revision for a change), so two nodes deciding at
+ * once cannot both win, and whoever leads "meta" next resumes from exactly what was committed.
+ * Deciding is pure (this file): the proposer computes the record from the members and the
+ * current records, and the log holds the result.
+ *
+ * Records: key `ks/<name>` → JSON KeyspaceRecord. Shard ranges are over the encoded key space
+ * (src/shard/map.ts): `name 0x00 key` for range keyspaces, `name 0x00 hash32(key) key` for hash
+ * keyspaces, hex-encoded here, `end` "" meaning the end of the keyspace.
+ */
+import { assert } from "../base/index.js";
+import type { NodeId } from "../raft/index.js";
+
+export type Sharding = "hash" | "range";
+
+export interface ShardRecord {
+  readonly id: string;
+  readonly start: string;
+  readonly end: string;
+  readonly replicas: readonly NodeId[];
+}
+
+export interface KeyspaceRecord {
+  readonly name: string;
+  readonly sharding: Sharding;
+  /** Replicas per shard (the replication factor asked for). */
+  readonly replicas: number;
+  /** Distinguishes this keyspace from an earlier one of the same name (fresh shard ids). */
+  readonly generation: string;
+  readonly shards: readonly ShardRecord[];
+}
+
+export const KEYSPACE_RECORD_PREFIX = "ks/";
+/** Keyspace names: what a path segment, a metric label and a shard id can all carry. */
+export const KEYSPACE_NAME_BYTES_MAX = 40;
+/** Initial shards of a hash keyspace; a range keyspace starts with one and splits. */
+export const HASH_SHARDS_DEFAULT = 8;
+export const SHARDS_PER_KEYSPACE_MAX = 256;
+export const REPLICAS_MAX = 7;
+
+const NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+export type KeyspaceSpecError = {
+  readonly ok: false;
+  readonly code: "INVALID";
+  readonly message: string;
+};
+
+export interface KeyspaceSpec {
+  readonly name: string;
+  readonly sharding: Sharding;
+  readonly replicas: number;
+  /** Hash keyspaces only. */
+  readonly shards: number;
+}
+
+/** Checks a user's keyspace request (names starting with "_" are reserved for the system). */
+export function validateKeyspaceSpec(input: {
+  name: string;
+  sharding?: unknown;
+  replicas?: unknown;
+  shards?: unknown;
+}): { readonly ok: true; readonly spec: KeyspaceSpec } | KeyspaceSpecError {
+  const bad = (message: string): KeyspaceSpecError => ({ ok: false, code: "INVALID", message });
+  const { name } = input;
+  if (name.length === 0 || name.length > KEYSPACE_NAME_BYTES_MAX || !NAME.test(name)) {
+    return bad(
+      `a keyspace name is 1 to ${KEYSPACE_NAME_BYTES_MAX} characters of a-z, 0-9, "_" and "-", starting with a letter or digit`,
+    );
+  }
+  const sharding = input.sharding ?? "hash";
+  if (sharding !== "hash" && sharding !== "range")
+    return bad('"sharding" must be "hash" or "range"');
+  const replicas = input.replicas ?? 3;
+  if (
+    typeof replicas !== "number" ||
+    !Number.isInteger(replicas) ||
+    replicas < 1 ||
+    replicas > REPLICAS_MAX
+  )
+    return bad(`"replicas" must be an integer from 1 to ${REPLICAS_MAX}`);
+  const shards = input.shards ?? (sharding === "hash" ? HASH_SHARDS_DEFAULT : 1);
+  if (
+    typeof shards !== "number" ||
+    !Number.isInteger(shards) ||
+    shards < 1 ||
+    shards > SHARDS_PER_KEYSPACE_MAX
+  )
+    return bad(`"shards" must be an integer from 1 to ${SHARDS_PER_KEYSPACE_MAX}`);
+  if (sharding === "range" && shards !== 1)
+    return bad('a range keyspace starts with one shard and splits as it grows; omit "shards"');
+  return { ok: true, spec: { name, sharding, replicas, shards } };
+}
+
+function hex(b: Uint8Array): string {
+  let s = "";
+  for (const x of b) s += x.toString(16).padStart(2, "0");
+  return s;
+}
+
+/** `name 0x00`: where every encoded key of the keyspace starts. */
+export function keyspacePrefixHex(name: string): string {
+  return `${hex(new TextEncoder().encode(name))}00`;
+}
+
+/**
+ * The record of a new keyspace. Replicas go to the members holding the fewest replicas so far
+ * (ties by id), each shard starting from a different member, so that new keyspaces spread over
+ * the cluster instead of piling on its first nodes. `load` counts replicas per member across the
+ * existing records. Deterministic for its inputs (the generation comes from the caller).
+ */
+export function planKeyspace(
+  spec: KeyspaceSpec,
+  members: readonly NodeId[],
+  load: ReadonlyMap<NodeId, number>,
+  generation: string,
+): KeyspaceRecord {
+  assert(members.length > 0, "no members to place a keyspace on");
+  const rf = Math.min(spec.replicas, members.length);
+  const count = new Map(members.map((m) => [m, load.get(m) ?? 0]));
+  const prefix = keyspacePrefixHex(spec.name);
+  const boundary = (i: number): string => {
+    if (i === 0) return prefix;
+    if (i === spec.shards) return "";
+    return (
+      prefix +
+      Math.floor((i * 2 ** 32) / spec.shards)
+        .toString(16)
+        .padStart(8, "0")
+    );
+  };
+  const shards: ShardRecord[] = [];
+  for (let i = 0; i < spec.shards; i++) {
+    const ranked = [...members].sort(
+      (a, b) => (count.get(a) as number) - (count.get(b) as number) || (a < b ? -1 : a > b ? 1 : 0),
+    );
+    // In ranked order: the first replica is the preferred leader (the least loaded member).
+    const replicas = ranked.slice(0, rf);
+    for (const r of replicas) count.set(r, (count.get(r) as number) + 1);
+    shards.push({
+      // Shard ids are group ids in storage: [A-Za-z0-9_.-], at most 64 characters. Keyspace
+      // names have no ".", so "<name>.<generation>.<i>" cannot collide with another keyspace's.
+      id: `${spec.name}.${generation}.${i}`,
+      start: boundary(i),
+      end: boundary(i + 1),
+      replicas,
+    });
+  }
+  return { name: spec.name, sharding: spec.sharding, replicas: spec.replicas, generation, shards };
+}
+
+/** Replicas per member over all records (the input `planKeyspace` balances on). */
+export function replicaLoad(records: readonly KeyspaceRecord[]): Map<NodeId, number> {
+  const load = new Map<NodeId, number>();
+  for (const r of records)
+    for (const s of r.shards) for (const n of s.replicas) load.set(n, (load.get(n) ?? 0) + 1);
+  return load;
+}
+
+/** Parses a stored record, checking the invariants every reader relies on. */
+export function parseKeyspaceRecord(json: string): KeyspaceRecord {
+  const r = JSON.parse(json) as KeyspaceRecord;
+  assert(
+    typeof r.name === "string" && Array.isArray(r.shards) && r.shards.length > 0,
+    "bad keyspace record",
+  );
+  // The shards tile the keyspace: first starts at its prefix, each ends where the next starts.
+  const prefix = keyspacePrefixHex(r.name);
+  assert(
+    (r.shards[0] as ShardRecord).start === prefix,
+    "keyspace record does not start at its prefix",
+  );
+  for (let i = 1; i < r.shards.length; i++)
+    assert(
+      (r.shards[i - 1] as ShardRecord).end === (r.shards[i] as ShardRecord).start,
+      "shards must tile",
+    );
+  assert((r.shards[r.shards.length - 1] as ShardRecord).end === "", "last shard must be unbounded");
+  return r;
+}
