@@ -49,6 +49,11 @@ export interface GroupMachine<R> {
   restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void;
   /** Stages the deletion of the machine's whole state (its group is leaving this node). */
   destroy(ops: WriteOp[]): void;
+  /**
+   * Groups that entries applied in the batch just committed created in storage (a shard split
+   * creates its right half on every replica): the host opens them. Each id is returned once.
+   */
+  takeCreatedGroups(): readonly string[];
 }
 
 export interface HostConfig<R, M extends GroupMachine<R>> {
@@ -606,6 +611,10 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     for (const [g, rd] of readies) {
       g.storage.persisted(rd);
       g.machine.batchCommitted();
+      for (const id of g.machine.takeCreatedGroups()) {
+        if (this.groups.has(id)) continue;
+        this.dirty.add(this.openGroup(id));
+      }
     }
 
     // Acknowledgements and votes go out only now that what they acknowledge is durable.

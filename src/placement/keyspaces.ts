@@ -22,6 +22,39 @@ export interface ShardRecord {
   readonly start: string;
   readonly end: string;
   readonly replicas: readonly NodeId[];
+  /** Set on a shard born of a split: the shard it split from. */
+  readonly parent?: string;
+}
+
+/** Shards of range keyspaces split once they hold more than this (keys + values). */
+export const SPLIT_BYTES_DEFAULT = 64 << 20;
+
+/**
+ * The record after shard `shardId` split at `at` (an encoded key, hex): the shard keeps
+ * [start, at), the new shard `child` takes [at, end) with the same replicas, rotated so that
+ * its preferred leader (the first) is another node: the halves' load lands on different nodes.
+ * Undefined when the record already shows the split (or `at` is not inside the shard).
+ */
+export function recordAfterSplit(
+  rec: KeyspaceRecord,
+  shardId: string,
+  at: string,
+  child: string,
+): KeyspaceRecord | undefined {
+  const i = rec.shards.findIndex((s) => s.id === shardId);
+  const s = rec.shards[i];
+  if (!s || s.end === at) return undefined;
+  if (at <= s.start || (s.end !== "" && at >= s.end)) return undefined;
+  const replicas =
+    s.replicas.length > 1 ? [...s.replicas.slice(1), s.replicas[0] as NodeId] : s.replicas;
+  const shards = [...rec.shards];
+  shards.splice(
+    i,
+    1,
+    { ...s, end: at },
+    { id: child, start: at, end: s.end, replicas, parent: shardId },
+  );
+  return { ...rec, shards };
 }
 
 export interface KeyspaceRecord {

@@ -13,10 +13,56 @@
 import { assert } from "../base/index.js";
 import type { Entry } from "../raft/index.js";
 import type { StorageEngine, WriteOp } from "../storage/index.js";
-import { concat, KEY_BYTES_MAX, prefixEnd } from "../storage/index.js";
+import { compareBytes, concat, GroupStorage, KEY_BYTES_MAX, prefixEnd } from "../storage/index.js";
 import { decodeCommand } from "./command.js";
 
 const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/**
+ * A shard's own description, kept with its data (`s/<shard>/meta`) and carried in snapshots.
+ * Ranges are user keys in hex; absent = unbounded on that side.
+ */
+export interface ShardMeta {
+  readonly retired?: boolean;
+  readonly start?: string;
+  readonly end?: string;
+  /** The shard that took [end, old end) in the last split (lets a leader repair the map). */
+  readonly child?: string;
+}
+
+const NO_META: ShardMeta = Object.freeze({});
+
+function owns(meta: ShardMeta, key: Uint8Array): boolean {
+  if (meta.start !== undefined && compareBytes(key, unhex(meta.start)) < 0) return false;
+  return meta.end === undefined || compareBytes(key, unhex(meta.end)) < 0;
+}
+
+function metaKeyOf(shardId: string): Uint8Array {
+  return enc.encode(`s/${shardId}/meta`);
+}
+
+function unhex(s: string): Uint8Array {
+  return new Uint8Array(Buffer.from(s, "hex"));
+}
+
+function encodeApplied(index: number, term: number): Uint8Array {
+  const raw = new Uint8Array(16);
+  const view = new DataView(raw.buffer);
+  view.setFloat64(0, index);
+  view.setFloat64(8, term);
+  return raw;
+}
+
+/** Where a shard's data and applied index live in the engine. */
+class ShardMachineKeys {
+  readonly dataPrefix: Uint8Array;
+  readonly appliedKey: Uint8Array;
+  constructor(shardId: string) {
+    this.dataPrefix = enc.encode(`d/${shardId}/`);
+    this.appliedKey = enc.encode(`s/${shardId}/applied`);
+  }
+}
 
 /**
  * Longest user key a shard can store: the engine's key limit minus the longest storage prefix
@@ -31,7 +77,11 @@ export type ApplyResult =
   | { readonly ok: false; readonly code: "PRECONDITION_FAILED"; readonly revision: number }
   | { readonly ok: false; readonly code: "NOT_FOUND" }
   /** The shard was retired (its keyspace deleted): nothing was written. */
-  | { readonly ok: false; readonly code: "RETIRED" };
+  | { readonly ok: false; readonly code: "RETIRED" }
+  /** The key is outside the shard's range (it moved in a split): nothing was written. */
+  | { readonly ok: false; readonly code: "WRONG_SHARD" }
+  /** A split command that does not fit the shard (changes nothing). */
+  | { readonly ok: false; readonly code: "INVALID_SPLIT" };
 
 export interface KvItem {
   readonly key: Uint8Array;
@@ -59,13 +109,21 @@ export class ShardMachine {
   private readonly dataPrefix: Uint8Array;
   private readonly dataEnd: Uint8Array;
   private readonly appliedKey: Uint8Array;
-  private readonly retiredKey: Uint8Array;
+  private readonly metaKey: Uint8Array;
   /**
-   * Set by a committed retire command (as of `applied`). Reads check `retiredDurable`, the flag
-   * as of `durableApplied`, which is what they see of the data too.
+   * What the shard serves, as of `applied`: retired (its keyspace was deleted), and the range of
+   * user keys it owns (narrowed by splits; unbounded until the first). Reads check
+   * `metaDurable`, the same as of `durableApplied`, which is what they see of the data too.
    */
-  private retired = false;
-  retiredDurable = false;
+  private meta: ShardMeta = NO_META;
+  metaDurable: ShardMeta = NO_META;
+  /** Groups this batch created (split halves), for the host to open once it is durable. */
+  private created: string[] = [];
+  /**
+   * Approximate size (stored key + value bytes, keys), kept up to date by apply; undefined
+   * until first asked (then counted once by a scan). Only split decisions use it.
+   */
+  private size: { bytes: number; keys: number } | undefined;
   /** Writes staged in the current, not yet durable batch: hex(key) -> stored bytes or null. */
   private overlay = new Map<string, Uint8Array | null>();
   /** Last applied entry, including writes staged in the batch in flight. */
@@ -82,9 +140,10 @@ export class ShardMachine {
     this.dataPrefix = enc.encode(`d/${shardId}/`);
     this.dataEnd = prefixEnd(this.dataPrefix);
     this.appliedKey = enc.encode(`s/${shardId}/applied`);
-    this.retiredKey = enc.encode(`s/${shardId}/retired`);
-    this.retired = engine.get(this.retiredKey) !== undefined;
-    this.retiredDurable = this.retired;
+    this.metaKey = metaKeyOf(shardId);
+    const rawMeta = engine.get(this.metaKey);
+    this.meta = rawMeta ? (JSON.parse(dec.decode(rawMeta)) as ShardMeta) : NO_META;
+    this.metaDurable = this.meta;
     const raw = engine.get(this.appliedKey);
     if (raw) {
       const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -120,12 +179,14 @@ export class ShardMachine {
     this.appliedTerm = e.term;
     if (e.type !== "normal" || e.data.byteLength === 0) return undefined;
     const cmd = decodeCommand(e.data);
-    if (this.retired) return { ok: false, code: "RETIRED" };
+    if (this.meta.retired) return { ok: false, code: "RETIRED" };
     if (cmd.op === "retire") {
-      this.retired = true;
-      ops.push({ op: "put", key: this.retiredKey, value: new Uint8Array([1]) });
+      this.setMeta({ ...this.meta, retired: true }, ops);
       return { ok: true, revision: e.index };
     }
+    if (cmd.op === "split") return this.applySplit(e, cmd, ops);
+    // A stale route: the key moved to another shard in a split. Refused the same everywhere.
+    if (!owns(this.meta, cmd.key)) return { ok: false, code: "WRONG_SHARD" };
     // The API refuses such keys; one that reached the log anyway (another node configured
     // differently, a bug) is refused identically on every replica instead of failing the
     // storage write, which would stop the node on every replay of the entry.
@@ -142,11 +203,20 @@ export class ShardMachine {
     if (cmd.op === "put") {
       // The value is copied: the entry's bytes may alias a network buffer.
       const stored = encodeStored(e.index, cmd.value);
+      if (this.size) {
+        this.size.bytes +=
+          stored.byteLength - (current ? current.value.byteLength + 8 : -cmd.key.byteLength);
+        if (!current) this.size.keys++;
+      }
       ops.push({ op: "put", key: sk, value: stored });
       this.overlay.set(hex(sk), stored);
       return { ok: true, revision: e.index };
     }
     if (!current) return { ok: false, code: "NOT_FOUND" };
+    if (this.size) {
+      this.size.bytes -= cmd.key.byteLength + current.value.byteLength + 8;
+      this.size.keys--;
+    }
     ops.push({ op: "del", key: sk });
     this.overlay.set(hex(sk), null);
     return { ok: true, revision: e.index };
@@ -154,11 +224,11 @@ export class ShardMachine {
 
   /** Stages the applied index (once per batch, after the last apply). */
   stageApplied(ops: WriteOp[]): void {
-    const raw = new Uint8Array(16);
-    const view = new DataView(raw.buffer);
-    view.setFloat64(0, this.applied);
-    view.setFloat64(8, this.appliedTerm);
-    ops.push({ op: "put", key: this.appliedKey, value: raw });
+    ops.push({
+      op: "put",
+      key: this.appliedKey,
+      value: encodeApplied(this.applied, this.appliedTerm),
+    });
   }
 
   /** The staged batch is durable and visible in the engine: drop the overlay. */
@@ -166,7 +236,115 @@ export class ShardMachine {
     if (this.overlay.size > 0) this.overlay = new Map();
     this.durableApplied = this.applied;
     this.durableAppliedTerm = this.appliedTerm;
-    this.retiredDurable = this.retired;
+    this.metaDurable = this.meta;
+  }
+
+  /** Split halves created by the batch just committed (each returned once). */
+  takeCreatedGroups(): string[] {
+    const c = this.created;
+    this.created = [];
+    return c;
+  }
+
+  private setMeta(meta: ShardMeta, ops: WriteOp[]): void {
+    this.meta = meta;
+    ops.push({ op: "put", key: this.metaKey, value: enc.encode(JSON.stringify(meta)) });
+  }
+
+  /** Approximate bytes (keys + values) and keys stored. */
+  approximateSize(): { bytes: number; keys: number } {
+    if (!this.size) {
+      let bytes = 0;
+      let keys = 0;
+      for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
+        bytes += k.byteLength - this.dataPrefix.byteLength + v.byteLength;
+        keys++;
+      }
+      this.size = { bytes, keys };
+    }
+    return { ...this.size };
+  }
+
+  /**
+   * The key that halves the shard by size (as of `durableApplied`): the first key at or past
+   * the middle byte. Undefined when the shard has fewer than two keys (nothing to split).
+   */
+  middleKey(): Uint8Array | undefined {
+    const half = this.approximateSize().bytes / 2;
+    let acc = 0;
+    let first = true;
+    for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
+      // The first key whose predecessors hold half the bytes; never the first key (the left
+      // half must keep at least one).
+      if (!first && acc >= half) return k.slice(this.dataPrefix.byteLength);
+      acc += k.byteLength - this.dataPrefix.byteLength + v.byteLength;
+      first = false;
+    }
+    return undefined;
+  }
+
+  get retiredDurable(): boolean {
+    return this.metaDurable.retired === true;
+  }
+
+  /** Whether `key` belongs to this shard as of `durableApplied` (what reads see). */
+  ownsDurable(key: Uint8Array): boolean {
+    return owns(this.metaDurable, key);
+  }
+
+  /**
+   * Splits the shard at `at`: keys from `at` on move to a new group, created on this node in
+   * the same batch with the same voters and a log that starts at this entry's index (revisions
+   * keep growing), and this shard keeps [start, at). Every replica applies the same entry, so
+   * every replica creates the same half. An invalid split (retired, `at` outside the range or
+   * at its start) changes nothing, identically everywhere.
+   */
+  private applySplit(
+    e: Entry,
+    cmd: { readonly at: Uint8Array; readonly newShard: string; readonly voters: readonly string[] },
+    ops: WriteOp[],
+  ): ApplyResult {
+    const start = this.meta.start === undefined ? undefined : unhex(this.meta.start);
+    const at = cmd.at;
+    if (
+      !owns(this.meta, at) ||
+      (start !== undefined && compareBytes(at, start) === 0) ||
+      at.byteLength === 0
+    )
+      return { ok: false, code: "INVALID_SPLIT" };
+    const end = this.meta.end === undefined ? undefined : unhex(this.meta.end);
+    // The right half as of this entry: durable keys with this batch's staged writes on top.
+    const moved = new Map<string, Uint8Array | null>();
+    const from = this.storedKey(at);
+    const to = end ? this.storedKey(end) : this.dataEnd;
+    for (const [k, v] of this.engine.scan(from, to)) moved.set(hex(k), v);
+    for (const [hk, v] of this.overlay) {
+      const k = unhex(hk);
+      if (compareBytes(k, from) >= 0 && compareBytes(k, to) < 0) moved.set(hk, v);
+    }
+    const child = new ShardMachineKeys(cmd.newShard);
+    for (const [hk, v] of moved) {
+      if (v === null) continue;
+      const key = unhex(hk).subarray(this.dataPrefix.byteLength);
+      ops.push({ op: "put", key: concat(child.dataPrefix, key), value: v });
+      this.overlay.set(hk, null);
+    }
+    ops.push({ op: "delRange", start: from, end: to });
+    const childMeta: ShardMeta = {
+      start: hex(at),
+      ...(this.meta.end === undefined ? {} : { end: this.meta.end }),
+    };
+    ops.push({
+      op: "put",
+      key: metaKeyOf(cmd.newShard),
+      value: enc.encode(JSON.stringify(childMeta)),
+    });
+    ops.push({ op: "put", key: child.appliedKey, value: encodeApplied(e.index, e.term) });
+    GroupStorage.bootstrapAt(cmd.newShard, cmd.voters, e.index, e.term, ops);
+    this.setMeta({ ...this.meta, end: hex(at), child: cmd.newShard }, ops);
+    this.size = undefined;
+    this.created.push(cmd.newShard);
+    return { ok: true, revision: e.index };
   }
 
   /** The committed value of `key` as of `durableApplied` (staged writes are not visible). */
@@ -197,10 +375,13 @@ export class ShardMachine {
   snapshotData(): Uint8Array {
     const parts: Uint8Array[] = [];
     let size = 0;
-    if (this.retiredDurable) {
-      // A record with an empty key (no stored key is empty) marks a retired shard.
-      parts.push(new Uint8Array(8));
-      size += 8;
+    if (this.metaDurable !== NO_META) {
+      // A record with an empty key (no stored key is empty) carries the shard's meta.
+      const m = enc.encode(JSON.stringify(this.metaDurable));
+      const head = new Uint8Array(8);
+      new DataView(head.buffer).setUint32(4, m.byteLength);
+      parts.push(head, m);
+      size += 8 + m.byteLength;
     }
     for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
       const key = k.subarray(this.dataPrefix.byteLength);
@@ -223,8 +404,9 @@ export class ShardMachine {
   /** Replaces the shard's contents with a snapshot image applied at (index, term). */
   restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void {
     ops.push({ op: "delRange", start: this.dataPrefix, end: this.dataEnd });
-    ops.push({ op: "del", key: this.retiredKey });
-    this.retired = false;
+    ops.push({ op: "del", key: this.metaKey });
+    this.meta = NO_META;
+    this.size = undefined;
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     let at = 0;
     while (at < data.byteLength) {
@@ -236,8 +418,8 @@ export class ShardMachine {
       const stored = data.slice(at, at + vl);
       at += vl;
       if (kl === 0) {
-        this.retired = true;
-        ops.push({ op: "put", key: this.retiredKey, value: new Uint8Array([1]) });
+        this.meta = JSON.parse(dec.decode(stored)) as ShardMeta;
+        ops.push({ op: "put", key: this.metaKey, value: stored });
         continue;
       }
       ops.push({ op: "put", key: this.storedKey(key), value: stored });
@@ -254,6 +436,6 @@ export class ShardMachine {
   destroy(ops: WriteOp[]): void {
     ops.push({ op: "delRange", start: this.dataPrefix, end: this.dataEnd });
     ops.push({ op: "del", key: this.appliedKey });
-    ops.push({ op: "del", key: this.retiredKey });
+    ops.push({ op: "del", key: this.metaKey });
   }
 }

@@ -292,6 +292,30 @@ export class GroupStorage implements RaftStorage {
     ops.push({ op: "put", key: keys.hardState, value: encodeHardState(m.hardState()) });
   }
 
+  /**
+   * Stages a brand-new group whose log starts after `index` (of `term`), as if a snapshot at
+   * that point had been installed: the base is (index, term, voters), nothing else is stored, and
+   * the state machine must hold the matching state at `index`. A shard split creates the right
+   * half this way on every replica at once, so that its log indexes (which are key revisions)
+   * continue after the parent's instead of starting again at 1. Call `load()` once written.
+   */
+  static bootstrapAt(
+    groupId: string,
+    voters: readonly NodeId[],
+    index: number,
+    term: number,
+    ops: WriteOp[],
+  ): void {
+    const keys = new Keys(groupId);
+    const confState = { ...EMPTY_CONF, voters: [...voters] };
+    ops.push({ op: "put", key: keys.base, value: encodeBase({ index, term, confState }) });
+    ops.push({
+      op: "put",
+      key: keys.hardState,
+      value: encodeHardState({ term, vote: "", commit: index }),
+    });
+  }
+
   /** Stages the deletion of everything stored for the group. */
   static destroy(groupId: string, ops: WriteOp[]): void {
     const keys = new Keys(groupId);

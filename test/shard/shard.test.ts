@@ -13,7 +13,7 @@ import {
   type ShardCommand,
   ShardMachine,
 } from "../../src/shard/index.js";
-import { MemoryEngine, type WriteOp } from "../../src/storage/index.js";
+import { GroupStorage, MemoryEngine, type WriteOp } from "../../src/storage/index.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -36,12 +36,20 @@ const cmdArb: fc.Arbitrary<ShardCommand> = fc.oneof(
     cond: condArb,
   }),
   fc.constant({ op: "retire" as const }),
+  fc.record({
+    op: fc.constant("split" as const),
+    at: fc.uint8Array({ minLength: 1, maxLength: 100 }),
+    newShard: fc.constantFrom("ks.g.abc", "x"),
+    voters: fc.array(fc.constantFrom("n1", "n2", "n3"), { maxLength: 3 }),
+  }),
 );
 
 const plain = (c: ShardCommand) =>
   c.op === "retire"
     ? c
-    : { ...c, key: [...c.key], ...(c.op === "put" ? { value: [...c.value] } : {}) };
+    : c.op === "split"
+      ? { ...c, at: [...c.at] }
+      : { ...c, key: [...c.key], ...(c.op === "put" ? { value: [...c.value] } : {}) };
 
 test("command codec round-trips every command", () => {
   fc.assert(
@@ -288,6 +296,93 @@ describe("shard machine: retiring", () => {
     copy.batchCommitted();
     assert.equal(copy.retiredDurable, false);
     assert.equal(new ShardMachine(other, "r").retiredDurable, false);
+  });
+});
+
+describe("shard machine: splitting", () => {
+  test("a split moves the right half to a new group whose log continues the parent's", () => {
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "p");
+    let index = 10;
+    const run = (mm: ShardMachine, c: ShardCommand, commit = true) => {
+      const ops: WriteOp[] = [];
+      const r = mm.apply({ term: 3, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
+      mm.stageApplied(ops);
+      void engine.write(ops, { sync: false });
+      if (commit) mm.batchCommitted();
+      return r;
+    };
+    const put = (k: string, v: string) =>
+      ({ op: "put", key: enc.encode(k), value: enc.encode(v), cond: { kind: "none" } }) as const;
+    for (const k of ["a", "b", "c", "d"]) run(m, put(k, k));
+    assert.equal(m.approximateSize().keys, 4);
+    assert.equal(new TextDecoder().decode(m.middleKey()), "c");
+    // Invalid splits change nothing.
+    const split = (at: string) =>
+      ({ op: "split", at: enc.encode(at), newShard: "p.1", voters: ["n1", "n2"] }) as const;
+    assert.deepEqual(run(m, { ...split(""), at: new Uint8Array(0) }), {
+      ok: false,
+      code: "INVALID_SPLIT",
+    });
+    const r = run(m, split("c"));
+    assert.deepEqual(r, { ok: true, revision: 16 });
+    assert.deepEqual(m.takeCreatedGroups(), ["p.1"]);
+    // The parent keeps [start, c) and refuses the rest as a stale route.
+    assert.equal(m.ownsDurable(enc.encode("b")), true);
+    assert.equal(m.ownsDurable(enc.encode("c")), false);
+    assert.deepEqual(run(m, put("d", "x")), { ok: false, code: "WRONG_SHARD" });
+    assert.deepEqual(
+      m.scan(new Uint8Array(0), undefined, 10).map((i) => new TextDecoder().decode(i.key)),
+      ["a", "b"],
+    );
+    assert.deepEqual(
+      run(m, { ...split("b"), newShard: "p.2" }),
+      { ok: true, revision: 18 },
+      "a second split",
+    );
+    assert.equal(new ShardMachine(engine, "p.2").get(enc.encode("b"))?.revision, 12);
+    // The child: the moved keys with their revisions, applied index = the split's, its own range.
+    const child = new ShardMachine(engine, "p.1");
+    assert.equal(child.applied, 16);
+    assert.deepEqual(
+      child
+        .scan(new Uint8Array(0), undefined, 10)
+        .map((i) => [new TextDecoder().decode(i.key), i.revision]),
+      [
+        ["c", 13],
+        ["d", 14],
+      ],
+    );
+    assert.equal(child.ownsDurable(enc.encode("b")), false);
+    assert.equal(child.ownsDurable(enc.encode("zz")), true);
+    // Its Raft log starts after the split entry, with the parent's voters.
+    const gs = GroupStorage.load(engine, "p.1");
+    assert.equal(gs.lastIndex(), 16);
+    assert.deepEqual(gs.snapshotMeta().confState.voters, ["n1", "n2"]);
+    // A snapshot of the child carries its range.
+    const other = new MemoryEngine();
+    const copy = new ShardMachine(other, "p.1");
+    const ops: WriteOp[] = [];
+    copy.restore(child.snapshotData(), 16, 3, ops);
+    void other.write(ops, { sync: false });
+    copy.batchCommitted();
+    assert.deepEqual(copy.metaDurable, child.metaDurable);
+  });
+
+  test("a split sees the writes staged earlier in the same batch", () => {
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "q");
+    const ops: WriteOp[] = [];
+    const cmd = (c: ShardCommand, index: number) =>
+      m.apply({ term: 1, index, type: "normal", data: encodeCommand(c) }, ops);
+    cmd({ op: "put", key: enc.encode("k1"), value: enc.encode("1"), cond: { kind: "none" } }, 1);
+    cmd({ op: "put", key: enc.encode("k2"), value: enc.encode("2"), cond: { kind: "none" } }, 2);
+    cmd({ op: "split", at: enc.encode("k2"), newShard: "q.1", voters: ["n1"] }, 3);
+    m.stageApplied(ops);
+    void engine.write(ops, { sync: false });
+    m.batchCommitted();
+    assert.equal(m.get(enc.encode("k2")), undefined);
+    assert.equal(new ShardMachine(engine, "q.1").get(enc.encode("k2"))?.revision, 2);
   });
 });
 

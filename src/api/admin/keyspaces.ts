@@ -26,7 +26,9 @@ import {
   keyspacePrefixHex,
   parseKeyspaceRecord,
   planKeyspace,
+  recordAfterSplit,
   replicaLoad,
+  SPLIT_BYTES_DEFAULT,
   validateKeyspaceSpec,
 } from "../../placement/keyspaces.js";
 import type { NodeId } from "../../raft/index.js";
@@ -125,6 +127,7 @@ export class KeyspaceAdmin {
   private version = 0;
   private refreshing: Promise<void> | undefined;
   private lastRecords: KeyspaceRecord[] = [];
+  private splitting = false;
 
   constructor(
     private readonly self: NodeId,
@@ -134,7 +137,77 @@ export class KeyspaceAdmin {
     /** Keyspaces that exist without a record: "default" (from the cluster's creation) and "_meta". */
     private readonly fixed: readonly StaticKeyspace[],
     private readonly onError: (err: unknown) => void,
+    private readonly splitBytes = SPLIT_BYTES_DEFAULT,
   ) {}
+
+  /**
+   * The split scheduler, run periodically on every node for the shards it leads: a shard of a
+   * range keyspace larger than `splitBytes` splits at its middle key; a shard whose own range
+   * no longer matches its record (a split committed, but the node that made it stopped before
+   * recording it) gets its record repaired. One split at a time per shard: a shard splits again
+   * only once its record shows the previous split.
+   */
+  async checkSplits(): Promise<void> {
+    if (this.splitting) return; // the previous round is still running
+    this.splitting = true;
+    try {
+      await this.splitRound();
+    } catch (err) {
+      this.onError(err);
+    } finally {
+      this.splitting = false;
+    }
+  }
+
+  private async splitRound(): Promise<void> {
+    for (const rec of this.lastRecords) {
+      if (rec.sharding !== "range") continue;
+      for (const s of rec.shards) {
+        const st = this.host.status(s.id);
+        const m = this.host.localMachine(s.id);
+        if (st?.role !== "leader" || !m || m.retiredDurable) continue;
+        const meta = m.metaDurable;
+        const prefix = keyspacePrefixHex(rec.name);
+        if (meta.end !== undefined && s.end !== prefix + meta.end) {
+          await this.recordSplit(rec.name, s.id);
+          continue;
+        }
+        if (m.approximateSize().bytes < this.splitBytes) continue;
+        const at = m.middleKey();
+        const shard = this.kv
+          .shardMap()
+          .shards(rec.name)
+          .find((x) => x.id === s.id);
+        if (!at || !shard) continue;
+        const child = `${rec.name}.${rec.generation}.${Math.floor(Math.random() * 36 ** 6).toString(36)}`;
+        const r = await this.kv.splitShard(shard, at, child, st.voters);
+        if (r.ok) await this.recordSplit(rec.name, s.id);
+      }
+    }
+  }
+
+  /** Makes the keyspace record show the split that shard `shardId`'s replica here applied. */
+  private async recordSplit(name: string, shardId: string): Promise<void> {
+    const key = enc.encode(KEYSPACE_RECORD_PREFIX + name);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const meta = this.host.localMachine(shardId)?.metaDurable;
+      if (meta?.end === undefined || meta.child === undefined) return;
+      const cur = await this.kv.get(META_KEYSPACE, key, "linearizable");
+      if (!cur.ok || !cur.item) return;
+      const rec = parseKeyspaceRecord(dec.decode(cur.item.value));
+      const next = recordAfterSplit(rec, shardId, keyspacePrefixHex(name) + meta.end, meta.child);
+      if (!next) return;
+      const w = await this.kv.put(META_KEYSPACE, key, enc.encode(JSON.stringify(next)), {
+        kind: "ifRevision",
+        revision: cur.item.revision,
+      });
+      if (w.ok) {
+        await this.refresh();
+        return;
+      }
+      if (w.code !== "PRECONDITION_FAILED") return;
+    }
+  }
 
   /** Keyspace records as committed in the metadata group (a linearizable read). */
   async records(): Promise<{ ok: true; records: KeyspaceRecord[] } | KvError> {
@@ -170,19 +243,40 @@ export class KeyspaceAdmin {
       ),
     );
     for (const k of this.fixed) for (const s of k.shards) wanted.add(s.id);
+    // A split half exists locally before its record does (recordSplit writes it afterwards).
+    for (const id of this.host.groupIds()) {
+      const child = this.host.localMachine(id)?.metaDurable.child;
+      if (child !== undefined) wanted.add(child);
+    }
     for (const id of this.host.groupIds()) {
       if (!wanted.has(id)) this.host.removeGroup(id);
     }
     for (const rec of r.records) {
       for (const s of rec.shards) {
         if (!s.replicas.includes(this.self) || this.host.hasGroup(s.id)) continue;
+        if (s.parent !== undefined && !this.splitPassed(s.parent, s.start, rec.name)) continue;
         try {
-          await this.host.createGroup(s.id, s.replicas);
+          // A shard born of a split exists wherever its parent applied the split; a replica
+          // that skipped the split entry (it caught up by snapshot) starts empty and gets the
+          // shard from its leader. A keyspace's initial shards bootstrap on every replica.
+          await this.host.createGroup(s.id, s.parent === undefined ? s.replicas : undefined);
         } catch (err) {
           this.onError(err);
         }
       }
     }
+  }
+
+  /**
+   * Whether this node may create split-born shard starting at `start` empty: only once its
+   * replica of the parent has passed the split (or it has none), never before, since applying
+   * the split entry itself creates the shard.
+   */
+  private splitPassed(parent: string, start: string, keyspace: string): boolean {
+    const m = this.host.localMachine(parent);
+    if (!m) return true;
+    const end = m.metaDurable.end;
+    return end !== undefined && keyspacePrefixHex(keyspace) + end <= start;
   }
 
   async create(input: {

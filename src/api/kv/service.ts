@@ -16,9 +16,11 @@ import {
   type ApplyResult,
   type Condition,
   encodeCommand,
+  encodeKey,
   type KvItem,
   SHARD_KEY_BYTES_MAX,
   type ShardInfo,
+  type Sharding,
   type ShardMachine,
   type ShardMap,
 } from "../../shard/index.js";
@@ -126,28 +128,8 @@ export class KvService {
     value: Uint8Array,
     cond: Condition,
   ): Promise<{ ok: true; revision: number } | KvError> {
-    return this.checkGone(
-      keyspace,
-      await this.write(keyspace, key, encodeCommand({ op: "put", key, value, cond })),
-    );
-  }
-
-  /**
-   * A shard without a leader may be one of a keyspace deleted through another node (its replicas
-   * are gone) that this node's cached map still routes to: refresh the map, and if the keyspace
-   * is gone, say so instead of "unavailable".
-   */
-  private async checkGone<T extends { ok: boolean }>(
-    keyspace: string,
-    r: T | KvError,
-  ): Promise<T | KvError> {
-    if (r.ok) return r;
-    const code = (r as KvError).code;
-    // System keyspaces ("_meta") never go away, and refreshing reads "_meta" itself.
-    if ((code !== "UNAVAILABLE" && code !== "STALE_ROUTE") || keyspace.startsWith("_")) return r;
-    if (this.resolveKeyspace) await this.resolveKeyspace(keyspace);
-    if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
-    return code === "STALE_ROUTE" ? unavailable(`keyspace "${keyspace}" is being deleted`) : r;
+    const cmd = encodeCommand({ op: "put", key, value, cond });
+    return this.routed(keyspace, () => this.write(keyspace, key, cmd));
   }
 
   async delete(
@@ -155,10 +137,36 @@ export class KvService {
     key: Uint8Array,
     cond: Condition,
   ): Promise<{ ok: true; revision: number } | KvError> {
-    return this.checkGone(
-      keyspace,
-      await this.write(keyspace, key, encodeCommand({ op: "delete", key, cond })),
-    );
+    const cmd = encodeCommand({ op: "delete", key, cond });
+    return this.routed(keyspace, () => this.write(keyspace, key, cmd));
+  }
+
+  /**
+   * Runs `op` against the current shard map, refreshing the map when the shard answers that it
+   * no longer serves the range (STALE_ROUTE: it was split, or retired because its keyspace was
+   * deleted) and retrying, invisibly to the client, until the deadline. A shard without a
+   * leader may also be one of a keyspace deleted through another node: after a refresh, a
+   * keyspace that is gone is reported as such instead of "unavailable".
+   */
+  private async routed<T extends { ok: true }>(
+    keyspace: string,
+    op: () => Promise<T | KvError>,
+  ): Promise<T | KvError> {
+    const deadline = Date.now() + this.opts.requestTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const r = await op();
+      if (r.ok) return r;
+      // System keyspaces ("_meta") never move or go away, and refreshing reads "_meta" itself.
+      if ((r.code !== "UNAVAILABLE" && r.code !== "STALE_ROUTE") || keyspace.startsWith("_"))
+        return r;
+      if (this.resolveKeyspace) await this.resolveKeyspace(keyspace);
+      if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
+      if (r.code === "UNAVAILABLE") return r;
+      if (Date.now() >= deadline)
+        return unavailable(`keyspace "${keyspace}": the shard map kept changing; retry`);
+      // The map may lag the split or deletion by one refresh: back off a little.
+      if (attempt > 0) await sleep(Math.min(20 * attempt, 200));
+    }
   }
 
   async get(
@@ -166,20 +174,17 @@ export class KvService {
     key: Uint8Array,
     consistency: Consistency,
   ): Promise<{ ok: true; item: KvItem | undefined } | KvError> {
-    const shard = this.map.locate(keyspace, key);
-    if (!shard) return keyspaceNotFound(keyspace);
-    const r = await this.readShard(
-      shard.id,
-      shard.replicas,
-      consistency,
-      (m) => {
-        const item = m.get(key);
-        return item ? [item] : [];
-      },
-      { prefix: key, startAfter: undefined, limit: 1, exact: true },
-    );
-    if (!r.ok) return this.checkGone(keyspace, r);
-    return { ok: true, item: r.items[0] };
+    return this.routed(keyspace, async () => {
+      const shard = this.map.locate(keyspace, key);
+      if (!shard) return keyspaceNotFound(keyspace);
+      const r = await this.readShard(shard, consistency, {
+        prefix: key,
+        startAfter: undefined,
+        limit: 1,
+        exact: true,
+      });
+      return r.ok ? { ok: true as const, item: r.items[0] } : r;
+    });
   }
 
   /** Keys with `prefix` after `startAfter`, in key order, merged from every shard. */
@@ -188,34 +193,27 @@ export class KvService {
     req: ListRequest,
     consistency: Consistency,
   ): Promise<{ ok: true; items: KvItem[]; more: boolean } | KvError> {
-    if (!this.map.hasKeyspace(keyspace)) {
-      return keyspaceNotFound(keyspace);
-    }
-    const shards = this.map.shards(keyspace);
-    const results = await Promise.all(
-      shards.map((s) =>
-        this.readShard(
-          s.id,
-          s.replicas,
-          consistency,
-          (m) => scanMachine(m, req.prefix, req.startAfter, req.limit + 1),
-          {
+    return this.routed(keyspace, async () => {
+      if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
+      const results = await Promise.all(
+        this.map.shards(keyspace).map((s) =>
+          this.readShard(s, consistency, {
             prefix: req.prefix,
             startAfter: req.startAfter,
             limit: req.limit + 1,
             exact: false,
-          },
+          }),
         ),
-      ),
-    );
-    const items: KvItem[] = [];
-    for (const r of results) {
-      if (!r.ok) return this.checkGone(keyspace, r);
-      items.push(...r.items);
-    }
-    items.sort((a, b) => compareBytes(a.key, b.key));
-    const more = items.length > req.limit;
-    return { ok: true, items: items.slice(0, req.limit), more };
+      );
+      const items: KvItem[] = [];
+      for (const r of results) {
+        if (!r.ok) return r;
+        items.push(...r.items);
+      }
+      items.sort((a, b) => compareBytes(a.key, b.key));
+      const more = items.length > req.limit;
+      return { ok: true as const, items: items.slice(0, req.limit), more };
+    });
   }
 
   // ------------------------------------------------------------------ writes
@@ -238,6 +236,19 @@ export class KvService {
     const r = await this.writeShard(shard, encodeCommand({ op: "retire" }));
     // Already retired (a delete that is being retried) is as good.
     return r.ok || r.code === "STALE_ROUTE" ? { ok: true } : r;
+  }
+
+  /**
+   * Splits a shard at the user key `at` (docs/kv-api.md, "Splits"): proposed through the local
+   * replica like any write, applied by every replica at the same log position.
+   */
+  async splitShard(
+    shard: ShardInfo,
+    at: Uint8Array,
+    newShard: string,
+    voters: readonly NodeId[],
+  ): Promise<{ ok: true; revision: number } | KvError> {
+    return this.writeShard(shard, encodeCommand({ op: "split", at, newShard, voters }));
   }
 
   private async writeShard(
@@ -311,25 +322,44 @@ export class KvService {
 
   // ------------------------------------------------------------------ reads
 
+  /**
+   * Reads one shard: on a local replica (linearizable through ReadIndex, or stale), else on a
+   * replica that has it. The replica checks that the shard still covers what `shard` (from our
+   * map) says; if not, the answer is STALE_ROUTE and the caller refreshes its map.
+   */
   private async readShard(
-    shardId: string,
-    replicas: readonly NodeId[],
+    shard: ShardInfo,
     consistency: Consistency,
-    read: (m: ShardMachine) => KvItem[],
-    wire: { prefix: Uint8Array; startAfter: Uint8Array | undefined; limit: number; exact: boolean },
+    wire: WireRead,
   ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+    const shardId = shard.id;
+    const expect = {
+      keyspace: shard.keyspace,
+      sharding: this.map.sharding(shard.keyspace) ?? "hash",
+      start: shard.start,
+      end: shard.end,
+    };
     if (!this.host.hasGroup(shardId)) {
       // No local replica: ask one that has it (it runs the same logic locally).
-      for (const r of replicas) {
-        const res = await this.forwardRead(r, shardId, consistency, wire);
+      for (const r of shard.replicas) {
+        const res = await this.forwardRead(r, shardId, consistency, wire, expect);
         if (res.ok || res.code !== "UNAVAILABLE") return res;
       }
       return unavailable(`no replica of shard ${shardId} answered`);
     }
+    return this.readLocal(shardId, consistency, wire, expect);
+  }
+
+  private async readLocal(
+    shardId: string,
+    consistency: Consistency,
+    wire: WireRead,
+    expect: Expect,
+  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
     if (consistency === "stale") {
       const m = this.host.localMachine(shardId);
       if (!m) return unavailable(`no replica of ${shardId}`);
-      return m.retiredDurable ? staleRoute() : { ok: true, items: read(m) };
+      return readMachine(m, wire, expect);
     }
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     let leaderlessSince: number | undefined;
@@ -347,8 +377,7 @@ export class KvService {
         shardId,
         Math.min(remaining, this.opts.leaderlessTimeoutMs),
       );
-      if (r.ok)
-        return r.machine.retiredDurable ? staleRoute() : { ok: true, items: read(r.machine) };
+      if (r.ok) return readMachine(r.machine, wire, expect);
       if (r.code === "NOT_LEADER" || r.code === "TIMEOUT") {
         leaderlessSince ??= attemptStart;
         if (Date.now() - leaderlessSince > this.opts.leaderlessTimeoutMs) {
@@ -368,7 +397,8 @@ export class KvService {
     to: NodeId,
     shardId: string,
     consistency: Consistency,
-    wire: { prefix: Uint8Array; startAfter: Uint8Array | undefined; limit: number; exact: boolean },
+    wire: WireRead,
+    expect: Expect,
   ): Promise<{ ok: true; items: KvItem[] } | KvError> {
     const body = enc.encode(
       JSON.stringify({
@@ -378,6 +408,10 @@ export class KvService {
         startAfter: wire.startAfter ? b64(wire.startAfter) : undefined,
         limit: wire.limit,
         exact: wire.exact,
+        keyspace: expect.keyspace,
+        sharding: expect.sharding,
+        start: b64(expect.start),
+        end: b64(expect.end),
       }),
     );
     const r = await this.transport.call(to, READ, body, this.opts.requestTimeoutMs);
@@ -415,18 +449,16 @@ export class KvService {
       const startAfter = typeof req.startAfter === "string" ? unb64(req.startAfter) : undefined;
       const limit = Number(req.limit);
       const exact = req.exact === true;
-      const res = await this.readShard(
+      const res = await this.readLocal(
         String(req.shard),
-        [],
         req.consistency === "stale" ? "stale" : "linearizable",
-        (m) => {
-          if (exact) {
-            const item = m.get(prefix);
-            return item ? [item] : [];
-          }
-          return scanMachine(m, prefix, startAfter, limit);
-        },
         { prefix, startAfter, limit, exact },
+        {
+          keyspace: String(req.keyspace),
+          sharding: req.sharding === "range" ? "range" : "hash",
+          start: unb64(String(req.start ?? "")),
+          end: unb64(String(req.end ?? "")),
+        },
       );
       const out = res.ok
         ? {
@@ -442,6 +474,60 @@ export class KvService {
     }
     throw new NoHandlerError(`this node serves no "${method}" requests`);
   }
+}
+
+interface WireRead {
+  readonly prefix: Uint8Array;
+  readonly startAfter: Uint8Array | undefined;
+  readonly limit: number;
+  /** A point read of the key `prefix`. */
+  readonly exact: boolean;
+}
+
+/** The shard's range according to the reader's map (encoded keys, as in ShardInfo). */
+interface Expect {
+  readonly keyspace: string;
+  readonly sharding: Sharding;
+  readonly start: Uint8Array;
+  readonly end: Uint8Array;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return compareBytes(a, b) === 0;
+}
+
+/**
+ * Serves a read from a machine, or STALE_ROUTE when the machine does not serve what the reader's
+ * map expects: retired, the key moved in a split, or (for a listing) the shard's range differs
+ * from the map's, so that a listing through an outdated map cannot silently miss a split half.
+ */
+function readMachine(
+  m: ShardMachine,
+  wire: WireRead,
+  expect: Expect,
+): { ok: true; items: KvItem[] } | KvError {
+  const meta = m.metaDurable;
+  if (meta.retired) return staleRoute();
+  if (wire.exact) {
+    if (!m.ownsDurable(wire.prefix)) return staleRoute();
+    const item = m.get(wire.prefix);
+    return { ok: true, items: item ? [item] : [] };
+  }
+  // Only range keyspaces split; their encoded bounds are "keyspace 0x00 key".
+  if (expect.sharding === "range") {
+    const encoded = (hexKey: string) =>
+      encodeKey(expect.keyspace, new Uint8Array(Buffer.from(hexKey, "hex")), "range");
+    const startOk =
+      meta.start === undefined
+        ? sameBytes(expect.start, encodeKey(expect.keyspace, new Uint8Array(0), "range"))
+        : sameBytes(expect.start, encoded(meta.start));
+    const endOk =
+      meta.end === undefined
+        ? expect.end.byteLength === 0
+        : sameBytes(expect.end, encoded(meta.end));
+    if (!startOk || !endOk) return staleRoute();
+  }
+  return { ok: true, items: scanMachine(m, wire.prefix, wire.startAfter, wire.limit) };
 }
 
 function scanMachine(
@@ -482,7 +568,9 @@ function applyResultToKv(r: ApplyResult | undefined): { ok: true; revision: numb
     return { ok: false, code: "UNAVAILABLE", message: "the write was applied without a result" };
   if (r.ok) return { ok: true, revision: r.revision };
   if (r.code === "NOT_FOUND") return { ok: false, code: "NOT_FOUND", message: "no such key" };
-  if (r.code === "RETIRED") return staleRoute();
+  if (r.code === "RETIRED" || r.code === "WRONG_SHARD") return staleRoute();
+  if (r.code === "INVALID_SPLIT")
+    return { ok: false, code: "UNAVAILABLE", message: "the split does not fit the shard" };
   if (r.code === "INVALID_KEY") {
     return {
       ok: false,
