@@ -1,0 +1,82 @@
+/**
+ * A minimal HTTP client for the chaos workload, on node:http rather than fetch: the history's
+ * "fail" status needs to know whether a request could have left the machine, and fetch's
+ * (undici's) error wrapping and connection reuse make that hard to see. node:http never
+ * retries by itself, so one call is at most one request on the wire.
+ */
+import { Agent, request } from "node:http";
+import type { HttpOutcome } from "./history.js";
+
+export interface HttpTarget {
+  /** HOST:PORT of a node's API. */
+  readonly address: string;
+  readonly agent: Agent;
+}
+
+/** Sockets kept per node: enough for every worker to have one in flight, bounded. */
+const SOCKETS_PER_NODE_MAX = 32;
+
+export function target(address: string): HttpTarget {
+  return {
+    address,
+    agent: new Agent({ keepAlive: true, maxSockets: SOCKETS_PER_NODE_MAX, timeout: 30_000 }),
+  };
+}
+
+export interface Request {
+  readonly method: "GET" | "PUT" | "DELETE";
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body?: string;
+  readonly timeoutMs: number;
+}
+
+/** Sends one request; never throws. A timeout is an error with code TIMEOUT. */
+export function send(t: HttpTarget, req: Request): Promise<HttpOutcome> {
+  const [host, port] = splitAddress(t.address);
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (o: HttpOutcome): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(o);
+    };
+    const headers: Record<string, string | number> = { ...req.headers };
+    if (req.body !== undefined) headers["content-length"] = Buffer.byteLength(req.body);
+    const r = request(
+      { host, port, method: req.method, path: req.path, headers, agent: t.agent },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (d: Buffer) => parts.push(d));
+        res.on("end", () => {
+          const etag = res.headers.etag ?? res.headers["x-kumo-revision"];
+          const rev =
+            typeof etag === "string" ? Number(etag.replace(/^W\//, "").replace(/"/g, "")) : NaN;
+          finish({
+            kind: "answer",
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(parts).toString("utf8"),
+            revision: Number.isSafeInteger(rev) ? rev : undefined,
+          });
+        });
+        res.on("error", (e: NodeJS.ErrnoException) =>
+          finish({ kind: "error", code: e.code ?? "ERESPONSE", message: e.message }),
+        );
+      },
+    );
+    const timer = setTimeout(() => {
+      finish({ kind: "error", code: "TIMEOUT", message: `no answer within ${req.timeoutMs} ms` });
+      r.destroy();
+    }, req.timeoutMs);
+    r.on("error", (e: NodeJS.ErrnoException) =>
+      finish({ kind: "error", code: e.code ?? "EREQUEST", message: e.message }),
+    );
+    r.end(req.body);
+  });
+}
+
+export function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(":");
+  return [address.slice(0, i), Number(address.slice(i + 1))];
+}
