@@ -132,7 +132,11 @@ export interface GroupStatus {
   readonly lastIndex: number;
   readonly voters: readonly NodeId[];
   readonly learners: readonly NodeId[];
+  /** In a joint configuration (a membership change is in progress). */
+  readonly joint: boolean;
   readonly quiesced: boolean;
+  /** On the leader: each replica's highest log index known to match ours (empty elsewhere). */
+  readonly match: ReadonlyMap<NodeId, number>;
 }
 
 export interface HostStats {
@@ -475,7 +479,9 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       lastIndex: st.lastIndex,
       voters: st.conf.voters,
       learners: st.conf.learners,
+      joint: st.conf.votersOutgoing.length > 0,
       quiesced: g.raft.isQuiesced(),
+      match: new Map([...st.progress].map(([id, p]) => [id, p.match])),
     };
   }
 

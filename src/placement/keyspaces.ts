@@ -24,6 +24,61 @@ export interface ShardRecord {
   readonly replicas: readonly NodeId[];
   /** Set on a shard born of a split: the shard it split from. */
   readonly parent?: string;
+  /**
+   * The voters the shard was created with (each bootstraps the same first log entry). Nodes
+   * added later start empty and are caught up by the leader. Absent: `replicas` at creation.
+   */
+  readonly bootstrap?: readonly NodeId[];
+}
+
+/**
+ * Re-placement of replicas on dead nodes (the repair scheduler's decision, pure): in every
+ * shard, a replica on a dead node is replaced by the live member holding the fewest replicas
+ * (ties by id) that does not hold one of that shard yet, in the same position (so the preferred
+ * leader order is kept); a shard with fewer replicas than its keyspace asks for (and live
+ * members to spare) gets more. Returns the records that changed. A shard with no candidate keeps
+ * its dead replica (the Raft group still has its quorum, or nothing can help it).
+ */
+export function planRepairs(
+  records: readonly KeyspaceRecord[],
+  members: readonly NodeId[],
+  dead: ReadonlySet<NodeId>,
+): KeyspaceRecord[] {
+  const load = replicaLoad(records);
+  const alive = members.filter((m) => !dead.has(m));
+  const pick = (exclude: readonly NodeId[]): NodeId | undefined =>
+    alive
+      .filter((m) => !exclude.includes(m))
+      .sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || (a < b ? -1 : a > b ? 1 : 0))[0];
+  const changed: KeyspaceRecord[] = [];
+  for (const rec of records) {
+    let touched = false;
+    const shards = rec.shards.map((s) => {
+      const replicas = [...s.replicas];
+      for (let i = 0; i < replicas.length; i++) {
+        const r = replicas[i] as NodeId;
+        if (!dead.has(r)) continue;
+        const c = pick(replicas);
+        if (c === undefined) continue;
+        replicas[i] = c;
+        load.set(c, (load.get(c) ?? 0) + 1);
+        load.set(r, (load.get(r) ?? 0) - 1);
+        touched = true;
+      }
+      while (replicas.length < Math.min(rec.replicas, members.length)) {
+        const c = pick(replicas);
+        if (c === undefined) break;
+        replicas.push(c);
+        load.set(c, (load.get(c) ?? 0) + 1);
+        touched = true;
+      }
+      return replicas.length === s.replicas.length && replicas.every((r, i) => r === s.replicas[i])
+        ? s
+        : { ...s, replicas };
+    });
+    if (touched) changed.push({ ...rec, shards });
+  }
+  return changed;
 }
 
 /** Shards of range keyspaces split once they hold more than this (keys + values). */
@@ -175,6 +230,7 @@ export function planKeyspace(
     const replicas = ranked.slice(0, rf);
     for (const r of replicas) count.set(r, (count.get(r) as number) + 1);
     shards.push({
+      bootstrap: replicas,
       // Shard ids are group ids in storage: [A-Za-z0-9_.-], at most 64 characters. Keyspace
       // names have no ".", so "<name>.<generation>.<i>" cannot collide with another keyspace's.
       id: `${spec.name}.${generation}.${i}`,

@@ -430,10 +430,18 @@ export class TestCluster {
           if (!r?.ok) return false;
         }
         if (!leaders) return true;
-        const first = this.alive()[0];
-        if (!first) return false;
-        const st = await this.status(first.id).catch(() => undefined);
-        return st?.shards.every((s) => s.leader) === true;
+        // Each node reports leaders of the shards it holds: every shard must have one somewhere.
+        const led = new Set<string>();
+        const all = new Set<string>();
+        for (const n of this.alive()) {
+          const st = await this.status(n.id).catch(() => undefined);
+          if (!st) return false;
+          for (const s of st.shards) {
+            all.add(s.id);
+            if (s.leader) led.add(s.id);
+          }
+        }
+        return all.size > 0 && [...all].every((id) => led.has(id));
       },
       timeoutMs,
       leaders ? "cluster serving" : "every node ready",

@@ -5,6 +5,8 @@ import {
   keyspacePrefixHex,
   parseKeyspaceRecord,
   planKeyspace,
+  planRepairs,
+  recordAfterSplit,
   replicaLoad,
   validateKeyspaceSpec,
 } from "../../src/placement/keyspaces.js";
@@ -75,5 +77,58 @@ describe("keyspace records", () => {
     assert.equal(rec.shards[0]?.replicas[0], "n3", "the least loaded member leads");
     assert.equal(rec.shards[0]?.replicas.length, 3);
     assert.equal(rec.shards[0]?.end, "");
+  });
+
+  test("repair replaces dead replicas in place with the least loaded live members", () => {
+    const members = ["n1", "n2", "n3", "n4", "n5"];
+    const rec = planKeyspace(
+      { name: "r", sharding: "hash", replicas: 3, shards: 5 },
+      members,
+      new Map(),
+      "g",
+    );
+    const dead = new Set(["n2"]);
+    const [next] = planRepairs([rec], members, dead);
+    assert.ok(next);
+    next.shards.forEach((s, i) => {
+      const before = rec.shards[i]?.replicas ?? [];
+      assert.equal(new Set(s.replicas).size, 3, JSON.stringify(s));
+      assert.ok(!s.replicas.includes("n2"));
+      // Live replicas keep their positions (the preferred leader does not move needlessly).
+      before.forEach((r, j) => {
+        if (r !== "n2") assert.equal(s.replicas[j], r);
+      });
+    });
+    const load = [...replicaLoad([next]).entries()].filter(([n]) => n !== "n2").map(([, c]) => c);
+    assert.ok(Math.max(...load) - Math.min(...load) <= 1, `load ${load}`);
+    // Nothing to do without dead nodes; nothing possible without spare members.
+    assert.deepEqual(planRepairs([rec], members, new Set()), []);
+    const small = planKeyspace(
+      { name: "s", sharding: "range", replicas: 3, shards: 1 },
+      ["a", "b", "c"],
+      new Map(),
+      "g",
+    );
+    assert.deepEqual(planRepairs([small], ["a", "b", "c"], new Set(["a"])), []);
+  });
+
+  test("a split record keeps the tiling and rotates the new half's preferred leader", () => {
+    const rec = planKeyspace(
+      { name: "t", sharding: "range", replicas: 3, shards: 1 },
+      ["a", "b", "c"],
+      new Map(),
+      "g",
+    );
+    const first = rec.shards[0];
+    assert.ok(first);
+    const at = `${first.start}6d`; // "t\0m"
+    const next = recordAfterSplit(rec, first.id, at, "t.g.x");
+    assert.ok(next);
+    assert.deepEqual(parseKeyspaceRecord(JSON.stringify(next)), next);
+    assert.equal(next.shards[0]?.end, at);
+    assert.equal(next.shards[1]?.parent, first.id);
+    assert.notEqual(next.shards[1]?.replicas[0], first.replicas[0]);
+    assert.equal(recordAfterSplit(next, first.id, at, "t.g.x"), undefined, "already recorded");
+    assert.equal(recordAfterSplit(rec, first.id, first.start, "y"), undefined, "at the start");
   });
 });

@@ -26,12 +26,13 @@ import {
   keyspacePrefixHex,
   parseKeyspaceRecord,
   planKeyspace,
+  planRepairs,
   recordAfterSplit,
   replicaLoad,
   SPLIT_BYTES_DEFAULT,
   validateKeyspaceSpec,
 } from "../../placement/keyspaces.js";
-import type { NodeId } from "../../raft/index.js";
+import type { ConfChange, NodeId } from "../../raft/index.js";
 import {
   type ApplyResult,
   type ShardInfo,
@@ -108,6 +109,15 @@ function recordKeyspace(r: KeyspaceRecord): StaticKeyspace {
   };
 }
 
+export interface LivenessOptions {
+  /** Unreachable this long: suspect (shown; nothing moves). */
+  readonly suspectAfterMs: number;
+  /** Unreachable this long: dead (its replicas are re-created elsewhere). */
+  readonly deadAfterMs: number;
+}
+
+export const LIVENESS_DEFAULTS: LivenessOptions = { suspectAfterMs: 10_000, deadAfterMs: 60_000 };
+
 export type AdminError =
   | KvError
   | {
@@ -138,7 +148,127 @@ export class KeyspaceAdmin {
     private readonly fixed: readonly StaticKeyspace[],
     private readonly onError: (err: unknown) => void,
     private readonly splitBytes = SPLIT_BYTES_DEFAULT,
+    private readonly liveness: LivenessOptions = LIVENESS_DEFAULTS,
   ) {}
+
+  // ------------------------------------------------------------------ liveness and repair
+
+  /** Since when each member has been unreachable from this node (absent: reachable). */
+  private readonly unreachableSince = new Map<NodeId, number>();
+
+  /**
+   * Samples reachability (the transport's connection state to each member; called every
+   * second). Every node keeps this history, so a node that becomes the metadata leader judges
+   * with what it saw all along, not from scratch.
+   */
+  observe(reachable: (id: NodeId) => boolean, nowMs: number): void {
+    for (const m of this.members) {
+      if (m === this.self || reachable(m)) this.unreachableSince.delete(m);
+      else if (!this.unreachableSince.has(m)) this.unreachableSince.set(m, nowMs);
+    }
+  }
+
+  livenessOf(id: NodeId, nowMs: number): "alive" | "suspect" | "dead" {
+    const since = this.unreachableSince.get(id);
+    if (since === undefined) return "alive";
+    const down = nowMs - since;
+    if (down >= this.liveness.deadAfterMs) return "dead";
+    return down >= this.liveness.suspectAfterMs ? "suspect" : "alive";
+  }
+
+  /**
+   * The repair scheduler, acted on by the metadata group's leader only: shards with a replica
+   * on a dead node get a replacement in their record (one conditional write per keyspace);
+   * the shards' leaders then carry the change out (`reconcile`).
+   */
+  async repair(nowMs: number): Promise<void> {
+    if (this.host.status(META_SHARD)?.role !== "leader") return;
+    const dead = new Set(this.members.filter((m) => this.livenessOf(m, nowMs) === "dead"));
+    if (dead.size === 0) return;
+    const r = await this.recordsWithRevisions();
+    if (!r.ok) return;
+    for (const rec of planRepairs(
+      r.records.map((x) => x.record),
+      this.members,
+      dead,
+    )) {
+      const revision = r.records.find((x) => x.record.name === rec.name)?.revision;
+      if (revision === undefined) continue;
+      const w = await this.kv.put(
+        META_KEYSPACE,
+        enc.encode(KEYSPACE_RECORD_PREFIX + rec.name),
+        enc.encode(JSON.stringify(rec)),
+        { kind: "ifRevision", revision },
+      );
+      if (!w.ok && w.code !== "PRECONDITION_FAILED") this.onError(new Error(w.message));
+    }
+    await this.refresh();
+  }
+
+  /**
+   * Membership reconciliation, run on every node for the shards it leads: moves the shard's
+   * Raft configuration toward the replicas its record lists, one safe step at a time.
+   * 1. a listed node that is not in the group joins as a learner (it catches up by snapshot);
+   * 2. once caught up it is promoted, and voters no longer listed are removed, in one joint
+   *    change (up-replicate before removing: the group never has fewer voters than it needs);
+   * 3. leftover unlisted voters or learners are removed.
+   */
+  reconcile(): void {
+    for (const rec of this.lastRecords) {
+      for (const s of rec.shards) {
+        const st = this.host.status(s.id);
+        if (st?.role !== "leader" || st.joint) continue;
+        const want = new Set(s.replicas);
+        const voters = new Set(st.voters);
+        const learners = new Set(st.learners);
+        const missing = s.replicas.filter((r) => !voters.has(r) && !learners.has(r));
+        const caughtUp = st.learners.filter(
+          (l) => want.has(l) && (st.match.get(l) ?? 0) >= st.commit,
+        );
+        const extraVoters = st.voters.filter((v) => !want.has(v));
+        const extraLearners = st.learners.filter((l) => !want.has(l));
+        let cc: ConfChange | undefined;
+        if (caughtUp.length > 0) {
+          cc = {
+            changes: [
+              ...caughtUp.map((node) => ({ type: "addVoter" as const, node })),
+              ...extraVoters.map((node) => ({ type: "removeNode" as const, node })),
+            ],
+          };
+        } else if (missing.length > 0) {
+          cc = { changes: [{ type: "addLearner", node: missing[0] as NodeId }] };
+        } else if (
+          extraLearners.length > 0 ||
+          (extraVoters.length > 0 && st.learners.length === 0)
+        ) {
+          // Never below the wanted size: only voters beyond the listed replicas go.
+          const node = (extraLearners[0] ?? extraVoters[0]) as NodeId;
+          if (voters.has(node) && st.voters.length - 1 < s.replicas.length) continue;
+          cc = { changes: [{ type: "removeNode", node }] };
+        }
+        if (cc) this.host.proposeConfChange(s.id, cc);
+      }
+    }
+  }
+
+  /** Keyspace records with the revision of each (for conditional updates). */
+  private async recordsWithRevisions(): Promise<
+    { ok: true; records: { record: KeyspaceRecord; revision: number }[] } | KvError
+  > {
+    const r = await this.kv.list(
+      META_KEYSPACE,
+      { prefix: enc.encode(KEYSPACE_RECORD_PREFIX), startAfter: undefined, limit: KEYSPACES_MAX },
+      "linearizable",
+    );
+    if (!r.ok) return r;
+    return {
+      ok: true,
+      records: r.items.map((i) => ({
+        record: parseKeyspaceRecord(dec.decode(i.value)),
+        revision: i.revision,
+      })),
+    };
+  }
 
   /**
    * The split scheduler, run periodically on every node for the shards it leads: a shard of a
@@ -230,10 +360,16 @@ export class KeyspaceAdmin {
   }
 
   private async doRefresh(): Promise<void> {
-    const r = await this.records();
+    let r = await this.records();
     if (!r.ok) return; // the metadata group is unavailable: keep the map we have
+    if (await this.recordFixed(r.records)) {
+      r = await this.records();
+      if (!r.ok) return;
+    }
     this.lastRecords = r.records;
-    const map = new ShardMap(++this.version, [...this.fixed, ...r.records.map(recordKeyspace)]);
+    const recorded = new Set(r.records.map((rec) => rec.name));
+    const fixed = this.fixed.filter((k) => !recorded.has(k.name));
+    const map = new ShardMap(++this.version, [...fixed, ...r.records.map(recordKeyspace)]);
     this.kv.setShardMap(map);
     // Replicas of shards no record places here any more go (a deleted keyspace); the fixed
     // keyspaces' shards are never removed here.
@@ -242,7 +378,7 @@ export class KeyspaceAdmin {
         rec.shards.filter((s) => s.replicas.includes(this.self)).map((s) => s.id),
       ),
     );
-    for (const k of this.fixed) for (const s of k.shards) wanted.add(s.id);
+    for (const k of fixed) for (const s of k.shards) wanted.add(s.id);
     // A split half exists locally before its record does (recordSplit writes it afterwards).
     for (const id of this.host.groupIds()) {
       const child = this.host.localMachine(id)?.metaDurable.child;
@@ -259,12 +395,50 @@ export class KeyspaceAdmin {
           // A shard born of a split exists wherever its parent applied the split; a replica
           // that skipped the split entry (it caught up by snapshot) starts empty and gets the
           // shard from its leader. A keyspace's initial shards bootstrap on every replica.
-          await this.host.createGroup(s.id, s.parent === undefined ? s.replicas : undefined);
+          // Of the others, the initial voters bootstrap the same first entry; a node added
+          // later starts empty.
+          const boot = s.parent === undefined ? (s.bootstrap ?? s.replicas) : undefined;
+          await this.host.createGroup(s.id, boot?.includes(this.self) ? boot : undefined);
         } catch (err) {
           this.onError(err);
         }
       }
     }
+  }
+
+  /**
+   * Writes a record for each fixed keyspace that has none yet, except "_meta" (the metadata
+   * group's own placement is fixed): "default" becomes a keyspace like the others, whose
+   * replicas the repair scheduler can move. Done by the metadata leader; the record is exactly
+   * the map every node computed at start, so which node writes it does not matter.
+   */
+  private async recordFixed(records: readonly KeyspaceRecord[]): Promise<boolean> {
+    if (this.host.status(META_SHARD)?.role !== "leader") return false;
+    let wrote = false;
+    for (const k of this.fixed) {
+      if (k.name === META_KEYSPACE || records.some((r) => r.name === k.name)) continue;
+      const rec: KeyspaceRecord = {
+        name: k.name,
+        sharding: k.sharding,
+        replicas: Math.max(...k.shards.map((s) => s.replicas.length)),
+        generation: "0",
+        shards: k.shards.map((s) => ({
+          id: s.id,
+          start: hex(s.start),
+          end: hex(s.end),
+          replicas: s.replicas,
+          bootstrap: s.replicas,
+        })),
+      };
+      const w = await this.kv.put(
+        META_KEYSPACE,
+        enc.encode(KEYSPACE_RECORD_PREFIX + k.name),
+        enc.encode(JSON.stringify(rec)),
+        { kind: "ifAbsent" },
+      );
+      wrote ||= w.ok;
+    }
+    return wrote;
   }
 
   /**
@@ -363,6 +537,7 @@ export class KeyspaceAdmin {
     if (this.fixed.some((k) => k.name === name)) {
       return { ok: false, code: "PROTECTED", message: `keyspace "${name}" cannot be deleted` };
     }
+    // (Fixed keyspaces may have records too: "default" gets one so that repair can move it.)
     const key = enc.encode(KEYSPACE_RECORD_PREFIX + name);
     const cur = await this.kv.get(META_KEYSPACE, key, "linearizable");
     if (!cur.ok) return cur;
