@@ -179,6 +179,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private stopped = false;
   private readSeq = 0;
   private proposalSeq = 0;
+  /** Groups with proposals forwarded since the last flush (sent once per event-loop turn). */
+  private readonly forwarding = new Set<Group<R, M>>();
   private readonly bootId: string;
   private readonly envelope: Envelope;
   readonly stats: HostStats = {
@@ -379,8 +381,15 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
           return Promise.resolve({ ok: false, code: "OVERLOADED", message: r.code });
       }
     }
-    this.dirty.add(g);
-    this.schedule();
+    if ("forwardedTo" in r) {
+      // Out to the leader within this turn of the event loop, batched with every other
+      // forward of the turn, instead of waiting for this node's next cycle (and its fsync).
+      if (this.forwarding.size === 0) setImmediate(() => this.flushForwards());
+      this.forwarding.add(g);
+    } else {
+      this.dirty.add(g);
+      this.schedule();
+    }
     return new Promise<ProposeOutcome<R>>((resolve) => {
       const timer = setTimeout(() => {
         g.proposals.delete(seq);
@@ -609,6 +618,26 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       if (rd.mustSync) sync = true;
       this.stats.entriesPersisted += rd.entries.length;
     }
+    // Write answers go out now, before this cycle's write: an applied entry is committed, that is
+    // durable on a quorum, and its result is fixed by the log, whatever happens to this node's
+    // copy of the state (a replica that crashes before its write applies the entry again). This
+    // node's reads still see only what is durable here (durableApplied).
+    this.stats.entriesApplied += applied.length;
+    for (const [g, e, result, seq] of applied) {
+      if (seq === undefined) continue;
+      const p = g.proposals.get(seq);
+      if (!p) continue; // timed out already
+      g.proposals.delete(seq);
+      clearTimeout(p.waiter.timer);
+      assert(p.term === e.term, "a proposal committed in another term than it was made in");
+      p.waiter.resolve({ ok: true, result });
+    }
+    for (const [g, rd] of readies) {
+      for (const rp of rd.refusedProposals) this.refused(g, rp.data, rp.reason);
+      const last = rd.committedEntries[rd.committedEntries.length - 1];
+      if (last && last.term > g.dropCheckedTerm) this.failDropped(g, last.term);
+    }
+
     if (ops.length > 0) {
       await this.engine.write(ops, { sync });
       this.stats.writes++;
@@ -626,21 +655,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     // Acknowledgements and votes go out only now that what they acknowledge is durable.
     this.sendBatched(readies.map(([g, rd]) => [g, rd.messages] as const));
 
-    // Client answers.
-    this.stats.entriesApplied += applied.length;
-    for (const [g, e, result, seq] of applied) {
-      if (seq === undefined) continue;
-      const p = g.proposals.get(seq);
-      if (!p) continue; // timed out already
-      g.proposals.delete(seq);
-      clearTimeout(p.waiter.timer);
-      assert(p.term === e.term, "a proposal committed in another term than it was made in");
-      p.waiter.resolve({ ok: true, result });
-    }
     for (const [g, rd] of readies) {
-      for (const rp of rd.refusedProposals) this.refused(g, rp.data, rp.reason);
-      const last = rd.committedEntries[rd.committedEntries.length - 1];
-      if (last && last.term > g.dropCheckedTerm) this.failDropped(g, last.term);
       // Raft drops unconfirmed reads when leadership changes: fail ours now so callers retry
       // at once instead of waiting for their deadline.
       if (rd.softState && g.reads.size > 0) this.failReads(g, rd.readStates);
@@ -659,6 +674,17 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       if (g.raft.hasReady()) this.dirty.add(g);
       this.maybeCompact(g);
     }
+  }
+
+  private flushForwards(): void {
+    const out: [Group<R, M>, Message[]][] = [];
+    for (const g of this.forwarding) {
+      if (g.removed) continue;
+      const m = g.raft.takeForwardMessage();
+      if (m) out.push([g, [m]]);
+    }
+    this.forwarding.clear();
+    this.sendBatched(out);
   }
 
   /** Sends messages of many groups, one batch per destination node. */

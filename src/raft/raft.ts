@@ -384,6 +384,35 @@ export class RawNode {
     return { ok: true, forwardedTo: this.lead, term: this.term };
   }
 
+  /**
+   * The MsgProp carrying the proposals forwarded since the last one, for a host that sends it
+   * at once instead of with the next Ready (a forward depends on nothing durable, and waiting
+   * for the host's next cycle would add a whole fsync to the write's latency). ready() sends
+   * whatever is left the same way.
+   */
+  takeForwardMessage(): MsgProp | undefined {
+    if (this.forwardBuf.length === 0) return undefined;
+    // proposeOrForward only buffers as a follower that knows its leader, and a role or term
+    // change empties the buffer (reset), so this still holds.
+    assert(this.role === "follower" && this.lead !== NONE, "forward buffer without a leader");
+    // Drawn lazily so that a node that never forwards consumes no randomness for it.
+    if (this.incarnation === "") {
+      this.incarnation = `${this.random.int(2 ** 30).toString(36)}.${this.random.int(2 ** 30).toString(36)}`;
+    }
+    const m: MsgProp = {
+      type: "prop",
+      to: this.lead,
+      from: this.id,
+      term: this.term,
+      entries: this.forwardBuf,
+      incarnation: this.incarnation,
+      seq: ++this.propSeq,
+    };
+    this.forwardBuf = [];
+    this.forwardBytes = 0;
+    return m;
+  }
+
   proposeConfChange(cc: ConfChange): ProposeResult {
     this.unquiesce();
     const refused = this.checkCanPropose();
@@ -539,26 +568,8 @@ export class RawNode {
         this.bcastHeartbeat();
       }
     }
-    if (this.forwardBuf.length > 0) {
-      // proposeOrForward only buffers as a follower that knows its leader, and a role or term
-      // change empties the buffer (reset), so this still holds.
-      assert(this.role === "follower" && this.lead !== NONE, "forward buffer without a leader");
-      // Drawn lazily so that a node that never forwards consumes no randomness for it.
-      if (this.incarnation === "") {
-        this.incarnation = `${this.random.int(2 ** 30).toString(36)}.${this.random.int(2 ** 30).toString(36)}`;
-      }
-      this.send({
-        type: "prop",
-        to: this.lead,
-        from: this.id,
-        term: this.term,
-        entries: this.forwardBuf,
-        incarnation: this.incarnation,
-        seq: ++this.propSeq,
-      });
-      this.forwardBuf = [];
-      this.forwardBytes = 0;
-    }
+    const prop = this.takeForwardMessage();
+    if (prop) this.send(prop);
     const soft = this.softState();
     const hard = this.hardState();
     const hardChanged = !sameHard(hard, this.prevHard);
