@@ -8,7 +8,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { prettyLine } from "../node/log.js";
 
 export interface ClusterFileNode {
   id: string;
@@ -153,10 +155,12 @@ export async function runDev(opts: DevOptions): Promise<void> {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const prefix = `[${n.id}] `;
+    // Nodes log JSON lines (for machines); a person at a terminal gets them short and plain.
     const forward = (stream: NodeJS.ReadableStream | null, out: NodeJS.WriteStream) => {
-      stream?.on("data", (d: Buffer) => {
-        if (opts.quiet) return;
-        for (const line of d.toString().split("\n")) if (line) out.write(prefix + line + "\n");
+      if (!stream) return;
+      createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) => {
+        if (opts.quiet || !line) return;
+        out.write(`${prefix}${prettyLine(line)}\n`);
       });
     };
     forward(child.stdout, process.stdout);
@@ -185,6 +189,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
       `  KV API:      ${cluster.nodes.map((n) => `http://${n.api}`).join("  ")}`,
       `  S3 endpoint: ${cluster.nodes.map((n) => `http://${n.s3}`).join("  ")}  (S3 API: coming soon)`,
       `  Console:     http://${first.api}/v1/cluster  (JSON status; web console: coming soon)`,
+      `  Metrics:     ${cluster.nodes.map((n) => `http://${n.api}/metrics`).join("  ")}`,
       `  Token:       ${cluster.token}`,
       `  S3 keys:     ${cluster.s3.accessKeyId} / ${cluster.s3.secretAccessKey}`,
       `  Cluster:     ${file}`,

@@ -2,6 +2,7 @@
 /** The `kumo` command: run a node, run a local cluster, and talk to a cluster. */
 import { Command, InvalidArgumentError } from "commander";
 import { ConfigError, envName, OPTIONS, resolveConfig } from "../node/config.js";
+import { createLogger } from "../node/log.js";
 import { KumoNode } from "../node/node.js";
 import { type ClientOptions, failOnError, keyPath, request, resolveClient } from "./client.js";
 import { runDev } from "./dev.js";
@@ -35,22 +36,22 @@ server.action(async (flags: Record<string, unknown>) => {
     }
     throw e;
   }
-  const node = new KumoNode(cfg);
-  const stop = async () => {
+  const log = createLogger({ level: cfg.logLevel, node: cfg.id });
+  const node = new KumoNode(cfg, undefined, log);
+  const stop = async (signal: string) => {
+    log.info({ signal }, "stopping");
     await node.stop();
     process.exit(0);
   };
-  process.on("SIGINT", () => void stop());
-  process.on("SIGTERM", () => void stop());
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
   try {
     await node.start();
   } catch (e) {
-    console.error(`kumo server ${cfg.id}: cannot start: ${(e as Error).message}`);
+    log.fatal({ err: e }, `cannot start: ${(e as Error).message}`);
     process.exit(1);
   }
-  console.log(
-    `kumo server ${cfg.id}: serving; peer ${cfg.peer}, API http://${cfg.api}, S3 http://${cfg.s3}`,
-  );
+  log.info({ peer: cfg.peer, api: `http://${cfg.api}`, s3: `http://${cfg.s3}` }, "serving");
 });
 
 function positiveInt(name: string) {
@@ -74,6 +75,8 @@ program
     7400,
   )
   .option("--quiet", "do not forward node output", false)
+  .option("--suspect-after <duration>", "every node's --suspect-after (e.g. 10s)")
+  .option("--dead-after <duration>", "every node's --dead-after (e.g. 60s)")
   .argument(
     "[server-flags...]",
     "extra `kumo server` flags for every node, after --, e.g. -- --tick-ms 20",
@@ -81,14 +84,25 @@ program
   .action(
     async (
       serverArgs: string[],
-      o: { nodes: number; data: string; basePort: number; quiet: boolean },
+      o: {
+        nodes: number;
+        data: string;
+        basePort: number;
+        quiet: boolean;
+        suspectAfter?: string;
+        deadAfter?: string;
+      },
     ) => {
       await runDev({
         nodes: o.nodes,
         data: o.data,
         basePort: o.basePort,
         quiet: o.quiet,
-        serverArgs,
+        serverArgs: [
+          ...(o.suspectAfter ? ["--suspect-after", o.suspectAfter] : []),
+          ...(o.deadAfter ? ["--dead-after", o.deadAfter] : []),
+          ...serverArgs,
+        ],
       });
     },
   );
@@ -206,7 +220,21 @@ withClient(program.command("status"))
       await failOnError(r);
       const st = (await r.json()) as {
         node: string;
-        nodes: { id: string; peer: string; reachable?: boolean; self?: boolean }[];
+        nodes: {
+          id: string;
+          peer: string;
+          reachable?: boolean;
+          self?: boolean;
+          state?: string;
+          replicas?: number;
+          leaders?: number;
+        }[];
+        summary?: {
+          shards: number;
+          underReplicated: number;
+          unavailable: number;
+          movesInProgress: number;
+        };
         shards: {
           id: string;
           replicas: string[];
@@ -220,9 +248,17 @@ withClient(program.command("status"))
         return;
       }
       console.log(`as seen by ${st.node}:`);
-      console.log("NODE\tPEER\tREACHABLE");
+      console.log("NODE\tPEER\tSTATE\tREPLICAS\tLEADERS");
       for (const n of st.nodes)
-        console.log(`${n.id}\t${n.peer}\t${n.self ? "self" : n.reachable ? "yes" : "NO"}`);
+        console.log(
+          `${n.id}\t${n.peer}\t${n.self ? "self" : (n.state ?? (n.reachable ? "alive" : "unreachable"))}\t${n.replicas ?? "-"}\t${n.leaders ?? "-"}`,
+        );
+      if (st.summary) {
+        const s = st.summary;
+        console.log(
+          `\n${s.shards} shards: ${s.underReplicated} under-replicated, ${s.unavailable} without a leader here, ${s.movesInProgress} moves in progress (led here)`,
+        );
+      }
       console.log("\nSHARD\tLEADER\tTERM\tCOMMIT\tREPLICAS");
       for (const s of st.shards)
         console.log(

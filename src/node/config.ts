@@ -30,13 +30,24 @@ export interface NodeConfig {
   readonly leaderlessTimeoutMs: number;
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
+  readonly splitBytes: number;
+  readonly suspectAfterMs: number;
+  readonly deadAfterMs: number;
   readonly listLimitMax: number;
   readonly tlsCa: string | undefined;
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
+  readonly adminTokens: readonly string[];
+  readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  readonly tokenRatePerSecond: number;
+  readonly tokenBurstRequests: number;
+  readonly nodeRatePerSecond: number;
+  readonly nodeBurstRequests: number;
+  readonly concurrentRequestsMax: number;
+  readonly shedEventLoopDelayMs: number;
 }
 
-type Kind = "string" | "int" | "list" | "join" | "enum";
+type Kind = "string" | "int" | "list" | "join" | "enum" | "duration";
 
 export interface OptionSpec {
   readonly key: keyof NodeConfig;
@@ -181,6 +192,33 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "largest value, in bytes (413 beyond)",
   },
   {
+    key: "splitBytes",
+    flag: "split-bytes",
+    kind: "int",
+    def: 64 << 20,
+    min: 1024,
+    max: 2 ** 40,
+    help: "a shard of a range keyspace splits in two once it holds more than this many bytes",
+  },
+  {
+    key: "suspectAfterMs",
+    flag: "suspect-after",
+    kind: "duration",
+    def: 10_000,
+    min: 100,
+    max: 86_400_000,
+    help: "a node unreachable this long is suspect (shown in status; nothing moves yet); e.g. 10s, 500ms, 2m",
+  },
+  {
+    key: "deadAfterMs",
+    flag: "dead-after",
+    kind: "duration",
+    def: 60_000,
+    min: 500,
+    max: 86_400_000,
+    help: "a node unreachable this long is dead: its shard replicas are re-created on the other nodes",
+  },
+  {
     key: "listLimitMax",
     flag: "list-limit-max",
     kind: "int",
@@ -206,6 +244,75 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "tls-key",
     kind: "string",
     help: "this node's private key (PEM) for mutual TLS between nodes",
+  },
+  {
+    key: "adminTokens",
+    flag: "admin-tokens",
+    kind: "list",
+    def: [],
+    help: "bearer tokens for the admin endpoints (/v1/admin/...), comma-separated; none: any of --tokens",
+  },
+  {
+    key: "logLevel",
+    flag: "log-level",
+    kind: "enum",
+    def: "info",
+    values: ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
+    help: "least severe level written to the JSON log on standard output (debug: one line per request)",
+  },
+  {
+    key: "tokenRatePerSecond",
+    flag: "token-rate-per-second",
+    kind: "int",
+    def: 0,
+    min: 0,
+    max: 1_000_000,
+    help: "KV requests per second each bearer token may make on this node (0: unlimited); 429 RATE_LIMITED beyond",
+  },
+  {
+    key: "tokenBurstRequests",
+    flag: "token-burst-requests",
+    kind: "int",
+    def: 0,
+    min: 0,
+    max: 1_000_000,
+    help: "requests a token may make at once above its rate (0: one second's worth)",
+  },
+  {
+    key: "nodeRatePerSecond",
+    flag: "node-rate-per-second",
+    kind: "int",
+    def: 0,
+    min: 0,
+    max: 1_000_000,
+    help: "KV requests per second this node accepts from all tokens together (0: unlimited)",
+  },
+  {
+    key: "nodeBurstRequests",
+    flag: "node-burst-requests",
+    kind: "int",
+    def: 0,
+    min: 0,
+    max: 1_000_000,
+    help: "requests the node accepts at once above its rate (0: one second's worth)",
+  },
+  {
+    key: "concurrentRequestsMax",
+    flag: "concurrent-requests-max",
+    kind: "int",
+    def: 1024,
+    min: 1,
+    max: 1_000_000,
+    help: "KV requests in progress at once on this node; 429 OVERLOADED beyond",
+  },
+  {
+    key: "shedEventLoopDelayMs",
+    flag: "shed-event-loop-delay-ms",
+    kind: "int",
+    def: 500,
+    min: 0,
+    max: 600_000,
+    help: "answer new KV requests 429 OVERLOADED while the event loop's recent p99 delay exceeds this (0: never)",
   },
 ];
 
@@ -252,6 +359,19 @@ function convert(spec: OptionSpec, raw: unknown, source: string): unknown {
       }
       return n;
     }
+    case "duration": {
+      const n = parseDurationMs(raw);
+      if (n === undefined)
+        throw new ConfigError(
+          `${where} must be a duration such as 500ms, 10s, 2m or 1h (a plain number is milliseconds), got ${JSON.stringify(raw)}`,
+        );
+      if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+        throw new ConfigError(
+          `${where} must be between ${spec.min} ms and ${spec.max} ms, got ${n} ms`,
+        );
+      }
+      return n;
+    }
     case "enum":
       if (!spec.values?.includes(String(raw)))
         throw new ConfigError(`${where} must be one of ${spec.values?.join(", ")}`);
@@ -266,6 +386,17 @@ function convert(spec: OptionSpec, raw: unknown, source: string): unknown {
       if (Array.isArray(raw)) return parseJoin(raw.map(String).join(","));
       return parseJoin(String(raw));
   }
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** "500ms", "10s", "1.5m", "2h", or a number of milliseconds; undefined if it is none of these. */
+export function parseDurationMs(raw: unknown): number | undefined {
+  if (typeof raw === "number")
+    return Number.isFinite(raw) && raw >= 0 ? Math.round(raw) : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(String(raw));
+  if (!m) return undefined;
+  return Math.round(Number(m[1]) * (DURATION_UNITS_MS[m[2] ?? "ms"] as number));
 }
 
 /**

@@ -7,13 +7,22 @@ import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
+import {
+  KeyspaceAdmin,
+  KeyspaceHttpApi,
+  metaKeyspace,
+  staticKeyspaces,
+} from "../api/admin/keyspaces.js";
 import { authorized, HttpError, KvHttpApi, sendError, sendJson } from "../api/kv/http.js";
 import { KvService } from "../api/kv/service.js";
-import { MultiRaftHost } from "../multiraft/index.js";
-import { type ApplyResult, initialShardMap, ShardMachine, type ShardMap } from "../shard/index.js";
+import type { MultiRaftHost } from "../multiraft/index.js";
+import { type ApplyResult, initialShardMap, ShardMachine, ShardMap } from "../shard/index.js";
 import { LmdbEngine, type StorageEngine } from "../storage/index.js";
 import { GrpcTransport } from "../transport/index.js";
 import type { NodeConfig } from "./config.js";
+import { createLogger, type Logger } from "./log.js";
+import { MeteredEngine, meteredHost } from "./metrics.js";
+import { Operability } from "./ops.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -41,18 +50,25 @@ export class KumoNode {
   private host: MultiRaftHost<ApplyResult, ShardMachine> | undefined;
   private api: Server | undefined;
   private s3: Server | undefined;
-  private map: ShardMap | undefined;
+  private kv: KvService | undefined;
   private ready = false;
   private balanceTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private keyspaces: KeyspaceAdmin | undefined;
   private stopping = false;
+  private ops: Operability | undefined;
+  readonly log: Logger;
 
   constructor(
     readonly cfg: NodeConfig,
     private readonly onFatal: (err: unknown) => void = (err) => {
-      console.error(`kumo ${cfg.id}: fatal:`, err);
+      this.log.fatal({ err }, "fatal error; stopping");
       process.exit(1);
     },
-  ) {}
+    log?: Logger,
+  ) {
+    this.log = log ?? createLogger({ level: cfg.logLevel, node: cfg.id });
+  }
 
   async start(): Promise<void> {
     const cfg = this.cfg;
@@ -70,9 +86,11 @@ export class KumoNode {
         : {}),
     });
     this.transport = transport;
-    const host = new MultiRaftHost<ApplyResult, ShardMachine>({
+    const ops = new Operability(cfg, this.log);
+    this.ops = ops;
+    const host = meteredHost<ApplyResult, ShardMachine>(ops.metrics, {
       nodeId: cfg.id,
-      engine,
+      engine: new MeteredEngine(engine, ops.metrics),
       transport,
       seed: randomInt(2 ** 31),
       tickMs: cfg.tickMs,
@@ -82,12 +100,18 @@ export class KumoNode {
       onFatal: (err) => this.onFatal(err),
     });
     this.host = host;
-    const map = initialShardMap(members, cfg.shards, cfg.replicas);
-    this.map = map;
+    // The keyspaces that exist without a record: "default" (fixed when the cluster was created)
+    // and the metadata group's "_meta". Keyspaces created later come from the metadata group.
+    const fixed = [
+      ...staticKeyspaces(initialShardMap(members, cfg.shards, cfg.replicas)),
+      metaKeyspace(members),
+    ];
+    const map = new ShardMap(0, fixed);
     const kv = new KvService(cfg.id, host, transport, map, {
       requestTimeoutMs: cfg.requestTimeoutMs,
       leaderlessTimeoutMs: cfg.leaderlessTimeoutMs,
     });
+    this.kv = kv;
     await transport.start({
       onRaft: (from, batch) => host.receive(from, batch),
       onCall: (from, method, body) => kv.handleCall(from, method, body),
@@ -100,13 +124,35 @@ export class KumoNode {
         await host.createGroup(shard.id, shard.replicas);
     }
 
+    const keyspaces = new KeyspaceAdmin(
+      cfg.id,
+      kv,
+      host,
+      members,
+      fixed,
+      (err) => this.log.warn({ err }, "keyspace refresh failed"),
+      cfg.splitBytes,
+      { suspectAfterMs: cfg.suspectAfterMs, deadAfterMs: cfg.deadAfterMs },
+    );
+    this.keyspaces = keyspaces;
+    kv.setKeyspaceResolver(() => keyspaces.refresh());
+    const keyspacesHttp = new KeyspaceHttpApi(keyspaces, cfg.tokens);
     const http = new KvHttpApi(kv, {
       tokens: cfg.tokens,
       keyBytesMax: cfg.keyBytesMax,
       valueBytesMax: cfg.valueBytesMax,
       listLimitMax: cfg.listLimitMax,
     });
-    this.api = createServer((req, res) => void this.serveApi(http, req, res));
+    const gateway = ops.start({
+      host,
+      engine,
+      transport,
+      shardMap: () => kv.shardMap(),
+      state: () => (this.stopping ? "stopping" : this.ready ? "serving" : "starting"),
+    });
+    this.api = createServer((req, res) =>
+      gateway.serve(req, res, () => this.serveApi(http, keyspacesHttp, req, res)),
+    );
     this.api.keepAliveTimeout = 65_000;
     await listen(this.api, cfg.api);
     this.s3 = createServer((req, res) => this.serveS3(req, res));
@@ -115,6 +161,23 @@ export class KumoNode {
     this.ready = true;
     this.balanceTimer = setInterval(() => this.balanceLeaders(), 2_000);
     this.balanceTimer.unref();
+    // Keyspaces created or deleted through other nodes reach this one within a second (and at
+    // once when a request names a keyspace this node does not know yet).
+    // Placement, every second: liveness samples, then (on the metadata leader) repair of dead
+    // nodes' replicas, then (on shard leaders) splits and membership changes toward the records.
+    this.refreshTimer = setInterval(() => {
+      keyspaces.observe((id) => transport.reachable(id), Date.now());
+      void keyspaces
+        .refresh()
+        .then(() => keyspaces.repair(Date.now()))
+        .then(() => {
+          keyspaces.reconcile();
+          return keyspaces.checkSplits();
+        })
+        .catch((err: unknown) => this.log.warn({ err }, "placement round failed"));
+    }, 1_000);
+    this.refreshTimer.unref();
+    void keyspaces.refresh();
   }
 
   /**
@@ -127,7 +190,7 @@ export class KumoNode {
    */
   private balanceLeaders(): void {
     const host = this.host;
-    const map = this.map;
+    const map = this.kv?.shardMap();
     if (!host || !map || this.stopping) return;
     for (const shard of map.shards()) {
       const preferred = shard.replicas[0];
@@ -161,23 +224,13 @@ export class KumoNode {
 
   private async serveApi(
     http: KvHttpApi,
+    keyspacesHttp: KeyspaceHttpApi,
     req: IncomingMessage,
     res: ServerResponse,
   ): Promise<void> {
     try {
+      // /healthz, /readyz, /metrics and /v1/admin are the gateway's (src/node/gateway.ts).
       const url = new URL(req.url ?? "/", "http://kumo");
-      if (url.pathname === "/healthz")
-        return sendJson(res, 200, { status: "ok", node: this.cfg.id });
-      if (url.pathname === "/readyz") {
-        if (this.ready && !this.stopping)
-          return sendJson(res, 200, { status: "ready", node: this.cfg.id });
-        return sendJson(
-          res,
-          503,
-          { status: "starting", node: this.cfg.id },
-          { "retry-after": "1" },
-        );
-      }
       if (url.pathname === "/v1/cluster") {
         if (!authorized(req, this.cfg.tokens)) {
           throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
@@ -189,10 +242,11 @@ export class KumoNode {
         return sendJson(res, 200, this.clusterStatus());
       }
       if (await http.handle(req, res, url)) return;
+      if (await keyspacesHttp.handle(req, res, url)) return;
       throw new HttpError(404, "NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
     } catch (err) {
       if (err instanceof HttpError) return sendError(res, err);
-      console.error(`kumo ${this.cfg.id}: internal error:`, err);
+      this.log.error({ reqId: res.getHeader("x-request-id"), err }, "internal error");
       sendError(res, new HttpError(500, "INTERNAL", "internal error; see the node's log"));
     }
   }
@@ -210,10 +264,38 @@ export class KumoNode {
     res.end(body);
   }
 
+  /**
+   * GET /v1/cluster: nodes (liveness, replicas and leaders per node), shards, and a summary of
+   * what needs attention, from this node's point of view (leaders are known for the shards it
+   * holds; liveness is what its own connections saw).
+   */
   clusterStatus(): unknown {
     const host = this.host;
-    const map = this.map;
+    const map = this.kv?.shardMap();
     if (!host || !map) return { node: this.cfg.id, ready: false };
+    const now = Date.now();
+    const stateOf = (id: string) =>
+      id === this.cfg.id ? "alive" : (this.keyspaces?.livenessOf(id, now) ?? "alive");
+    const shards = map.shards().map((s) => {
+      const st = host.status(s.id);
+      return {
+        id: s.id,
+        keyspace: s.keyspace,
+        replicas: s.replicas,
+        voters: st?.voters ?? null,
+        learners: st?.learners ?? null,
+        leader: st?.leader || null,
+        term: st?.term ?? null,
+        localRole: st?.role ?? null,
+        commit: st?.commit ?? null,
+        applied: st?.applied ?? null,
+        quiesced: st?.quiesced ?? null,
+      };
+    });
+    const replicasOn = (id: string) => shards.filter((s) => s.replicas.includes(id)).length;
+    const leading = (id: string) => shards.filter((s) => s.leader === id).length;
+    const sameSet = (a: readonly string[], b: readonly string[]) =>
+      a.length === b.length && a.every((x) => b.includes(x));
     return {
       node: this.cfg.id,
       ready: this.ready,
@@ -224,21 +306,27 @@ export class KumoNode {
           peer: p.address,
           reachable: this.transport?.reachable(p.id) ?? false,
         })),
-      ],
-      shards: map.shards().map((s) => {
-        const st = host.status(s.id);
-        return {
-          id: s.id,
-          keyspace: s.keyspace,
-          replicas: s.replicas,
-          leader: st?.leader || null,
-          term: st?.term ?? null,
-          localRole: st?.role ?? null,
-          commit: st?.commit ?? null,
-          applied: st?.applied ?? null,
-          quiesced: st?.quiesced ?? null,
-        };
-      }),
+      ].map((n) => ({
+        ...n,
+        state: stateOf(n.id),
+        replicas: replicasOn(n.id),
+        leaders: leading(n.id),
+      })),
+      summary: {
+        shards: shards.length,
+        // A replica on a node that is not alive, or fewer replicas than placed.
+        underReplicated: shards.filter((s) => s.replicas.some((r) => stateOf(r) !== "alive"))
+          .length,
+        // Shards this node holds that know no leader.
+        unavailable: shards.filter((s) => s.localRole !== null && s.leader === null).length,
+        // Shards this node leads whose Raft membership is still moving toward their placement.
+        movesInProgress: shards.filter(
+          (s) =>
+            s.localRole === "leader" &&
+            (!sameSet(s.voters ?? [], s.replicas) || (s.learners?.length ?? 0) > 0),
+        ).length,
+      },
+      shards,
       stats: { host: host.stats, engine: this.engine?.stats(), transport: this.transport?.stats() },
     };
   }
@@ -247,6 +335,8 @@ export class KumoNode {
     if (this.stopping) return;
     this.stopping = true;
     if (this.balanceTimer) clearInterval(this.balanceTimer);
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.ops?.stop();
     this.transport?.setServing(false);
     const close = (s: Server | undefined) =>
       new Promise<void>((r) => {

@@ -229,6 +229,7 @@ export interface ClusterOptions {
 /** One shard in GET /v1/cluster. */
 export interface ShardStatus {
   id: string;
+  keyspace: string;
   replicas: string[];
   leader: string | null;
   term: number | null;
@@ -465,13 +466,15 @@ export class TestCluster {
   }
 
   /** GET /v1/cluster of node `id`. */
-  async status(id: string): Promise<ClusterStatus> {
+  /** GET /v1/cluster on node `id`; with `keyspace`, only that keyspace's shards. */
+  async status(id: string, keyspace?: string): Promise<ClusterStatus> {
     const r = await fetch(`http://${this.node(id).api}/v1/cluster`, {
       headers: this.auth(),
       signal: AbortSignal.timeout(10_000),
     });
     if (!r.ok) throw new Error(`GET /v1/cluster on ${id}: ${r.status}`);
-    return (await r.json()) as ClusterStatus;
+    const st = (await r.json()) as ClusterStatus;
+    return keyspace ? { ...st, shards: st.shards.filter((s) => s.keyspace === keyspace) } : st;
   }
 
   /** The counters of every node (GET /v1/cluster), in node order. */

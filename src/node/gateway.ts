@@ -1,0 +1,199 @@
+/**
+ * The front of the API port, in front of the doors: request ids, request metrics and logs, the
+ * probe and metrics endpoints, the admin API, and admission control for the KV door. The doors
+ * themselves (kv/, /v1/cluster, /v1/keyspaces) are behind `next`; the request id is in the
+ * response's `x-request-id` header from the start, for them to log.
+ *
+ * Probes, /metrics and admin requests are never rate limited or shed: an orchestrator must see a
+ * busy node as alive, a scraper must see why it is busy, and an operator must be able to change
+ * limits during a flood. They are cheap and answered before anything else.
+ */
+import { timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AdminHttpApi } from "../api/admin/limits-http.js";
+import { HttpError, sendError, sendJson } from "../api/kv/http.js";
+import type { Limiter } from "../api/limits.js";
+import type { EventLoopMonitor, Readiness } from "./health.js";
+import { READY_REASONS_MAX } from "./health.js";
+import { type Logger, requestIdOf } from "./log.js";
+import type { Door, NodeMetrics } from "./metrics.js";
+
+export interface GatewayOptions {
+  readonly nodeId: string;
+  readonly log: Logger;
+  readonly metrics: NodeMetrics;
+  readonly limiter: Limiter;
+  readonly loop: EventLoopMonitor;
+  readonly admin: AdminHttpApi;
+  /** Bearer tokens of the KV door: each one is a tenant with its own bucket. */
+  readonly tokens: readonly string[];
+  readonly readiness: () => Readiness;
+}
+
+/**
+ * Status recorded for a request whose client went away before it was answered (nginx's
+ * convention), so that such requests neither vanish from the metrics nor count as successes.
+ */
+const CLIENT_CLOSED_STATUS = 499;
+
+export function route(method: string, path: string): { door: Door; op: string } {
+  if (path === "/v1/kv" || path.startsWith("/v1/kv/")) {
+    const rest = path.slice("/v1/kv/".length);
+    if (rest === "" || path === "/v1/kv") return { door: "kv", op: "other" };
+    const hasKey = rest.includes("/");
+    if (!hasKey) return { door: "kv", op: method === "GET" ? "list" : "other" };
+    switch (method) {
+      case "PUT":
+        return { door: "kv", op: "put" };
+      case "GET":
+      case "HEAD":
+        return { door: "kv", op: "get" };
+      case "DELETE":
+        return { door: "kv", op: "delete" };
+      default:
+        return { door: "kv", op: "other" };
+    }
+  }
+  switch (path) {
+    case "/healthz":
+      return { door: "system", op: "healthz" };
+    case "/readyz":
+      return { door: "system", op: "readyz" };
+    case "/metrics":
+      return { door: "system", op: "metrics" };
+    case "/v1/cluster":
+      return { door: "admin", op: "cluster" };
+    case "/v1/admin/limits":
+      return { door: "admin", op: "limits" };
+  }
+  if (path === "/v1/keyspaces" || path.startsWith("/v1/keyspaces/"))
+    return { door: "admin", op: "keyspaces" };
+  if (path.startsWith("/v1/admin/")) return { door: "admin", op: "other" };
+  return { door: "other", op: "other" };
+}
+
+export class Gateway {
+  private readonly tokenBuffers: readonly Buffer[];
+  private readonly startedMs = performance.now();
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.tokenBuffers = opts.tokens.map((t) => Buffer.from(t));
+  }
+
+  /**
+   * The tenant of a request: the index of the configured token it presents (compared in
+   * constant time), or undefined without a valid one (the door then answers 401).
+   */
+  private tenantOf(req: IncomingMessage): string | undefined {
+    const h = req.headers.authorization;
+    if (!h?.startsWith("Bearer ")) return undefined;
+    const given = Buffer.from(h.slice(7).trim());
+    let found: number | undefined;
+    for (const [i, want] of this.tokenBuffers.entries()) {
+      if (want.byteLength === given.byteLength && timingSafeEqual(want, given)) found = i;
+    }
+    return found === undefined ? undefined : `t${found}`;
+  }
+
+  serve(req: IncomingMessage, res: ServerResponse, next: () => Promise<void>): void {
+    const t0 = performance.now();
+    const requestId = requestIdOf(req);
+    res.setHeader("x-request-id", requestId);
+    const path = (req.url ?? "/").split("?", 1)[0] as string;
+    const method = req.method ?? "GET";
+    const { door, op } = route(method, path);
+    const { metrics, log } = this.opts;
+    metrics.requestStarted();
+    let release: (() => void) | undefined;
+    res.once("close", () => {
+      release?.();
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_STATUS;
+      const seconds = (performance.now() - t0) / 1000;
+      const ms = Math.round(seconds * 10_000) / 10;
+      metrics.observeRequest(door, op, status, seconds);
+      if (status >= 500 && status !== 503) {
+        log.warn({ reqId: requestId, method, path, status, ms }, "request failed");
+      } else if (log.isLevelEnabled("debug")) {
+        log.debug({ reqId: requestId, method, path, status, ms }, "request");
+      }
+    });
+
+    if (door === "kv") {
+      const tenant = this.tenantOf(req);
+      if (tenant !== undefined) {
+        const a = this.opts.limiter.admit(tenant);
+        if (!a.ok) {
+          // The refusal path is the flood's path: answered at once, without an exception.
+          metrics.refused(a.reason);
+          sendJson(
+            res,
+            429,
+            { error: { code: a.code, message: a.message } },
+            { "retry-after": String(a.retryAfterSeconds) },
+          );
+          return;
+        }
+        release = a.release;
+      }
+    }
+    void (async () => {
+      try {
+        if (door === "system") return await this.system(op, req, res);
+        if (door === "admin") {
+          const url = new URL(req.url ?? "/", "http://kumo");
+          if (await this.opts.admin.handle(req, res, url)) return;
+        }
+        await next();
+      } catch (err) {
+        if (err instanceof HttpError) return sendError(res, err);
+        log.error({ reqId: requestId, err }, "internal error");
+        sendError(res, new HttpError(500, "INTERNAL", "internal error; see the node's log"));
+      }
+    })();
+  }
+
+  private async system(op: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const node = this.opts.nodeId;
+    switch (op) {
+      case "healthz":
+        // Answered from memory: if this answers at all, the event loop turns; the delay says
+        // how well. Never 503 for load: restarting a busy node would only make things worse.
+        return sendJson(res, 200, {
+          status: "ok",
+          node,
+          eventLoopDelayMsP99: Math.round(this.opts.loop.delayMsP99() * 10) / 10,
+          uptimeSeconds: Math.round((performance.now() - this.startedMs) / 1000),
+        });
+      case "readyz": {
+        const r = this.opts.readiness();
+        if (r.ready) return sendJson(res, 200, { status: "ready", node });
+        const first = r.reasons[0]?.code;
+        const status =
+          first === "STARTING" ? "starting" : first === "STOPPING" ? "stopping" : "degraded";
+        return sendJson(
+          res,
+          503,
+          {
+            status,
+            node,
+            reasons: r.reasons.slice(0, READY_REASONS_MAX),
+            reasonsOmitted: Math.max(0, r.reasons.length - READY_REASONS_MAX),
+            unavailableShards: r.unavailableShards,
+          },
+          { "retry-after": "1" },
+        );
+      }
+      case "metrics": {
+        if (req.method !== "GET" && req.method !== "HEAD")
+          throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
+        const text = await this.opts.metrics.render();
+        res.writeHead(200, {
+          "content-type": this.opts.metrics.contentType,
+          "content-length": Buffer.byteLength(text),
+        });
+        res.end(req.method === "HEAD" ? undefined : text);
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * What the health endpoints and the shard metrics are computed from:
+ *
+ * - `EventLoopMonitor`: the event loop's delay over the last window (p99), for /healthz, the
+ *   metrics and load shedding;
+ * - `ShardWatch`: samples which leader each local shard replica knows, to count leader changes
+ *   and to tell a shard without quorum (no leader for longer than the leaderless timeout, as the
+ *   KV door's fail-fast rule) from a shard in the middle of an ordinary election or transfer;
+ * - `readiness`: /readyz's verdict and its reasons.
+ */
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import type { GroupStatus } from "../multiraft/index.js";
+
+/** Event-loop delay as a p99 over fixed windows (reset every window so it shows the present). */
+export class EventLoopMonitor {
+  private readonly histogram = monitorEventLoopDelay({ resolution: 20 });
+  private timer: NodeJS.Timeout | undefined;
+  private p99Ms = 0;
+  private lastRollMs = 0;
+
+  constructor(private readonly windowMs = 500) {}
+
+  start(): void {
+    this.histogram.enable();
+    this.lastRollMs = performance.now();
+    this.timer = setInterval(() => this.roll(), this.windowMs);
+    this.timer.unref();
+  }
+
+  private roll(): void {
+    const now = performance.now();
+    // A loop blocked across the whole window leaves few samples; this timer's own lateness is
+    // evidence of the same delay, so the larger of the two counts.
+    const lateMs = Math.max(0, now - this.lastRollMs - this.windowMs);
+    this.lastRollMs = now;
+    const p99Ms = this.histogram.count > 0 ? this.histogram.percentile(99) / 1e6 : 0;
+    this.p99Ms = Math.max(p99Ms, lateMs);
+    this.histogram.reset();
+  }
+
+  /** The last complete window's p99 delay, in milliseconds. */
+  delayMsP99(): number {
+    return this.p99Ms;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.histogram.disable();
+  }
+}
+
+export interface ShardWatchSource {
+  /** This node's id. */
+  readonly self: string;
+  groupIds(): readonly string[];
+  /** The leader this replica knows, or undefined (cheap: called for every group per sample). */
+  leaderOf(groupId: string): string | undefined;
+  /**
+   * Whether this node, leading the group, reaches a majority of its voters. A quiesced leader
+   * does not tick, so check-quorum never deposes it, yet it cannot commit anything alone.
+   * Called at probe and scrape time only.
+   */
+  leaderReachesQuorum(groupId: string): boolean;
+}
+
+interface Seen {
+  leader: string | undefined;
+  /** Monotonic ms when a leader was last seen; undefined: never since this node started. */
+  leaderSeenMs: number | undefined;
+}
+
+/**
+ * Samples every local group's known leader (cheap: no allocation per group beyond the first
+ * sample) every `everyMs`, and on demand before answering a probe or a scrape.
+ */
+export class ShardWatch {
+  private readonly seen = new Map<string, Seen>();
+  private changes = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly source: ShardWatchSource,
+    private readonly leaderlessTimeoutMs: number,
+    private readonly nowMs: () => number = () => performance.now(),
+  ) {}
+
+  start(everyMs = 500): void {
+    this.timer = setInterval(() => this.sample(), everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  sample(): void {
+    const now = this.nowMs();
+    for (const id of this.source.groupIds()) {
+      const leader = this.source.leaderOf(id);
+      let s = this.seen.get(id);
+      if (!s) {
+        s = { leader: undefined, leaderSeenMs: undefined };
+        this.seen.set(id, s);
+      }
+      if (leader === undefined) continue;
+      // A change is a new leader different from the last one seen (an election without a
+      // leader in between counts once; flips faster than the sampling are not seen).
+      if (s.leader !== undefined && s.leader !== leader) this.changes++;
+      s.leader = leader;
+      s.leaderSeenMs = now;
+    }
+  }
+
+  /** Leader changes observed on local replicas since the node started. */
+  leaderChanges(): number {
+    return this.changes;
+  }
+
+  /**
+   * Whether a local group counts as without quorum: no leader known now, and none seen within
+   * the leaderless timeout (or ever since this node started); or this node leads it and cannot
+   * reach a majority of its voters.
+   */
+  unavailable(groupId: string): boolean {
+    const leader = this.source.leaderOf(groupId);
+    if (leader === this.source.self) return !this.source.leaderReachesQuorum(groupId);
+    if (leader !== undefined) return false;
+    const seenMs = this.seen.get(groupId)?.leaderSeenMs;
+    return seenMs === undefined || this.nowMs() - seenMs > this.leaderlessTimeoutMs;
+  }
+}
+
+/** A local replica counts as caught up while it has applied all but this many committed entries. */
+export const READY_APPLY_LAG_ENTRIES_MAX = 1000;
+
+/** Reasons listed in a /readyz answer at most (a node may host thousands of shards). */
+export const READY_REASONS_MAX = 100;
+
+export interface NotReadyReason {
+  readonly code: "STARTING" | "STOPPING" | "NO_LEADER" | "CATCHING_UP";
+  readonly shard?: string;
+  readonly message: string;
+}
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reasons: readonly NotReadyReason[];
+  /** Local shards without quorum (all of them, even beyond READY_REASONS_MAX). */
+  readonly unavailableShards: readonly string[];
+}
+
+/** /readyz's verdict from the node's state and its local replicas' status. */
+export function readiness(
+  state: "starting" | "serving" | "stopping",
+  statuses: readonly Pick<GroupStatus, "id" | "commit" | "applied">[],
+  watch: ShardWatch,
+): Readiness {
+  if (state === "starting")
+    return {
+      ready: false,
+      reasons: [{ code: "STARTING", message: "the node is starting" }],
+      unavailableShards: [],
+    };
+  if (state === "stopping")
+    return {
+      ready: false,
+      reasons: [{ code: "STOPPING", message: "the node is shutting down" }],
+      unavailableShards: [],
+    };
+  const reasons: NotReadyReason[] = [];
+  const unavailableShards: string[] = [];
+  for (const st of statuses) {
+    if (watch.unavailable(st.id)) {
+      unavailableShards.push(st.id);
+      reasons.push({
+        code: "NO_LEADER",
+        shard: st.id,
+        message: `shard ${st.id} has no leader: its replicas cannot form a quorum (writes and linearizable reads fail; stale reads work)`,
+      });
+    } else if (st.commit - st.applied > READY_APPLY_LAG_ENTRIES_MAX) {
+      reasons.push({
+        code: "CATCHING_UP",
+        shard: st.id,
+        message: `the local replica of ${st.id} has ${st.commit - st.applied} committed entries left to apply`,
+      });
+    }
+  }
+  return { ready: reasons.length === 0, reasons, unavailableShards };
+}

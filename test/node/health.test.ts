@@ -1,0 +1,101 @@
+/**
+ * /readyz's verdict (src/node/health.ts) with a fake clock: a shard counts as without quorum
+ * only once it has had no leader for the leaderless timeout (an election or a leadership
+ * transfer is not an outage), at once if it never had one, and at once when this node leads it
+ * without reaching a majority; leader changes are counted.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { GroupStatus } from "../../src/multiraft/index.js";
+import { READY_APPLY_LAG_ENTRIES_MAX, readiness, ShardWatch } from "../../src/node/health.js";
+
+function setup() {
+  const clock = { ms: 0 };
+  const leaders = new Map<string, string | undefined>([
+    ["s1", undefined],
+    ["s2", undefined],
+  ]);
+  const quorum = new Map<string, boolean>();
+  const watch = new ShardWatch(
+    {
+      self: "n1",
+      groupIds: () => [...leaders.keys()],
+      leaderOf: (id) => leaders.get(id),
+      leaderReachesQuorum: (id) => quorum.get(id) ?? true,
+    },
+    2000,
+    () => clock.ms,
+  );
+  const statuses = (): Pick<GroupStatus, "id" | "commit" | "applied">[] =>
+    [...leaders.keys()].map((id) => ({ id, commit: 10, applied: 10 }));
+  return { clock, leaders, quorum, watch, statuses };
+}
+
+test("not ready while starting or stopping, whatever the shards", () => {
+  const { watch, statuses } = setup();
+  assert.deepEqual(
+    readiness("starting", statuses(), watch).reasons.map((r) => r.code),
+    ["STARTING"],
+  );
+  assert.deepEqual(
+    readiness("stopping", statuses(), watch).reasons.map((r) => r.code),
+    ["STOPPING"],
+  );
+});
+
+test("a shard that never had a leader is unavailable; one between leaders only after the timeout", () => {
+  const { clock, leaders, watch, statuses } = setup();
+  watch.sample();
+  let r = readiness("serving", statuses(), watch);
+  assert.equal(r.ready, false);
+  assert.deepEqual(r.unavailableShards, ["s1", "s2"]);
+  assert.ok(r.reasons.every((x) => x.code === "NO_LEADER" && x.message.includes(x.shard ?? "?")));
+
+  leaders.set("s1", "n2");
+  leaders.set("s2", "n1");
+  watch.sample();
+  assert.equal(readiness("serving", statuses(), watch).ready, true);
+
+  // An election: no leader for a moment is not an outage...
+  clock.ms += 500;
+  leaders.set("s1", undefined);
+  watch.sample();
+  clock.ms += 1500;
+  assert.equal(readiness("serving", statuses(), watch).ready, true);
+  // ...but past the leaderless timeout it is.
+  clock.ms += 600;
+  r = readiness("serving", statuses(), watch);
+  assert.deepEqual(r.unavailableShards, ["s1"]);
+  // A new leader (another node): ready again, and one leader change counted.
+  leaders.set("s1", "n3");
+  watch.sample();
+  assert.equal(readiness("serving", statuses(), watch).ready, true);
+  assert.equal(watch.leaderChanges(), 1);
+});
+
+test("a leader that cannot reach a majority counts as no quorum at once", () => {
+  const { leaders, quorum, watch, statuses } = setup();
+  leaders.set("s1", "n1");
+  leaders.set("s2", "n2");
+  watch.sample();
+  assert.equal(readiness("serving", statuses(), watch).ready, true);
+  quorum.set("s1", false);
+  assert.deepEqual(readiness("serving", statuses(), watch).unavailableShards, ["s1"]);
+});
+
+test("a replica far behind in applying is catching up, not ready", () => {
+  const { leaders, watch, statuses } = setup();
+  leaders.set("s1", "n2");
+  leaders.set("s2", "n2");
+  watch.sample();
+  const st = statuses().map((s) =>
+    s.id === "s2" ? { ...s, commit: s.applied + READY_APPLY_LAG_ENTRIES_MAX + 1 } : s,
+  );
+  const r = readiness("serving", st, watch);
+  assert.equal(r.ready, false);
+  assert.deepEqual(
+    r.reasons.map((x) => [x.code, x.shard]),
+    [["CATCHING_UP", "s2"]],
+  );
+  assert.deepEqual(r.unavailableShards, []);
+});
