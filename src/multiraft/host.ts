@@ -339,6 +339,9 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   // ------------------------------------------------------------------ inputs
 
   /** Raft messages from a peer node (possibly for many groups). */
+  /** Groups stepped while a cycle was in flight (their eager messages go out at once). */
+  private readonly eagerGroups = new Set<Group<R, M>>();
+
   receive(_from: NodeId, batch: readonly GroupMessage[]): void {
     for (const { group, msg } of batch) {
       const g = this.groups.get(group);
@@ -350,8 +353,25 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
         return;
       }
       this.dirty.add(g);
+      // While a cycle waits for its fsync, what the message caused and that depends on nothing
+      // durable (a leader's commit notification, say) goes out now rather than after it.
+      if (this.cycleRunning) {
+        if (this.eagerGroups.size === 0) setImmediate(() => this.flushEager());
+        this.eagerGroups.add(g);
+      }
     }
     this.schedule();
+  }
+
+  private flushEager(): void {
+    const out: [Group<R, M>, Message[]][] = [];
+    for (const g of this.eagerGroups) {
+      if (g.removed) continue;
+      const msgs = g.raft.takeEagerMessages();
+      if (msgs.length > 0) out.push([g, msgs]);
+    }
+    this.eagerGroups.clear();
+    this.sendBatched(out);
   }
 
   /**

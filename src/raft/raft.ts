@@ -413,6 +413,21 @@ export class RawNode {
     return m;
   }
 
+  /**
+   * Takes the messages produced since the last ready() that depend on nothing durable (what
+   * ready() would put in `eagerMessages`), for a host that sends them at once while a Ready's
+   * write is still in flight: e.g. a leader's commit notification after a quorum acknowledged,
+   * which would otherwise wait for the leader's own fsync to finish.
+   */
+  takeEagerMessages(): Message[] {
+    if (this.msgs.length === 0) return [];
+    const eager: Message[] = [];
+    const rest: Message[] = [];
+    for (const m of this.msgs) (isEager(m) ? eager : rest).push(m);
+    this.msgs = rest;
+    return eager;
+  }
+
   proposeConfChange(cc: ConfChange): ProposeResult {
     this.unquiesce();
     const refused = this.checkCanPropose();
@@ -578,18 +593,7 @@ export class RawNode {
     // acknowledges or votes must wait until they are durable.
     const eager: Message[] = [];
     const after: Message[] = [];
-    for (const m of this.msgs) {
-      if (
-        m.type === "app" ||
-        m.type === "heartbeat" ||
-        m.type === "snap" ||
-        m.type === "timeoutNow" ||
-        m.type === "prop" ||
-        m.type === "propResp"
-      )
-        eager.push(m);
-      else after.push(m);
-    }
+    for (const m of this.msgs) (isEager(m) ? eager : after).push(m);
     const rd: Ready = {
       softState: sameSoft(soft, this.prevSoft) ? undefined : soft,
       hardState: hardChanged ? hard : undefined,
@@ -1430,6 +1434,22 @@ export class RawNode {
   private refuseProp(m: MsgProp, entries: readonly Entry[], reason: PropRefusal): void {
     this.send({ type: "propResp", to: m.from, from: this.id, term: this.term, entries, reason });
   }
+}
+
+/**
+ * Messages that depend on nothing the same Ready writes: a leader's traffic (appends,
+ * heartbeats, snapshots, TimeoutNow) and forwarded proposals and their refusals. Everything
+ * that acknowledges or votes must wait until the Ready's writes are durable.
+ */
+function isEager(m: Message): boolean {
+  return (
+    m.type === "app" ||
+    m.type === "heartbeat" ||
+    m.type === "snap" ||
+    m.type === "timeoutNow" ||
+    m.type === "prop" ||
+    m.type === "propResp"
+  );
 }
 
 /** See firstSightOfProp. */

@@ -511,7 +511,12 @@ class Simulation {
   /** After any input: check invariants, and start persisting a Ready if the disk is idle. */
   private afterInput(n: SimNode): void {
     this.checkNode(n);
-    if (n.peer.busy()) return;
+    if (n.peer.busy()) {
+      // What the multi-Raft host does while a write is in flight: messages that depend on
+      // nothing durable (a leader's appends and commit notifications, forwards) go out at once.
+      for (const m of n.peer.node.takeEagerMessages()) this.send(m);
+      return;
+    }
     const rd = n.peer.beginReady();
     if (!rd) return;
     if (rd.snapshot) {

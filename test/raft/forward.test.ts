@@ -175,3 +175,32 @@ describe("forwarded proposals: membership", () => {
     );
   });
 });
+
+describe("eager messages while a Ready is in flight", () => {
+  test("a commit reached during the leader's own write is announced at once; acks wait", () => {
+    const h = cluster("a");
+    assert.ok(h.node("a").propose(bytes("x")).ok);
+    const rd = h.peer("a").beginReady(); // the leader's write of "x" is "in flight"
+    assert.ok(rd);
+    for (const m of rd.eagerMessages) h.node(m.to).step(m);
+    // Both followers persist and acknowledge before the leader's write finishes.
+    for (const id of ["b", "c"]) for (const m of h.peer(id).cycle()) h.node(m.to).step(m);
+    const commit = h.node("a").basicStatus().commit;
+    assert.equal(commit, rd.entries[rd.entries.length - 1]?.index, "committed by the followers");
+    const eager = h.node("a").takeEagerMessages();
+    assert.deepEqual(
+      eager.map((m) => [m.type, m.to, m.type === "app" ? m.commit : -1]),
+      [
+        ["app", "b", commit],
+        ["app", "c", commit],
+      ],
+    );
+    // A follower's acknowledgements are never eager: they wait for its write.
+    for (const m of eager) h.node(m.to).step(m);
+    assert.deepEqual(h.node("b").takeEagerMessages(), []);
+    assert.ok(h.node("b").hasReady(), "b's answer waits in its next Ready");
+    h.peer("a").finishReady();
+    h.deliver();
+    for (const id of ["a", "b", "c"]) assert.deepEqual(valuesOf(h, id), ["x"]);
+  });
+});
