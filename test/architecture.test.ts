@@ -1,5 +1,5 @@
 /**
- * Guards for the architecture: raft/ stays a pure state machine (no I/O, no clock, no timers,
+ * Guards for the architecture: raft/ and placement/ stay pure (no I/O, no clock, no timers,
  * no ambient randomness, no async), and imports flow one way between layers.
  */
 import assert from "node:assert/strict";
@@ -47,13 +47,23 @@ function tsFiles(dir: string): string[] {
   );
 }
 
-test("src/raft is pure: no I/O, clocks, timers, Math.random or async", () => {
-  const files = tsFiles("src/raft");
-  assert.ok(files.length >= 5);
-  for (const f of files) {
-    assert.deepEqual(purityViolations(readFileSync(join(root, f), "utf8")), [], f);
-  }
-});
+/** Pure folders and the fewest files each must have (so a moved folder cannot pass vacuously). */
+const PURE: readonly [string, number][] = [
+  ["src/raft", 5],
+  // The decision logic (ring, planners) and the metadata state machine: the simulator drives
+  // them with a virtual clock, and a new placement leader must decide what the old one did.
+  ["src/placement", 4],
+];
+
+for (const [dir, filesMin] of PURE) {
+  test(`${dir} is pure: no I/O, clocks, timers, Math.random or async`, () => {
+    const files = tsFiles(dir);
+    assert.ok(files.length >= filesMin, `${dir}: ${files.length} files`);
+    for (const f of files) {
+      assert.deepEqual(purityViolations(readFileSync(join(root, f), "utf8")), [], f);
+    }
+  });
+}
 
 test("the purity guard itself catches each forbidden thing", () => {
   const bad = [
@@ -78,11 +88,13 @@ test("the purity guard itself catches each forbidden thing", () => {
 
 test("layers import only the layers below them", () => {
   // raft ← multiraft ← shard ← api ← node ← cli; storage and transport are ports used by them.
+  // placement (decisions over the map) sits above raft and shard and below api and node.
   const forbidden: Record<string, readonly string[]> = {
-    "src/storage": ["multiraft", "shard", "api", "node", "cli", "sim", "transport"],
-    "src/transport": ["multiraft", "shard", "api", "node", "cli", "sim", "storage"],
-    "src/multiraft": ["shard", "api", "node", "cli", "sim"],
-    "src/shard": ["multiraft", "api", "node", "cli", "sim", "transport"],
+    "src/storage": ["multiraft", "shard", "placement", "api", "node", "cli", "sim", "transport"],
+    "src/transport": ["multiraft", "shard", "placement", "api", "node", "cli", "sim", "storage"],
+    "src/multiraft": ["shard", "placement", "api", "node", "cli", "sim"],
+    "src/shard": ["multiraft", "placement", "api", "node", "cli", "sim", "transport"],
+    "src/placement": ["multiraft", "api", "node", "cli", "sim", "transport"],
     "src/api": ["node", "cli", "sim"],
     "src/node": ["cli", "sim"],
   };
@@ -101,6 +113,7 @@ test("imports flow one way: raft depends only on base; base on nothing", () => {
   const allowed: Record<string, RegExp> = {
     "src/base": /^\.\/|^node:/,
     "src/raft": /^\.\/|^\.\.\/base\//,
+    "src/placement": /^\.\/|^\.\.\/(?:base|raft|shard)\//,
   };
   for (const [dir, ok] of Object.entries(allowed)) {
     for (const f of tsFiles(dir)) {
@@ -108,6 +121,18 @@ test("imports flow one way: raft depends only on base; base on nothing", () => {
       for (const m of src.matchAll(/from\s+["']([^"']+)["']/g)) {
         assert.match(m[1] as string, ok, `${f} imports ${m[1]}`);
       }
+    }
+  }
+});
+
+test("placement uses raft for its types only", () => {
+  // The decisions need NodeId and friends, never a running Raft node.
+  for (const f of tsFiles("src/placement")) {
+    const src = readFileSync(join(root, f), "utf8");
+    for (const m of src.matchAll(
+      /^\s*(import|export)\s+(type\s+)?[^;]*from\s+["'](\.\.\/raft\/[^"']*)["']/gm,
+    )) {
+      assert.ok(m[2] !== undefined, `${f}: ${m[1]} from ${m[3]} must be type-only`);
     }
   }
 });

@@ -33,6 +33,8 @@ export interface DevOptions {
   /** Extra arguments for every `kumo server` (e.g. shorter timeouts in tests). */
   serverArgs: string[];
   quiet: boolean;
+  /** Nodes to add to the folder's cluster (`--add-node`). */
+  addNodes?: number;
 }
 
 const mainScript = join(fileURLToPath(import.meta.url), "../main.js");
@@ -60,8 +62,11 @@ async function waitServing(api: string, token: string, deadlineMs: number): Prom
         headers: { authorization: `Bearer ${token}` },
       });
       if (r.ok) {
-        const st = (await r.json()) as { shards: { leader: string | null }[] };
-        if (st.shards.every((s) => s.leader)) {
+        const st = (await r.json()) as {
+          shards: { leader: string | null; localRole: string | null }[];
+        };
+        // This node knows the leaders of the shards it holds.
+        if (st.shards.every((s) => s.leader || s.localRole === null)) {
           const w = await fetch(`http://${api}/v1/kv/default/.kumo-dev-probe`, {
             method: "PUT",
             headers: { authorization: `Bearer ${token}` },
@@ -85,14 +90,25 @@ export async function runDev(opts: DevOptions): Promise<void> {
   let cluster: ClusterFile;
   if (existsSync(file)) {
     cluster = JSON.parse(readFileSync(file, "utf8")) as ClusterFile;
-    if (opts.nodes !== cluster.nodes.length && opts.nodes !== 3) {
-      throw new Error(
-        `${file} describes ${cluster.nodes.length} nodes; changing the node count of an existing cluster comes with the placement driver`,
-      );
+    // More nodes than the folder has: start the extra ones, which join the running cluster
+    // (replicas and leaders then move to them). Fewer: the folder's nodes all start (removing
+    // nodes is `kumo node drain` / `remove`, not a smaller --nodes).
+    const first = cluster.nodes[0];
+    const base = first ? Number(first.peer.slice(first.peer.lastIndexOf(":") + 1)) : opts.basePort;
+    const want = Math.max(opts.nodes, cluster.nodes.length) + (opts.addNodes ?? 0);
+    for (let i = cluster.nodes.length; i < want; i++) {
+      const p = base + i * 10;
+      cluster.nodes.push({
+        id: `n${i + 1}`,
+        pid: 0,
+        peer: `127.0.0.1:${p}`,
+        api: `127.0.0.1:${p + 1}`,
+        s3: `127.0.0.1:${p + 2}`,
+      });
     }
   } else {
     cluster = {
-      nodes: Array.from({ length: opts.nodes }, (_, i) => {
+      nodes: Array.from({ length: opts.nodes + (opts.addNodes ?? 0) }, (_, i) => {
         const p = opts.basePort + i * 10;
         return {
           id: `n${i + 1}`,

@@ -66,7 +66,13 @@ function positiveInt(name: string) {
 program
   .command("dev")
   .description("run a local cluster of real node processes on 127.0.0.1 (Ctrl+C stops it)")
-  .option("--nodes <n>", "number of nodes", positiveInt("--nodes"), 3)
+  .option(
+    "--nodes <n>",
+    "number of nodes (on an existing folder: more nodes than it has start and join)",
+    positiveInt("--nodes"),
+    3,
+  )
+  .option("--add-node", "start one more node that joins the folder's cluster", false)
   .option("--data <dir>", "data directory (cluster.json goes here)", ".kumo")
   .option(
     "--base-port <port>",
@@ -89,12 +95,14 @@ program
         data: string;
         basePort: number;
         quiet: boolean;
+        addNode: boolean;
         suspectAfter?: string;
         deadAfter?: string;
       },
     ) => {
       await runDev({
         nodes: o.nodes,
+        addNodes: o.addNode ? 1 : 0,
         data: o.data,
         basePort: o.basePort,
         quiet: o.quiet,

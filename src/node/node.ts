@@ -27,6 +27,18 @@ import { Operability } from "./ops.js";
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const CLUSTER_KEY = enc.encode("c/cluster");
+/** Set once the initial shards of this node were created (first start of an initial member). */
+const GROUPS_CREATED_KEY = enc.encode("c/groups-created");
+/** Transport method: "which cluster is this?" (answered with the stored ClusterIdentity). */
+const CLUSTER_INFO = "cluster.info";
+/** How long a fresh node asks its seeds before it creates a cluster of its own. */
+const JOIN_ASK_MS = 3_000;
+
+interface ClusterIdentity {
+  readonly members: readonly string[];
+  readonly shards: number;
+  readonly replicas: number;
+}
 
 function splitHostPort(addr: string): { host: string; port: number } {
   const i = addr.lastIndexOf(":");
@@ -55,6 +67,7 @@ export class KumoNode {
   private balanceTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private keyspaces: KeyspaceAdmin | undefined;
+  private identity: ClusterIdentity | undefined;
   private stopping = false;
   private ops: Operability | undefined;
   readonly log: Logger;
@@ -75,9 +88,6 @@ export class KumoNode {
     mkdirSync(cfg.data, { recursive: true });
     const engine = await LmdbEngine.open(join(cfg.data, "db"));
     this.engine = engine;
-    const members = [cfg.id, ...cfg.join.map((p) => p.id)].sort();
-    await this.checkClusterIdentity(engine, members);
-
     const transport = new GrpcTransport({
       self: cfg.id,
       listen: cfg.peer,
@@ -86,6 +96,21 @@ export class KumoNode {
         : {}),
     });
     this.transport = transport;
+    // The transport starts first: a joining node asks its seeds who the cluster is before it
+    // can build anything, and answers the same question for others. Raft traffic and requests
+    // that arrive before the rest is wired are refused (the senders retry).
+    await transport.start({
+      onRaft: (from, batch) => this.host?.receive(from, batch),
+      onCall: (from, method, body) => {
+        if (method === CLUSTER_INFO) return Promise.resolve(this.clusterInfo());
+        if (!this.kv) return Promise.reject(new Error("this node is starting"));
+        return this.kv.handleCall(from, method, body);
+      },
+    });
+    for (const p of cfg.join) transport.setPeer(p.id, p.address);
+    const identity = await this.clusterIdentity(engine, transport);
+    this.identity = identity;
+    const members = identity.members;
     const ops = new Operability(cfg, this.log);
     this.ops = ops;
     const host = meteredHost<ApplyResult, ShardMachine>(ops.metrics, {
@@ -103,7 +128,7 @@ export class KumoNode {
     // The keyspaces that exist without a record: "default" (fixed when the cluster was created)
     // and the metadata group's "_meta". Keyspaces created later come from the metadata group.
     const fixed = [
-      ...staticKeyspaces(initialShardMap(members, cfg.shards, cfg.replicas)),
+      ...staticKeyspaces(initialShardMap(members, identity.shards, identity.replicas)),
       metaKeyspace(members),
     ];
     const map = new ShardMap(0, fixed);
@@ -111,17 +136,18 @@ export class KumoNode {
       requestTimeoutMs: cfg.requestTimeoutMs,
       leaderlessTimeoutMs: cfg.leaderlessTimeoutMs,
     });
-    this.kv = kv;
-    await transport.start({
-      onRaft: (from, batch) => host.receive(from, batch),
-      onCall: (from, method, body) => kv.handleCall(from, method, body),
-    });
-    for (const p of cfg.join) transport.setPeer(p.id, p.address);
-
     host.start();
-    for (const shard of map.shards()) {
-      if (shard.replicas.includes(cfg.id) && !host.hasGroup(shard.id))
-        await host.createGroup(shard.id, shard.replicas);
+    this.kv = kv;
+    // The initial shards are created once, on the first start of an initial member. Later the
+    // keyspace records decide (a restarted node must not re-create replicas moved away).
+    if (!engine.get(GROUPS_CREATED_KEY)) {
+      for (const shard of map.shards()) {
+        if (shard.replicas.includes(cfg.id) && !host.hasGroup(shard.id))
+          await host.createGroup(shard.id, shard.replicas);
+      }
+      await engine.write([{ op: "put", key: GROUPS_CREATED_KEY, value: new Uint8Array([1]) }], {
+        sync: true,
+      });
     }
 
     const keyspaces = new KeyspaceAdmin(
@@ -133,6 +159,8 @@ export class KumoNode {
       (err) => this.log.warn({ err }, "keyspace refresh failed"),
       cfg.splitBytes,
       { suspectAfterMs: cfg.suspectAfterMs, deadAfterMs: cfg.deadAfterMs },
+      { id: cfg.id, peer: cfg.peer, api: cfg.api, s3: cfg.s3 },
+      (m) => transport.setPeer(m.id, m.peer),
     );
     this.keyspaces = keyspaces;
     kv.setKeyspaceResolver(() => keyspaces.refresh());
@@ -200,26 +228,65 @@ export class KumoNode {
     }
   }
 
+  /** What a node tells a joining one (transport method CLUSTER_INFO). */
+  private clusterInfo(): Uint8Array {
+    return enc.encode(JSON.stringify(this.identity ?? null));
+  }
+
   /**
-   * The member list is fixed when the cluster is created (until the placement driver makes it
-   * elastic): refuse to start with a different one rather than split the shards differently.
+   * Who the cluster is: its initial members (they fix where "_meta" and the "default"
+   * keyspace's first shards live) and the default keyspace's --shards and --replicas. Stored
+   * on first start. A node starting with an empty data directory first asks its --join seeds:
+   * if one belongs to a cluster already, this node joins that cluster (its own --join list and
+   * --shards do not matter then); if none answers, it creates the cluster from its flags, as
+   * every initial member does. Later starts use what is stored; --join then only gives seed
+   * addresses, and a different --shards or --replicas is refused (they would describe another
+   * layout).
    */
-  private async checkClusterIdentity(
+  private async clusterIdentity(
     engine: StorageEngine,
-    members: readonly string[],
-  ): Promise<void> {
+    transport: GrpcTransport,
+  ): Promise<ClusterIdentity> {
+    const cfg = this.cfg;
     const stored = engine.get(CLUSTER_KEY);
-    const want = JSON.stringify({ members, shards: this.cfg.shards, replicas: this.cfg.replicas });
-    if (stored && dec.decode(stored) !== want) {
-      throw new Error(
-        `this data directory belongs to a cluster created as ${dec.decode(stored)}; ` +
-          `this start describes ${want}. Start the node with its original --join, --shards and --replicas.`,
-      );
+    if (stored) {
+      const id = JSON.parse(dec.decode(stored)) as ClusterIdentity;
+      if (id.shards !== cfg.shards || id.replicas !== cfg.replicas) {
+        throw new Error(
+          `this data directory belongs to a cluster created with --shards ${id.shards} --replicas ${id.replicas}; ` +
+            `this start says --shards ${cfg.shards} --replicas ${cfg.replicas}. Start the node with the original values.`,
+        );
+      }
+      return id;
     }
-    if (!stored)
-      await engine.write([{ op: "put", key: CLUSTER_KEY, value: enc.encode(want) }], {
+    let found: ClusterIdentity | undefined;
+    // Ask until a seed knows its cluster, or one answers that it is as new as we are (the
+    // initial members are starting together), or none has answered for JOIN_ASK_MS.
+    let freshSeed = false;
+    const until = Date.now() + JOIN_ASK_MS;
+    while (!found && !freshSeed && cfg.join.length > 0 && Date.now() < until) {
+      const answers = await Promise.all(
+        cfg.join.map((p) => transport.call(p.id, CLUSTER_INFO, new Uint8Array(0), 1_000)),
+      );
+      for (const a of answers) {
+        if (!a.ok) continue;
+        const id = JSON.parse(dec.decode(a.body)) as ClusterIdentity | null;
+        if (id) found = id;
+        else freshSeed = true;
+      }
+      if (!found && !freshSeed) await new Promise((r) => setTimeout(r, 200));
+    }
+    const members = [cfg.id, ...cfg.join.map((p) => p.id)].sort();
+    const identity = found ?? { members, shards: cfg.shards, replicas: cfg.replicas };
+    if (found && !found.members.includes(cfg.id))
+      this.log.info({ members: found.members }, "joining an existing cluster");
+    await engine.write(
+      [{ op: "put", key: CLUSTER_KEY, value: enc.encode(JSON.stringify(identity)) }],
+      {
         sync: true,
-      });
+      },
+    );
+    return identity;
   }
 
   private async serveApi(
@@ -301,11 +368,16 @@ export class KumoNode {
       ready: this.ready,
       nodes: [
         { id: this.cfg.id, peer: this.cfg.peer, api: this.cfg.api, self: true },
-        ...this.cfg.join.map((p) => ({
-          id: p.id,
-          peer: p.address,
-          reachable: this.transport?.reachable(p.id) ?? false,
-        })),
+        ...(this.keyspaces?.members ?? this.cfg.join.map((p) => p.id))
+          .filter((id) => id !== this.cfg.id)
+          .map((id) => ({
+            id,
+            peer:
+              this.keyspaces?.memberRecord(id)?.peer ??
+              this.cfg.join.find((p) => p.id === id)?.address ??
+              "",
+            reachable: this.transport?.reachable(id) ?? false,
+          })),
       ].map((n) => ({
         ...n,
         state: stateOf(n.id),

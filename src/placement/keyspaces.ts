@@ -14,6 +14,7 @@
  */
 import { assert } from "../base/index.js";
 import type { NodeId } from "../raft/index.js";
+import type { PlacementOp } from "./planner.js";
 
 export type Sharding = "hash" | "range";
 
@@ -32,57 +33,65 @@ export interface ShardRecord {
 }
 
 /**
- * Re-placement of replicas on dead nodes (the repair scheduler's decision, pure): in every
- * shard, a replica on a dead node is replaced by the live member holding the fewest replicas
- * (ties by id) that does not hold one of that shard yet, in the same position (so the preferred
- * leader order is kept); a shard with fewer replicas than its keyspace asks for (and live
- * members to spare) gets more. Returns the records that changed. A shard with no candidate keeps
- * its dead replica (the Raft group still has its quorum, or nothing can help it).
+ * The records after the planners' operations (src/placement/planner.ts): the changed records
+ * only. `replace` keeps the replaced replica's position (so a preferred leader that moves is
+ * replaced by the new node), `transfer-leader` puts the target first (the first replica is the
+ * shard's preferred leader). Splits are not taken from here: a shard's leader decides them
+ * with its real size, and its split command creates the new shard (`recordAfterSplit`).
  */
-export function planRepairs(
+export function applyPlan(
   records: readonly KeyspaceRecord[],
-  members: readonly NodeId[],
-  dead: ReadonlySet<NodeId>,
+  ops: readonly PlacementOp[],
 ): KeyspaceRecord[] {
-  const load = replicaLoad(records);
-  const alive = members.filter((m) => !dead.has(m));
-  const pick = (exclude: readonly NodeId[]): NodeId | undefined =>
-    alive
-      .filter((m) => !exclude.includes(m))
-      .sort((a, b) => (load.get(a) ?? 0) - (load.get(b) ?? 0) || (a < b ? -1 : a > b ? 1 : 0))[0];
+  const byShard = new Map<string, PlacementOp[]>();
+  for (const op of ops) {
+    if (op.kind === "split") continue;
+    byShard.set(op.shard, [...(byShard.get(op.shard) ?? []), op]);
+  }
   const changed: KeyspaceRecord[] = [];
   for (const rec of records) {
     let touched = false;
     const shards = rec.shards.map((s) => {
-      const replicas = [...s.replicas];
-      for (let i = 0; i < replicas.length; i++) {
-        const r = replicas[i] as NodeId;
-        if (!dead.has(r)) continue;
-        const c = pick(replicas);
-        if (c === undefined) continue;
-        replicas[i] = c;
-        load.set(c, (load.get(c) ?? 0) + 1);
-        load.set(r, (load.get(r) ?? 0) - 1);
-        touched = true;
+      const mine = byShard.get(s.id);
+      if (!mine) return s;
+      let replicas = [...s.replicas];
+      for (const op of mine) {
+        switch (op.kind) {
+          case "add":
+            if (!replicas.includes(op.add)) replicas.push(op.add);
+            break;
+          case "replace":
+            if (!replicas.includes(op.add))
+              replicas = replicas.map((r) => (r === op.remove ? op.add : r));
+            break;
+          case "remove":
+            replicas = replicas.filter((r) => r !== op.remove);
+            break;
+          case "transfer-leader":
+            if (replicas.includes(op.to))
+              replicas = [op.to, ...replicas.filter((r) => r !== op.to)];
+            break;
+        }
       }
-      while (replicas.length < Math.min(rec.replicas, members.length)) {
-        const c = pick(replicas);
-        if (c === undefined) break;
-        replicas.push(c);
-        load.set(c, (load.get(c) ?? 0) + 1);
-        touched = true;
-      }
-      return replicas.length === s.replicas.length && replicas.every((r, i) => r === s.replicas[i])
-        ? s
-        : { ...s, replicas };
+      if (replicas.length === s.replicas.length && replicas.every((r, i) => r === s.replicas[i]))
+        return s;
+      touched = true;
+      return { ...s, replicas };
     });
     if (touched) changed.push({ ...rec, shards });
   }
   return changed;
 }
 
-/** Shards of range keyspaces split once they hold more than this (keys + values). */
-export const SPLIT_BYTES_DEFAULT = 64 << 20;
+/** A member of the cluster as its record in the metadata group says (`m/<id>`). */
+export interface MemberRecord {
+  readonly id: NodeId;
+  readonly peer: string;
+  readonly api: string;
+  readonly s3: string;
+}
+
+export const MEMBER_RECORD_PREFIX = "m/";
 
 /**
  * The record after shard `shardId` split at `at` (an encoded key, hex): the shard keeps

@@ -309,6 +309,35 @@ export class TestCluster {
     return c;
   }
 
+  /**
+   * Starts one more node that joins the running cluster (its --join lists every other node);
+   * resolves once it answers /readyz.
+   */
+  async addNode(timeoutMs = 30_000): Promise<NodeInfo> {
+    const id = `n${this.nodes.length + 1}`;
+    const node: NodeInfo = {
+      id,
+      peer: `127.0.0.1:${await freePort()}`,
+      api: `127.0.0.1:${await freePort()}`,
+      s3: `127.0.0.1:${await freePort()}`,
+      data: join(this.dir, id),
+      proc: undefined,
+      log: [],
+    };
+    this.nodes.push(node);
+    this.spawn(node);
+    await waitFor(
+      async () => {
+        if (!node.proc) throw new StartError(`${id} exited while starting`);
+        const r = await fetch(`http://${node.api}/healthz`).catch(() => undefined);
+        return r?.ok === true;
+      },
+      timeoutMs,
+      `${id} up`,
+    );
+    return node;
+  }
+
   node(id: string): NodeInfo {
     const n = this.nodes.find((x) => x.id === id);
     if (!n) throw new Error(`no node ${id}`);

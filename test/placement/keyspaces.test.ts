@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
+  applyPlan,
   keyspacePrefixHex,
   parseKeyspaceRecord,
   planKeyspace,
-  planRepairs,
   recordAfterSplit,
   replicaLoad,
   validateKeyspaceSpec,
@@ -79,37 +79,50 @@ describe("keyspace records", () => {
     assert.equal(rec.shards[0]?.end, "");
   });
 
-  test("repair replaces dead replicas in place with the least loaded live members", () => {
-    const members = ["n1", "n2", "n3", "n4", "n5"];
+  test("planner operations become record changes (positions kept, leader first)", () => {
     const rec = planKeyspace(
-      { name: "r", sharding: "hash", replicas: 3, shards: 5 },
-      members,
+      { name: "r", sharding: "hash", replicas: 3, shards: 3 },
+      ["n1", "n2", "n3", "n4"],
       new Map(),
       "g",
     );
-    const dead = new Set(["n2"]);
-    const [next] = planRepairs([rec], members, dead);
+    const [s0, s1, s2] = rec.shards;
+    assert.ok(s0 && s1 && s2);
+    const victim = s0.replicas[1] as string;
+    const spare = ["n1", "n2", "n3", "n4"].find((n) => !s0.replicas.includes(n)) as string;
+    const to = s1.replicas[2] as string;
+    const [next, ...rest] = applyPlan(
+      [rec],
+      [
+        { kind: "replace", shard: s0.id, epoch: 0, remove: victim, add: spare, reason: "dead" },
+        {
+          kind: "transfer-leader",
+          shard: s1.id,
+          epoch: 0,
+          from: s1.replicas[0] as string,
+          to,
+          reason: "balance",
+        },
+        {
+          kind: "split",
+          shard: s2.id,
+          epoch: 0,
+          at: `${s2.start}00`,
+          newShardId: "x",
+          reason: "size",
+        },
+      ],
+    );
+    assert.deepEqual(rest, []);
     assert.ok(next);
-    next.shards.forEach((s, i) => {
-      const before = rec.shards[i]?.replicas ?? [];
-      assert.equal(new Set(s.replicas).size, 3, JSON.stringify(s));
-      assert.ok(!s.replicas.includes("n2"));
-      // Live replicas keep their positions (the preferred leader does not move needlessly).
-      before.forEach((r, j) => {
-        if (r !== "n2") assert.equal(s.replicas[j], r);
-      });
-    });
-    const load = [...replicaLoad([next]).entries()].filter(([n]) => n !== "n2").map(([, c]) => c);
-    assert.ok(Math.max(...load) - Math.min(...load) <= 1, `load ${load}`);
-    // Nothing to do without dead nodes; nothing possible without spare members.
-    assert.deepEqual(planRepairs([rec], members, new Set()), []);
-    const small = planKeyspace(
-      { name: "s", sharding: "range", replicas: 3, shards: 1 },
-      ["a", "b", "c"],
-      new Map(),
-      "g",
+    assert.deepEqual(
+      next.shards[0]?.replicas,
+      s0.replicas.map((r) => (r === victim ? spare : r)),
     );
-    assert.deepEqual(planRepairs([small], ["a", "b", "c"], new Set(["a"])), []);
+    assert.equal(next.shards[1]?.replicas[0], to);
+    assert.deepEqual([...(next.shards[1]?.replicas ?? [])].sort(), [...s1.replicas].sort());
+    assert.deepEqual(next.shards[2], s2, "splits come from the shard leaders, not from here");
+    assert.deepEqual(applyPlan([rec], []), []);
   });
 
   test("a split record keeps the tiling and rotates the new half's preferred leader", () => {

@@ -21,17 +21,24 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { MultiRaftHost } from "../../multiraft/index.js";
 import {
+  applyPlan,
+  type ClusterView,
   KEYSPACE_RECORD_PREFIX,
   type KeyspaceRecord,
   keyspacePrefixHex,
+  livenessAt,
+  MEMBER_RECORD_PREFIX,
+  type MemberRecord,
+  type NodeState,
+  PLAN_LIMITS_DEFAULT,
   parseKeyspaceRecord,
+  planAll,
   planKeyspace,
-  planRepairs,
   recordAfterSplit,
   replicaLoad,
   SPLIT_BYTES_DEFAULT,
   validateKeyspaceSpec,
-} from "../../placement/keyspaces.js";
+} from "../../placement/index.js";
 import type { ConfChange, NodeId } from "../../raft/index.js";
 import {
   type ApplyResult,
@@ -49,6 +56,16 @@ export const META_SHARD = "meta";
 export const META_REPLICAS = 3;
 /** Keyspace records read per refresh; creating more keyspaces than this is refused. */
 export const KEYSPACES_MAX = 1000;
+/** Placement rounds that changed something are at least this far apart. */
+const PLAN_INTERVAL_MS = 2_000;
+/** Replica moves decided per round (each costs a snapshot transfer). */
+const MOVES_PER_ROUND = 2;
+/**
+ * A replica no record places here any more is deleted once this node's copy of the group no
+ * longer counts it as a voter (it applied its removal), or after this long in any case (it was
+ * removed while it was down, and will never hear of it).
+ */
+const UNLISTED_GRACE_MS = 30_000;
 /** How long PUT waits for a new keyspace's shards to elect leaders before answering 201. */
 const CREATE_WAIT_MS = 10_000;
 
@@ -137,21 +154,64 @@ export class KeyspaceAdmin {
   private version = 0;
   private refreshing: Promise<void> | undefined;
   private lastRecords: KeyspaceRecord[] = [];
+  /** Local replicas that no record lists, since when (see UNLISTED_GRACE_MS). */
+  private readonly unlistedSince = new Map<string, number>();
   private splitting = false;
 
   constructor(
     private readonly self: NodeId,
     private readonly kv: KvService,
     private readonly host: Host,
-    private readonly members: readonly NodeId[],
+    /** The cluster's initial members; members who joined later come from their records. */
+    private readonly initialMembers: readonly NodeId[],
     /** Keyspaces that exist without a record: "default" (from the cluster's creation) and "_meta". */
     private readonly fixed: readonly StaticKeyspace[],
     private readonly onError: (err: unknown) => void,
     private readonly splitBytes = SPLIT_BYTES_DEFAULT,
     private readonly liveness: LivenessOptions = LIVENESS_DEFAULTS,
+    /** This node's own member record (written to the metadata group, kept up to date). */
+    private readonly selfRecord?: MemberRecord,
+    /** Called for every member record seen (the node registers the peer's address). */
+    private readonly onMember: (m: MemberRecord) => void = () => {},
   ) {}
 
-  // ------------------------------------------------------------------ liveness and repair
+  private readonly memberRecords = new Map<NodeId, MemberRecord>();
+
+  /** Every member: the initial ones and those that joined (sorted). */
+  get members(): readonly NodeId[] {
+    return [...new Set([...this.initialMembers, ...this.memberRecords.keys()])].sort();
+  }
+
+  memberRecord(id: NodeId): MemberRecord | undefined {
+    return this.memberRecords.get(id);
+  }
+
+  /** Reads the member records, registers their addresses, and writes ours if it changed. */
+  private async refreshMembers(): Promise<void> {
+    const r = await this.kv.list(
+      META_KEYSPACE,
+      { prefix: enc.encode(MEMBER_RECORD_PREFIX), startAfter: undefined, limit: KEYSPACES_MAX },
+      "linearizable",
+    );
+    if (!r.ok) return;
+    for (const i of r.items) {
+      const m = JSON.parse(dec.decode(i.value)) as MemberRecord;
+      this.memberRecords.set(m.id, m);
+      if (m.id !== this.self) this.onMember(m);
+    }
+    const me = this.selfRecord;
+    if (me && JSON.stringify(this.memberRecords.get(me.id)) !== JSON.stringify(me)) {
+      const w = await this.kv.put(
+        META_KEYSPACE,
+        enc.encode(MEMBER_RECORD_PREFIX + me.id),
+        enc.encode(JSON.stringify(me)),
+        { kind: "none" },
+      );
+      if (w.ok) this.memberRecords.set(me.id, me);
+    }
+  }
+
+  // ------------------------------------------------------------------ liveness and placement
 
   /** Since when each member has been unreachable from this node (absent: reachable). */
   private readonly unreachableSince = new Map<NodeId, number>();
@@ -168,30 +228,41 @@ export class KeyspaceAdmin {
     }
   }
 
-  livenessOf(id: NodeId, nowMs: number): "alive" | "suspect" | "dead" {
-    const since = this.unreachableSince.get(id);
-    if (since === undefined) return "alive";
-    const down = nowMs - since;
-    if (down >= this.liveness.deadAfterMs) return "dead";
-    return down >= this.liveness.suspectAfterMs ? "suspect" : "alive";
+  livenessOf(id: NodeId, nowMs: number): NodeState {
+    // Last heard = when it became unreachable (now, while it is reachable).
+    return livenessAt(
+      { lastHeartbeatMs: this.unreachableSince.get(id) ?? nowMs },
+      nowMs,
+      this.liveness,
+    );
   }
 
+  /** When the last placement round changed a record (rounds are at least PLAN_INTERVAL_MS apart). */
+  private lastPlanMs = 0;
+
   /**
-   * The repair scheduler, acted on by the metadata group's leader only: shards with a replica
-   * on a dead node get a replacement in their record (one conditional write per keyspace);
-   * the shards' leaders then carry the change out (`reconcile`).
+   * The placement round, acted on by the metadata group's leader only: the pure schedulers
+   * (src/placement/planner.ts: repair of replicas on dead nodes first, then replica and leader
+   * balance) decide on the cluster as the records describe it; their operations become record
+   * changes (one conditional write per keyspace), which the shards' leaders then carry out
+   * (`reconcile`). Splits are decided by the shards' leaders, who know their sizes
+   * (`checkSplits`). A round that changed something is followed by a pause, so that moves
+   * never flood the cluster with snapshots.
    */
   async repair(nowMs: number): Promise<void> {
     if (this.host.status(META_SHARD)?.role !== "leader") return;
-    const dead = new Set(this.members.filter((m) => this.livenessOf(m, nowMs) === "dead"));
-    if (dead.size === 0) return;
+    if (nowMs - this.lastPlanMs < PLAN_INTERVAL_MS) return;
     const r = await this.recordsWithRevisions();
     if (!r.ok) return;
-    for (const rec of planRepairs(
-      r.records.map((x) => x.record),
-      this.members,
-      dead,
-    )) {
+    const records = r.records.map((x) => x.record);
+    const plan = planAll(this.clusterView(records, nowMs), {
+      ...PLAN_LIMITS_DEFAULT,
+      movesMax: MOVES_PER_ROUND,
+    });
+    const changed = applyPlan(records, plan.ops);
+    if (changed.length === 0) return;
+    this.lastPlanMs = nowMs;
+    for (const rec of changed) {
       const revision = r.records.find((x) => x.record.name === rec.name)?.revision;
       if (revision === undefined) continue;
       const w = await this.kv.put(
@@ -203,6 +274,40 @@ export class KeyspaceAdmin {
       if (!w.ok && w.code !== "PRECONDITION_FAILED") this.onError(new Error(w.message));
     }
     await this.refresh();
+  }
+
+  /** The records as the planners see them. Nodes carry no labels or capacities yet. */
+  private clusterView(records: readonly KeyspaceRecord[], nowMs: number): ClusterView {
+    return {
+      nowMs,
+      members: this.members.map((id) => ({
+        id,
+        peer: this.memberRecords.get(id)?.peer ?? "",
+        api: this.memberRecords.get(id)?.api ?? "",
+        s3: this.memberRecords.get(id)?.s3 ?? "",
+        labels: {},
+        capacityBytes: 1,
+        usedBytes: 0,
+        liveness: this.livenessOf(id, nowMs),
+        admin: "active",
+        lastHeartbeatMs: this.unreachableSince.get(id) ?? nowMs,
+        load: { readsPerSec: 0, writesPerSec: 0 },
+      })),
+      keyspaces: records.map((r) => ({ name: r.name, sharding: r.sharding, replicas: r.replicas })),
+      shards: records.flatMap((r) =>
+        r.shards.map((s) => ({
+          id: s.id,
+          keyspace: r.name,
+          start: s.start,
+          end: s.end,
+          voters: s.replicas,
+          epoch: 0,
+          // The first replica is the preferred leader: the nodes hand leadership to it.
+          ...(s.replicas[0] ? { leaderHint: s.replicas[0] } : {}),
+        })),
+      ),
+      stats: {},
+    };
   }
 
   /**
@@ -360,6 +465,7 @@ export class KeyspaceAdmin {
   }
 
   private async doRefresh(): Promise<void> {
+    await this.refreshMembers();
     let r = await this.records();
     if (!r.ok) return; // the metadata group is unavailable: keep the map we have
     if (await this.recordFixed(r.records)) {
@@ -384,8 +490,26 @@ export class KeyspaceAdmin {
       const child = this.host.localMachine(id)?.metaDurable.child;
       if (child !== undefined) wanted.add(child);
     }
+    const now = Date.now();
     for (const id of this.host.groupIds()) {
-      if (!wanted.has(id)) this.host.removeGroup(id);
+      if (wanted.has(id)) {
+        this.unlistedSince.delete(id);
+        continue;
+      }
+      const since = this.unlistedSince.get(id) ?? now;
+      this.unlistedSince.set(id, since);
+      const st = this.host.status(id);
+      const retired = this.host.localMachine(id)?.retiredDurable === true;
+      if (st?.role === "leader" && !retired && now - since < UNLISTED_GRACE_MS) {
+        // Still leading a group it is being moved out of: hand over first (no election gap).
+        const to = st.voters.find((v) => v !== this.self);
+        if (to && !st.voters.includes(this.self)) this.host.transferLeadership(id, to);
+        continue;
+      }
+      if (retired || !st?.voters.includes(this.self) || now - since >= UNLISTED_GRACE_MS) {
+        this.host.removeGroup(id);
+        this.unlistedSince.delete(id);
+      }
     }
     for (const rec of r.records) {
       for (const s of rec.shards) {

@@ -257,8 +257,9 @@ export class KvService {
   ): Promise<{ ok: true; revision: number } | KvError> {
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     // A local replica proposes (a follower forwards inside Raft, see MultiRaftHost.propose);
-    // only a node without one sends the request to the leader.
-    const local = this.host.hasGroup(shard.id);
+    // only a node without one sends the request to the leader. Decided again on every attempt:
+    // a replica being moved off this node stops serving as soon as the map says so.
+    let local = this.servesLocally(shard);
     let target: NodeId | undefined = local ? this.self : this.host.leaderOf(shard.id);
     let leaderlessSince: number | undefined;
     let attempt = 0;
@@ -268,7 +269,8 @@ export class KvService {
         return unavailable(
           `shard ${shard.id}: no leader accepted the write within ${this.opts.requestTimeoutMs} ms`,
         );
-      target ??= shard.replicas[attempt % shard.replicas.length] as NodeId;
+      const replicas = this.currentReplicas(shard);
+      target ??= replicas[attempt % replicas.length] as NodeId;
       attempt++;
       const outcome =
         target === this.self
@@ -293,10 +295,12 @@ export class KvService {
             );
           }
           await sleep(Math.min(local ? 10 : 50, Math.max(1, deadline - Date.now())));
+          local = this.servesLocally(shard);
           target = local ? this.self : this.host.leaderOf(shard.id);
           continue;
         }
         case "DROPPED":
+          local = this.servesLocally(shard);
           target = local ? this.self : this.host.leaderOf(shard.id);
           continue; // certainly not applied: safe to retry
         case "OVERLOADED":
@@ -322,6 +326,26 @@ export class KvService {
 
   // ------------------------------------------------------------------ reads
 
+  /** The shard's replicas in the current map (it may have changed since `shard` was read). */
+  private currentReplicas(shard: ShardInfo): readonly NodeId[] {
+    return (
+      this.map.shards(shard.keyspace).find((s) => s.id === shard.id)?.replicas ?? shard.replicas
+    );
+  }
+
+  /**
+   * This node has a replica of the shard that the current map still places here and (unless
+   * `anyLeader`, for stale reads) that knows its leader: a replica just added, still empty, does
+   * not yet, so the request goes to another replica.
+   */
+  private servesLocally(shard: ShardInfo, anyLeader = false): boolean {
+    return (
+      this.host.hasGroup(shard.id) &&
+      this.currentReplicas(shard).includes(this.self) &&
+      (anyLeader || this.host.leaderOf(shard.id) !== undefined)
+    );
+  }
+
   /**
    * Reads one shard: on a local replica (linearizable through ReadIndex, or stale), else on a
    * replica that has it. The replica checks that the shard still covers what `shard` (from our
@@ -339,9 +363,9 @@ export class KvService {
       start: shard.start,
       end: shard.end,
     };
-    if (!this.host.hasGroup(shardId)) {
+    if (!this.servesLocally(shard, consistency === "stale")) {
       // No local replica: ask one that has it (it runs the same logic locally).
-      for (const r of shard.replicas) {
+      for (const r of this.currentReplicas(shard)) {
         const res = await this.forwardRead(r, shardId, consistency, wire, expect);
         if (res.ok || res.code !== "UNAVAILABLE") return res;
       }

@@ -1,0 +1,9 @@
+/**
+ * placement/: the cluster map's vocabulary, the chunk ring and the pure schedulers (no I/O,
+ * no clock, no randomness). See docs/placement.md.
+ */
+export * from "./keyspaces.js";
+export * from "./liveness.js";
+export * from "./planner.js";
+export * from "./ring.js";
+export * from "./types.js";
