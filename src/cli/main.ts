@@ -218,6 +218,25 @@ withClient(kv.command("ls [prefix]"))
     }),
   );
 
+const nodeCmd = program.command("node").description("operate on cluster members");
+for (const [action, what] of [
+  ["drain", "move every replica and leadership off a node (it stays a member)"],
+  ["remove", "retire a node for good: its replicas are re-created on the others"],
+  ["activate", "undo a drain"],
+] as const) {
+  withClient(nodeCmd.command(`${action} <id>`))
+    .description(what)
+    .action((id: string, o: ClientOptions) =>
+      run(async () => {
+        const c = resolveClient(o);
+        const r = await request(c, "POST", `/v1/nodes/${encodeURIComponent(id)}/${action}`);
+        await failOnError(r);
+        const body = (await r.json()) as { node: string; admin: string };
+        console.log(`${body.node}: ${body.admin}`);
+      }),
+    );
+}
+
 withClient(program.command("status"))
   .description("show nodes, shards and their leaders")
   .option("--json", "print the raw JSON", false)
@@ -234,6 +253,7 @@ withClient(program.command("status"))
           reachable?: boolean;
           self?: boolean;
           state?: string;
+          admin?: string;
           replicas?: number;
           leaders?: number;
         }[];
@@ -259,7 +279,7 @@ withClient(program.command("status"))
       console.log("NODE\tPEER\tSTATE\tREPLICAS\tLEADERS");
       for (const n of st.nodes)
         console.log(
-          `${n.id}\t${n.peer}\t${n.self ? "self" : (n.state ?? (n.reachable ? "alive" : "unreachable"))}\t${n.replicas ?? "-"}\t${n.leaders ?? "-"}`,
+          `${n.id}\t${n.peer}\t${n.self ? "self" : (n.state ?? (n.reachable ? "alive" : "unreachable"))}${n.admin && n.admin !== "active" ? ` (${n.admin})` : ""}\t${n.replicas ?? "-"}\t${n.leaders ?? "-"}`,
         );
       if (st.summary) {
         const s = st.summary;

@@ -21,6 +21,7 @@ export interface NodeConfig {
   readonly s3: string;
   readonly join: readonly PeerAddress[];
   readonly tokens: readonly string[];
+  readonly labels: readonly string[];
   readonly shards: number;
   readonly replicas: number;
   readonly tickMs: number;
@@ -110,6 +111,13 @@ export const OPTIONS: readonly OptionSpec[] = [
     kind: "list",
     def: [],
     help: "bearer tokens accepted by the KV/admin API, comma-separated",
+  },
+  {
+    key: "labels",
+    flag: "labels",
+    kind: "list",
+    def: [],
+    help: "placement labels KEY=VALUE, comma-separated: replicas of a shard spread over zone= first, then rack=",
   },
   {
     key: "shards",
@@ -451,5 +459,20 @@ export function resolveConfig(
     throw new ConfigError("mutual TLS needs all of --tls-ca, --tls-cert and --tls-key");
   if (cfg.join.some((p) => p.id === cfg.id))
     throw new ConfigError("--join lists the other members, not this node");
+  parseLabels(cfg.labels);
   return cfg;
+}
+
+/** `--labels zone=a,rack=r1` as a record; throws ConfigError on a malformed entry. */
+export function parseLabels(entries: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of entries) {
+    const m = /^([a-z][a-z0-9_-]{0,31})=([A-Za-z0-9_.-]{1,64})$/.exec(e);
+    if (!m)
+      throw new ConfigError(
+        `--labels entries look like zone=eu-1 (key: a-z0-9_-, value: A-Za-z0-9_.-), got ${JSON.stringify(e)}`,
+      );
+    out[m[1] as string] = m[2] as string;
+  }
+  return out;
 }

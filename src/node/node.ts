@@ -19,7 +19,7 @@ import type { MultiRaftHost } from "../multiraft/index.js";
 import { type ApplyResult, initialShardMap, ShardMachine, ShardMap } from "../shard/index.js";
 import { LmdbEngine, type StorageEngine } from "../storage/index.js";
 import { GrpcTransport } from "../transport/index.js";
-import type { NodeConfig } from "./config.js";
+import { type NodeConfig, parseLabels } from "./config.js";
 import { createLogger, type Logger } from "./log.js";
 import { MeteredEngine, meteredHost } from "./metrics.js";
 import { Operability } from "./ops.js";
@@ -159,12 +159,16 @@ export class KumoNode {
       (err) => this.log.warn({ err }, "keyspace refresh failed"),
       cfg.splitBytes,
       { suspectAfterMs: cfg.suspectAfterMs, deadAfterMs: cfg.deadAfterMs },
-      { id: cfg.id, peer: cfg.peer, api: cfg.api, s3: cfg.s3 },
+      { id: cfg.id, peer: cfg.peer, api: cfg.api, s3: cfg.s3, labels: parseLabels(cfg.labels) },
       (m) => transport.setPeer(m.id, m.peer),
     );
     this.keyspaces = keyspaces;
     kv.setKeyspaceResolver(() => keyspaces.refresh());
-    const keyspacesHttp = new KeyspaceHttpApi(keyspaces, cfg.tokens);
+    const keyspacesHttp = new KeyspaceHttpApi(
+      keyspaces,
+      cfg.tokens,
+      cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
+    );
     const http = new KvHttpApi(kv, {
       tokens: cfg.tokens,
       keyBytesMax: cfg.keyBytesMax,
@@ -380,6 +384,7 @@ export class KumoNode {
           })),
       ].map((n) => ({
         ...n,
+        admin: this.keyspaces?.memberRecord(n.id)?.admin ?? "active",
         state: stateOf(n.id),
         replicas: replicasOn(n.id),
         leaders: leading(n.id),

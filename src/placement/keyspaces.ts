@@ -89,6 +89,13 @@ export interface MemberRecord {
   readonly peer: string;
   readonly api: string;
   readonly s3: string;
+  /** Placement labels (`zone`, `rack`), from the node's --labels. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * Operator intent: "draining" (replicas move off it), "removed" (retired: evicted, and the
+   * node's own record updates may not undo it). Absent: active.
+   */
+  readonly admin?: "draining" | "removed";
 }
 
 export const MEMBER_RECORD_PREFIX = "m/";

@@ -86,3 +86,37 @@ test("joined nodes get replicas and leaders while clients keep working", async (
   const g = await c.req("n4", "GET", "/v1/kv/default/from-n5");
   assert.equal(g.text, "x");
 });
+
+test("a drained node gives up every replica; a removed one is retired", async () => {
+  const replicasOf = async (id: string) => {
+    const ks = JSON.parse((await c.req("n1", "GET", "/v1/keyspaces/default")).text) as {
+      shards: { replicas: string[] }[];
+    };
+    return ks.shards.filter((s) => s.replicas.includes(id)).length;
+  };
+  assert.ok((await replicasOf("n5")) > 0, "n5 holds replicas before the drain");
+  const d = await c.req("n2", "POST", "/v1/nodes/n5/drain");
+  assert.equal(d.status, 200, d.text);
+  assert.deepEqual(JSON.parse(d.text), { node: "n5", admin: "draining" });
+  await waitFor(async () => (await replicasOf("n5")) === 0, 60_000, "n5 drained");
+  // Every key is still readable, through the drained node too.
+  const w = await c.req("n5", "PUT", "/v1/kv/default/after-drain", { body: "ok" });
+  assert.equal(w.status, 200, w.text);
+  assert.equal((await c.req("n1", "GET", "/v1/kv/default/after-drain")).text, "ok");
+  const rm = await c.req("n3", "POST", "/v1/nodes/n5/remove");
+  assert.equal(rm.status, 200, rm.text);
+  await waitFor(
+    async () => {
+      const v = JSON.parse((await c.req("n1", "GET", "/v1/cluster")).text) as {
+        nodes: { id: string; admin: string }[];
+      };
+      return v.nodes.find((n) => n.id === "n5")?.admin === "removed";
+    },
+    10_000,
+    "n5 shown as removed",
+  );
+  // A removed node cannot be brought back by "activate"; unknown nodes are 404.
+  assert.equal((await c.req("n1", "POST", "/v1/nodes/n5/activate")).status, 409);
+  assert.equal((await c.req("n1", "POST", "/v1/nodes/nope/drain")).status, 404);
+  assert.equal((await c.req("n1", "GET", "/v1/nodes/n5/drain")).status, 405);
+});

@@ -194,21 +194,69 @@ export class KeyspaceAdmin {
       "linearizable",
     );
     if (!r.ok) return;
+    let mine: { record: MemberRecord; revision: number } | undefined;
     for (const i of r.items) {
       const m = JSON.parse(dec.decode(i.value)) as MemberRecord;
       this.memberRecords.set(m.id, m);
       if (m.id !== this.self) this.onMember(m);
+      else mine = { record: m, revision: i.revision };
     }
     const me = this.selfRecord;
-    if (me && JSON.stringify(this.memberRecords.get(me.id)) !== JSON.stringify(me)) {
+    if (!me) return;
+    // The operator's intent (draining, removed) is kept: a node only updates its addresses and
+    // labels, conditionally, so a concurrent drain is never overwritten.
+    const want: MemberRecord = {
+      ...me,
+      ...(mine?.record.admin ? { admin: mine.record.admin } : {}),
+    };
+    if (JSON.stringify(mine?.record) === JSON.stringify(want)) return;
+    const w = await this.kv.put(
+      META_KEYSPACE,
+      enc.encode(MEMBER_RECORD_PREFIX + me.id),
+      enc.encode(JSON.stringify(want)),
+      mine ? { kind: "ifRevision", revision: mine.revision } : { kind: "ifAbsent" },
+    );
+    if (w.ok) this.memberRecords.set(me.id, want);
+  }
+
+  /**
+   * Sets a member's operator state: "draining" moves every replica off it (and leadership
+   * first), "removed" retires it for good (its replicas are re-created elsewhere at once, as
+   * for a dead node), "active" undoes a drain. A conditional write of its member record.
+   */
+  async setMemberAdmin(
+    id: NodeId,
+    admin: "active" | "draining" | "removed",
+  ): Promise<{ ok: true; record: MemberRecord } | AdminError> {
+    const key = enc.encode(MEMBER_RECORD_PREFIX + id);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.kv.get(META_KEYSPACE, key, "linearizable");
+      if (!cur.ok) return cur;
+      if (!cur.item) {
+        if (!this.initialMembers.includes(id))
+          return { ok: false, code: "NOT_FOUND", message: `no member ${JSON.stringify(id)}` };
+      }
+      const old: MemberRecord = cur.item
+        ? (JSON.parse(dec.decode(cur.item.value)) as MemberRecord)
+        : { id, peer: "", api: "", s3: "" };
+      if (old.admin === "removed" && admin !== "removed")
+        return { ok: false, code: "PROTECTED", message: `member ${id} was removed for good` };
+      const { admin: _old, ...rest } = old;
+      const next: MemberRecord = admin === "active" ? rest : { ...rest, admin };
       const w = await this.kv.put(
         META_KEYSPACE,
-        enc.encode(MEMBER_RECORD_PREFIX + me.id),
-        enc.encode(JSON.stringify(me)),
-        { kind: "none" },
+        key,
+        enc.encode(JSON.stringify(next)),
+        cur.item ? { kind: "ifRevision", revision: cur.item.revision } : { kind: "ifAbsent" },
       );
-      if (w.ok) this.memberRecords.set(me.id, me);
+      if (w.ok) {
+        this.memberRecords.set(id, next);
+        this.lastPlanMs = 0; // act on it in the next round
+        return { ok: true, record: next };
+      }
+      if (w.code !== "PRECONDITION_FAILED") return w;
     }
+    return { ok: false, code: "UNAVAILABLE", message: "the member record kept changing; retry" };
   }
 
   // ------------------------------------------------------------------ liveness and placement
@@ -276,7 +324,7 @@ export class KeyspaceAdmin {
     await this.refresh();
   }
 
-  /** The records as the planners see them. Nodes carry no labels or capacities yet. */
+  /** The records as the planners see them. Nodes carry no capacities yet (all equal). */
   private clusterView(records: readonly KeyspaceRecord[], nowMs: number): ClusterView {
     return {
       nowMs,
@@ -285,11 +333,11 @@ export class KeyspaceAdmin {
         peer: this.memberRecords.get(id)?.peer ?? "",
         api: this.memberRecords.get(id)?.api ?? "",
         s3: this.memberRecords.get(id)?.s3 ?? "",
-        labels: {},
+        labels: this.memberRecords.get(id)?.labels ?? {},
         capacityBytes: 1,
         usedBytes: 0,
         liveness: this.livenessOf(id, nowMs),
-        admin: "active",
+        admin: this.memberRecords.get(id)?.admin ?? "active",
         lastHeartbeatMs: this.unreachableSince.get(id) ?? nowMs,
         load: { readsPerSec: 0, writesPerSec: 0 },
       })),
@@ -731,6 +779,8 @@ export class KeyspaceAdmin {
   }
 }
 
+const ADMIN_STATES = { drain: "draining", remove: "removed", activate: "active" } as const;
+
 const ADMIN_STATUS: Record<AdminError["code"], number> = {
   INVALID: 400,
   KEYSPACE_EXISTS: 409,
@@ -759,11 +809,39 @@ export class KeyspaceHttpApi {
   constructor(
     private readonly admin: KeyspaceAdmin,
     private readonly tokens: readonly string[],
+    /** Node drain/remove need these (the API tokens when no admin tokens are configured). */
+    private readonly adminTokens: readonly string[] = tokens,
   ) {}
+
+  /** POST /v1/nodes/{id}/drain|remove|activate (admin token). */
+  private async nodeAdmin(
+    req: IncomingMessage,
+    res: ServerResponse,
+    id: string,
+    action: string,
+  ): Promise<true> {
+    if (!authorized(req, this.adminTokens)) {
+      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid admin bearer token", {
+        "www-authenticate": 'Bearer realm="kumo-admin"',
+      });
+    }
+    if (req.method !== "POST")
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", "POST only", { allow: "POST" });
+    const r = await this.admin.setMemberAdmin(
+      id,
+      ADMIN_STATES[action as keyof typeof ADMIN_STATES],
+    );
+    if (!r.ok) throw adminError(r);
+    sendJson(res, 200, { node: id, admin: r.record.admin ?? "active" });
+    return true;
+  }
 
   /** Handles /v1/keyspaces[/name]; returns false if the path is not ours. */
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
     const path = url.pathname;
+    const node = /^\/v1\/nodes\/([^/]+)\/(drain|remove|activate)$/.exec(path);
+    if (node)
+      return this.nodeAdmin(req, res, decodeURIComponent(node[1] as string), node[2] as string);
     if (path !== "/v1/keyspaces" && !path.startsWith("/v1/keyspaces/")) return false;
     if (!authorized(req, this.tokens)) {
       throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
