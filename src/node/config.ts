@@ -32,6 +32,7 @@ export interface NodeConfig {
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
   readonly splitBytes: number;
+  readonly splitLoadOpsPerSec: number;
   readonly suspectAfterMs: number;
   readonly deadAfterMs: number;
   readonly listLimitMax: number;
@@ -207,6 +208,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1024,
     max: 2 ** 40,
     help: "a shard of a range keyspace splits in two once it holds more than this many bytes",
+  },
+  {
+    key: "splitLoadOpsPerSec",
+    flag: "split-load-ops-per-sec",
+    kind: "int",
+    def: 2000,
+    min: 0,
+    max: 10_000_000,
+    help: "a shard of a range keyspace applying more writes per second than this for 3 s splits in two (0: never by load)",
   },
   {
     key: "suspectAfterMs",

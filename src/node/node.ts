@@ -157,7 +157,7 @@ export class KumoNode {
       members,
       fixed,
       (err) => this.log.warn({ err }, "keyspace refresh failed"),
-      cfg.splitBytes,
+      { bytes: cfg.splitBytes, loadOpsPerSec: cfg.splitLoadOpsPerSec },
       { suspectAfterMs: cfg.suspectAfterMs, deadAfterMs: cfg.deadAfterMs },
       { id: cfg.id, peer: cfg.peer, api: cfg.api, s3: cfg.s3, labels: parseLabels(cfg.labels) },
       (m) => transport.setPeer(m.id, m.peer),

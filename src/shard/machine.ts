@@ -124,6 +124,8 @@ export class ShardMachine {
    * until first asked (then counted once by a scan). Only split decisions use it.
    */
   private size: { bytes: number; keys: number } | undefined;
+  /** Writes (puts and deletes) applied since this replica started: the shard's write load. */
+  writesApplied = 0;
   /** Writes staged in the current, not yet durable batch: hex(key) -> stored bytes or null. */
   private overlay = new Map<string, Uint8Array | null>();
   /** Last applied entry, including writes staged in the batch in flight. */
@@ -200,6 +202,7 @@ export class ShardMachine {
       return { ok: false, code: "PRECONDITION_FAILED", revision: current.revision };
     }
     const sk = this.storedKey(cmd.key);
+    this.writesApplied++;
     if (cmd.op === "put") {
       // The value is copied: the entry's bytes may alias a network buffer.
       const stored = encodeStored(e.index, cmd.value);

@@ -126,6 +126,16 @@ function recordKeyspace(r: KeyspaceRecord): StaticKeyspace {
   };
 }
 
+export interface SplitOptions {
+  /** A range shard holding more than this many bytes splits. */
+  readonly bytes: number;
+  /** A range shard applying more writes per second than this for a few rounds splits (0: off). */
+  readonly loadOpsPerSec: number;
+}
+
+/** Rounds (one per second) a shard must stay over the load threshold before it splits. */
+const SPLIT_HOT_ROUNDS_MIN = 3;
+
 export interface LivenessOptions {
   /** Unreachable this long: suspect (shown; nothing moves). */
   readonly suspectAfterMs: number;
@@ -167,7 +177,7 @@ export class KeyspaceAdmin {
     /** Keyspaces that exist without a record: "default" (from the cluster's creation) and "_meta". */
     private readonly fixed: readonly StaticKeyspace[],
     private readonly onError: (err: unknown) => void,
-    private readonly splitBytes = SPLIT_BYTES_DEFAULT,
+    private readonly splits: SplitOptions = { bytes: SPLIT_BYTES_DEFAULT, loadOpsPerSec: 0 },
     private readonly liveness: LivenessOptions = LIVENESS_DEFAULTS,
     /** This node's own member record (written to the metadata group, kept up to date). */
     private readonly selfRecord?: MemberRecord,
@@ -442,7 +452,26 @@ export class KeyspaceAdmin {
     }
   }
 
+  /** Per shard: the write count at the last round, and how many rounds in a row were hot. */
+  private readonly writeRates = new Map<string, { writes: number; atMs: number; hot: number }>();
+
+  /**
+   * Consecutive split rounds in which the shard applied more than `splits.loadOpsPerSec`
+   * writes per second (0 when load splitting is off). Writes are what a leader sees of a
+   * shard's load; reads served by followers are not counted.
+   */
+  private hotRounds(shard: string, writes: number, nowMs: number): number {
+    const prev = this.writeRates.get(shard);
+    const rate =
+      prev && nowMs > prev.atMs ? ((writes - prev.writes) * 1000) / (nowMs - prev.atMs) : 0;
+    const hot =
+      this.splits.loadOpsPerSec > 0 && rate > this.splits.loadOpsPerSec ? (prev?.hot ?? 0) + 1 : 0;
+    this.writeRates.set(shard, { writes, atMs: nowMs, hot });
+    return hot;
+  }
+
   private async splitRound(): Promise<void> {
+    const nowMs = Date.now();
     for (const rec of this.lastRecords) {
       if (rec.sharding !== "range") continue;
       for (const s of rec.shards) {
@@ -455,7 +484,8 @@ export class KeyspaceAdmin {
           await this.recordSplit(rec.name, s.id);
           continue;
         }
-        if (m.approximateSize().bytes < this.splitBytes) continue;
+        const hot = this.hotRounds(s.id, m.writesApplied, nowMs);
+        if (m.approximateSize().bytes < this.splits.bytes && hot < SPLIT_HOT_ROUNDS_MIN) continue;
         const at = m.middleKey();
         const shard = this.kv
           .shardMap()
