@@ -234,6 +234,32 @@ export class ChaosCluster {
     return results.flatMap((r) => (r.ok ? [] : [r.reason]));
   }
 
+  /**
+   * POST /v1/nodes/{id}/drain|activate through any live node that answers (the API token is
+   * also the admin token in these clusters).
+   */
+  async setAdmin(
+    id: string,
+    action: "drain" | "activate",
+  ): Promise<{ ok: true } | { ok: false; reason: string }> {
+    let last = "no live node answered";
+    for (const n of this.alive()) {
+      if (n.paused) continue;
+      const r = await send(n.http, {
+        method: "POST",
+        path: `/v1/nodes/${encodeURIComponent(id)}/${action}`,
+        headers: { authorization: `Bearer ${this.cfg.token}` },
+        timeoutMs: 5000,
+      });
+      if (r.kind === "answer" && r.status === 200) return { ok: true };
+      last =
+        r.kind === "answer"
+          ? `${action} ${id}: ${r.status} ${r.body}`
+          : `${action} ${id}: ${r.kind}`;
+    }
+    return { ok: false, reason: last };
+  }
+
   /** GET /v1/cluster of one node, or undefined if it does not answer in time. */
   async status(id: string, timeoutMs = 2000): Promise<ShardStatus[] | undefined> {
     const n = this.node(id);

@@ -24,7 +24,7 @@ export function target(address: string): HttpTarget {
 }
 
 export interface Request {
-  readonly method: "GET" | "PUT" | "DELETE";
+  readonly method: "GET" | "PUT" | "DELETE" | "POST";
   readonly path: string;
   readonly headers: Record<string, string>;
   readonly body?: string;

@@ -13,8 +13,8 @@ import { Prng } from "../base/index.js";
 import type { ChaosCluster } from "./cluster.js";
 import type { LinkShaping, NetLab } from "./netns.js";
 
-export type NemesisName = "kill" | "pause" | "partition" | "netem";
-export const NEMESES: readonly NemesisName[] = ["kill", "pause", "partition", "netem"];
+export type NemesisName = "kill" | "pause" | "partition" | "netem" | "drain";
+export const NEMESES: readonly NemesisName[] = ["kill", "pause", "partition", "netem", "drain"];
 /** Nemeses that need network namespaces. */
 export const NETWORK_NEMESES: ReadonlySet<NemesisName> = new Set(["partition", "netem"]);
 
@@ -31,7 +31,12 @@ export type Fault =
       /** Ordered pairs (from, to) of node indices whose packets are dropped. */
       readonly cuts: readonly (readonly [number, number])[];
     }
-  | { readonly kind: "netem"; readonly nodes: readonly number[]; readonly shaping: LinkShaping };
+  | { readonly kind: "netem"; readonly nodes: readonly number[]; readonly shaping: LinkShaping }
+  /**
+   * Membership change under load: the node is drained (its replicas and leadership move to the
+   * others when there are spare nodes) and activated again when the fault heals.
+   */
+  | { readonly kind: "drain"; readonly nodes: readonly number[] };
 
 export interface ScheduledFault {
   /** Milliseconds after the workload starts. */
@@ -56,6 +61,7 @@ const HOLD_MS: Record<NemesisName, readonly [number, number]> = {
   pause: [1500, 5000],
   partition: [2000, 7000],
   netem: [3000, 7000],
+  drain: [4000, 8000],
 };
 
 function between(rnd: Prng, [lo, hi]: readonly [number, number]): number {
@@ -181,6 +187,9 @@ export function schedule(opts: ScheduleOptions): ScheduledFault[] {
         break;
       case "netem":
         fault = netemFault(rnd, n);
+        break;
+      case "drain":
+        fault = { kind: "drain", nodes: shuffled(rnd, n).slice(0, 1) };
         break;
     }
     out.push({ atMs: t, holdMs, fault });
@@ -321,6 +330,16 @@ export async function runNemesis(
         };
         break;
       }
+    }
+    if (fault.kind === "drain") {
+      const target = name(fault.nodes[0] as number);
+      description = `drain ${target} (membership change)`;
+      const r = await ctx.cluster.setAdmin(target, "drain");
+      if (!r.ok) problems.push(r.reason);
+      heal = async () => {
+        const a = await ctx.cluster.setAdmin(target, "activate");
+        if (!a.ok) problems.push(a.reason);
+      };
     }
     const event: NemesisEvent = {
       startMs,

@@ -206,5 +206,7 @@ function shadeColor(kind: NemesisEvent["kind"]): string {
       return "#9cf";
     case "netem":
       return "#cbf";
+    case "drain":
+      return "#9e9";
   }
 }

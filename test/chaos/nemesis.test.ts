@@ -53,6 +53,10 @@ test("faults are well-formed for 3 and 5 nodes", () => {
             assert.ok(fault.nodes.length >= 1 && fault.nodes.length <= nodes);
             assert.ok(fault.shaping.delayMs > 0);
             break;
+          case "drain":
+            assert.equal(fault.nodes.length, 1);
+            assert.ok((fault.nodes[0] as number) < nodes);
+            break;
         }
       }
     }
