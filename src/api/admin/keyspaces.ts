@@ -388,14 +388,31 @@ export class KeyspaceAdmin {
         const caughtUp = st.learners.filter(
           (l) => want.has(l) && (st.match.get(l) ?? 0) >= st.commit,
         );
-        const extraVoters = st.voters.filter((v) => !want.has(v));
+        // Unlisted voters, those that are not alive first (they are the ones to lose first).
+        const now = Date.now();
+        const extraVoters = st.voters
+          .filter((v) => !want.has(v))
+          .sort(
+            (a, b) =>
+              Number(this.livenessOf(a, now) === "alive") -
+              Number(this.livenessOf(b, now) === "alive"),
+          );
         const extraLearners = st.learners.filter((l) => !want.has(l));
         let cc: ConfChange | undefined;
         if (caughtUp.length > 0) {
+          // Up-replicate before removing: a change never leaves fewer voters than the shard
+          // wants, so with two replacements pending and one learner caught up, one unlisted
+          // voter goes now and the other with the next learner (the simulator's "replica-dip").
+          const removable = Math.max(
+            0,
+            Math.min(extraVoters.length, st.voters.length + caughtUp.length - s.replicas.length),
+          );
           cc = {
             changes: [
               ...caughtUp.map((node) => ({ type: "addVoter" as const, node })),
-              ...extraVoters.map((node) => ({ type: "removeNode" as const, node })),
+              ...extraVoters
+                .slice(0, removable)
+                .map((node) => ({ type: "removeNode" as const, node })),
             ],
           };
         } else if (missing.length > 0) {
@@ -686,7 +703,14 @@ export class KeyspaceAdmin {
     for (const k of this.fixed)
       for (const s of k.shards) for (const n of s.replicas) load.set(n, (load.get(n) ?? 0) + 1);
     const generation = `${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 4).toString(36)}`;
-    const record = planKeyspace(spec, this.members, load, generation);
+    // New replicas go only to live members that take replicas (not draining or removed).
+    const now = Date.now();
+    const eligible = this.members.filter(
+      (m) => this.memberRecords.get(m)?.admin === undefined && this.livenessOf(m, now) === "alive",
+    );
+    if (eligible.length === 0)
+      return { ok: false, code: "UNAVAILABLE", message: "no live member can take replicas" };
+    const record = planKeyspace(spec, eligible, load, generation);
     const w = await this.kv.put(
       META_KEYSPACE,
       enc.encode(KEYSPACE_RECORD_PREFIX + spec.name),
