@@ -1,11 +1,25 @@
 /**
  * `npm run sim -- --seeds N [--from S] [--nodes 3|5] [--bug NAME] [--verbose]`
+ * `npm run sim -- --seeds N --scenario placement [--from S] [--bug NAME] [--tolerate ISSUES]
+ *    [--load-ms MS] [--verbose]`
  *
  * Runs N seeds of the deterministic simulator and ends with `sim: N seeds, V violations`.
  * Every failure prints its seed, what broke, and the exact command that replays it.
+ * Scenarios: `raft` (the default: Raft groups under faults) and `placement` (the placement
+ * driver under churn, src/sim/placement.ts).
  */
 import { Command, InvalidArgumentError } from "commander";
+import {
+  KNOWN_ISSUES,
+  type KnownIssue,
+  PLACEMENT_BUG_NAMES,
+  type PlacementBug,
+} from "./placement.js";
+import { runPlacementCampaign } from "./placement-cli.js";
 import { BUG_NAMES, type BugName, runSeed, type SimResult } from "./sim.js";
+
+const SCENARIOS = ["raft", "placement"] as const;
+type Scenario = (typeof SCENARIOS)[number];
 
 function int(name: string) {
   return (v: string): number => {
@@ -32,14 +46,29 @@ const program = new Command()
     },
     3 as 3 | 5,
   )
-  .option("--bug <name>", `plant a broken rule (${BUG_NAMES.join(", ")})`, (v) => {
-    if (!BUG_NAMES.includes(v as BugName))
-      throw new InvalidArgumentError(`unknown bug; one of ${BUG_NAMES.join(", ")}`);
-    return v as BugName;
+  .option("--scenario <name>", `what to simulate (${SCENARIOS.join(", ")})`, (v) => {
+    if (!SCENARIOS.includes(v as Scenario))
+      throw new InvalidArgumentError(`unknown scenario; one of ${SCENARIOS.join(", ")}`);
+    return v as Scenario;
   })
   .option(
+    "--bug <name>",
+    `plant a broken rule (raft: ${BUG_NAMES.join(", ")}; placement: ${PLACEMENT_BUG_NAMES.join(", ")})`,
+  )
+  .option(
+    "--tolerate <issues>",
+    `placement: known issues to count instead of failing on (${KNOWN_ISSUES.join(", ")}), comma-separated`,
+    (v) => {
+      const list = v.split(",").filter(Boolean);
+      for (const x of list)
+        if (!KNOWN_ISSUES.includes(x as KnownIssue))
+          throw new InvalidArgumentError(`unknown issue ${x}; one of ${KNOWN_ISSUES.join(", ")}`);
+      return list as KnownIssue[];
+    },
+  )
+  .option(
     "--load-ms <ms>",
-    "virtual milliseconds of faults and load per seed",
+    "virtual milliseconds of faults and load per seed (placement: of chaos, default 150000)",
     int("--load-ms"),
     6000,
   )
@@ -51,15 +80,36 @@ const opts = program.opts<{
   seeds: number;
   from: number;
   nodes: 3 | 5;
-  bug?: BugName;
+  scenario?: Scenario;
+  bug?: string;
+  tolerate?: KnownIssue[];
   loadMs: number;
   verbose: boolean;
   stopOnFailure: boolean;
 }>();
 
+if (opts.scenario === "placement") {
+  if (opts.bug !== undefined && !PLACEMENT_BUG_NAMES.includes(opts.bug as PlacementBug))
+    program.error(`unknown placement bug; one of ${PLACEMENT_BUG_NAMES.join(", ")}`);
+  const violations = runPlacementCampaign({
+    seeds: opts.seeds,
+    from: opts.from,
+    ...(opts.bug ? { bug: opts.bug as PlacementBug } : {}),
+    ...(opts.tolerate ? { tolerate: opts.tolerate } : {}),
+    // --load-ms means chaos time here, and only when given (its default is the Raft scenario's).
+    ...(program.getOptionValueSource("loadMs") === "cli" ? { chaosMs: opts.loadMs } : {}),
+    verbose: opts.verbose,
+    stopOnFailure: opts.stopOnFailure,
+  });
+  process.exit(violations > 0 ? 1 : 0);
+}
+if (opts.bug !== undefined && !BUG_NAMES.includes(opts.bug as BugName))
+  program.error(`unknown bug; one of ${BUG_NAMES.join(", ")}`);
+const bug = opts.bug as BugName | undefined;
+
 function replayCommand(seed: number): string {
   const parts = ["npm run sim --", `--seeds 1 --from ${seed} --nodes ${opts.nodes}`];
-  if (opts.bug) parts.push(`--bug ${opts.bug}`);
+  if (bug) parts.push(`--bug ${bug}`);
   if (opts.loadMs !== 6000) parts.push(`--load-ms ${opts.loadMs}`);
   parts.push("--verbose");
   return parts.join(" ");
@@ -83,7 +133,7 @@ for (let seed = opts.from; seed < opts.from + opts.seeds; seed++) {
   const res: SimResult = runSeed(seed, {
     nodes: opts.nodes,
     loadMs: opts.loadMs,
-    ...(opts.bug ? { bug: opts.bug } : {}),
+    ...(bug ? { bug } : {}),
     traceEvents: opts.verbose ? 60 : 0,
   });
   ran++;
