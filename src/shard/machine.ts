@@ -13,7 +13,15 @@
 import { assert } from "../base/index.js";
 import type { Entry } from "../raft/index.js";
 import type { StorageEngine, WriteOp } from "../storage/index.js";
-import { compareBytes, concat, GroupStorage, KEY_BYTES_MAX, prefixEnd } from "../storage/index.js";
+import {
+  compareBytes,
+  concat,
+  fromHex,
+  GroupStorage,
+  KEY_BYTES_MAX,
+  prefixEnd,
+  toHex,
+} from "../storage/index.js";
 import { decodeCommand } from "./command.js";
 
 const enc = new TextEncoder();
@@ -33,17 +41,27 @@ export interface ShardMeta {
 
 const NO_META: ShardMeta = Object.freeze({});
 
+/**
+ * A meta's range as bytes, decoded once per meta object (metas are immutable and replaced on
+ * every change): `owns` runs for every write applied and every point read.
+ */
+const ranges = new WeakMap<ShardMeta, { start?: Uint8Array; end?: Uint8Array }>();
+
 function owns(meta: ShardMeta, key: Uint8Array): boolean {
-  if (meta.start !== undefined && compareBytes(key, unhex(meta.start)) < 0) return false;
-  return meta.end === undefined || compareBytes(key, unhex(meta.end)) < 0;
+  let r = ranges.get(meta);
+  if (!r) {
+    r = {
+      ...(meta.start === undefined ? {} : { start: fromHex(meta.start) }),
+      ...(meta.end === undefined ? {} : { end: fromHex(meta.end) }),
+    };
+    ranges.set(meta, r);
+  }
+  if (r.start !== undefined && compareBytes(key, r.start) < 0) return false;
+  return r.end === undefined || compareBytes(key, r.end) < 0;
 }
 
 function metaKeyOf(shardId: string): Uint8Array {
   return enc.encode(`s/${shardId}/meta`);
-}
-
-function unhex(s: string): Uint8Array {
-  return new Uint8Array(Buffer.from(s, "hex"));
 }
 
 function encodeApplied(index: number, term: number): Uint8Array {
@@ -101,10 +119,6 @@ function decodeStored(raw: Uint8Array): { revision: number; value: Uint8Array } 
   return { revision: view.getFloat64(0), value: raw.subarray(8) };
 }
 
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
-}
-
 export class ShardMachine {
   private readonly dataPrefix: Uint8Array;
   private readonly dataEnd: Uint8Array;
@@ -126,7 +140,7 @@ export class ShardMachine {
   private size: { bytes: number; keys: number } | undefined;
   /** Writes (puts and deletes) applied since this replica started: the shard's write load. */
   writesApplied = 0;
-  /** Writes staged in the current, not yet durable batch: hex(key) -> stored bytes or null. */
+  /** Writes staged in the current, not yet durable batch: toHex(key) -> stored bytes or null. */
   private overlay = new Map<string, Uint8Array | null>();
   /** Last applied entry, including writes staged in the batch in flight. */
   applied = 0;
@@ -162,7 +176,7 @@ export class ShardMachine {
 
   private readStored(key: Uint8Array): { revision: number; value: Uint8Array } | undefined {
     const sk = this.storedKey(key);
-    const staged = this.overlay.get(hex(sk));
+    const staged = this.overlay.get(toHex(sk));
     if (staged === null) return undefined;
     const raw = staged ?? this.engine.get(sk);
     return raw ? decodeStored(raw) : undefined;
@@ -212,7 +226,7 @@ export class ShardMachine {
         if (!current) this.size.keys++;
       }
       ops.push({ op: "put", key: sk, value: stored });
-      this.overlay.set(hex(sk), stored);
+      this.overlay.set(toHex(sk), stored);
       return { ok: true, revision: e.index };
     }
     if (!current) return { ok: false, code: "NOT_FOUND" };
@@ -221,7 +235,7 @@ export class ShardMachine {
       this.size.keys--;
     }
     ops.push({ op: "del", key: sk });
-    this.overlay.set(hex(sk), null);
+    this.overlay.set(toHex(sk), null);
     return { ok: true, revision: e.index };
   }
 
@@ -307,7 +321,7 @@ export class ShardMachine {
     cmd: { readonly at: Uint8Array; readonly newShard: string; readonly voters: readonly string[] },
     ops: WriteOp[],
   ): ApplyResult {
-    const start = this.meta.start === undefined ? undefined : unhex(this.meta.start);
+    const start = this.meta.start === undefined ? undefined : fromHex(this.meta.start);
     const at = cmd.at;
     if (
       !owns(this.meta, at) ||
@@ -315,26 +329,26 @@ export class ShardMachine {
       at.byteLength === 0
     )
       return { ok: false, code: "INVALID_SPLIT" };
-    const end = this.meta.end === undefined ? undefined : unhex(this.meta.end);
+    const end = this.meta.end === undefined ? undefined : fromHex(this.meta.end);
     // The right half as of this entry: durable keys with this batch's staged writes on top.
     const moved = new Map<string, Uint8Array | null>();
     const from = this.storedKey(at);
     const to = end ? this.storedKey(end) : this.dataEnd;
-    for (const [k, v] of this.engine.scan(from, to)) moved.set(hex(k), v);
+    for (const [k, v] of this.engine.scan(from, to)) moved.set(toHex(k), v);
     for (const [hk, v] of this.overlay) {
-      const k = unhex(hk);
+      const k = fromHex(hk);
       if (compareBytes(k, from) >= 0 && compareBytes(k, to) < 0) moved.set(hk, v);
     }
     const child = new ShardMachineKeys(cmd.newShard);
     for (const [hk, v] of moved) {
       if (v === null) continue;
-      const key = unhex(hk).subarray(this.dataPrefix.byteLength);
+      const key = fromHex(hk).subarray(this.dataPrefix.byteLength);
       ops.push({ op: "put", key: concat(child.dataPrefix, key), value: v });
       this.overlay.set(hk, null);
     }
     ops.push({ op: "delRange", start: from, end: to });
     const childMeta: ShardMeta = {
-      start: hex(at),
+      start: toHex(at),
       ...(this.meta.end === undefined ? {} : { end: this.meta.end }),
     };
     ops.push({
@@ -344,7 +358,7 @@ export class ShardMachine {
     });
     ops.push({ op: "put", key: child.appliedKey, value: encodeApplied(e.index, e.term) });
     GroupStorage.bootstrapAt(cmd.newShard, cmd.voters, e.index, e.term, ops);
-    this.setMeta({ ...this.meta, end: hex(at), child: cmd.newShard }, ops);
+    this.setMeta({ ...this.meta, end: toHex(at), child: cmd.newShard }, ops);
     this.size = undefined;
     this.created.push(cmd.newShard);
     return { ok: true, revision: e.index };

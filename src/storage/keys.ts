@@ -111,6 +111,16 @@ export function bytesStr(b: Uint8Array): string {
   return decoder.decode(b);
 }
 
+/** Lowercase hex of `b` (keys in records, overlays and logs). */
+export function toHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+}
+
+/** The bytes of a hex string written by `toHex`. */
+export function fromHex(s: string): Uint8Array {
+  return new Uint8Array(Buffer.from(s, "hex"));
+}
+
 /** True when `key` starts with `prefix`. */
 export function hasPrefix(key: Uint8Array, prefix: Uint8Array): boolean {
   if (key.length < prefix.length) return false;

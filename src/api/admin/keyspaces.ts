@@ -47,6 +47,7 @@ import {
   type ShardMachine,
   ShardMap,
 } from "../../shard/index.js";
+import { fromHex, toHex } from "../../storage/index.js";
 import { authorized, HttpError, readBody, sendJson } from "../kv/http.js";
 import type { KvError, KvService } from "../kv/service.js";
 
@@ -72,14 +73,6 @@ const CREATE_WAIT_MS = 10_000;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function unhex(s: string): Uint8Array {
-  return new Uint8Array(Buffer.from(s, "hex"));
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
-}
-
 export interface StaticKeyspace {
   readonly name: string;
   readonly sharding: Sharding;
@@ -96,7 +89,7 @@ export function metaKeyspace(members: readonly NodeId[]): StaticKeyspace {
       {
         id: META_SHARD,
         keyspace: META_KEYSPACE,
-        start: unhex(keyspacePrefixHex(META_KEYSPACE)),
+        start: fromHex(keyspacePrefixHex(META_KEYSPACE)),
         end: new Uint8Array(0),
         replicas: voters,
       },
@@ -119,8 +112,8 @@ function recordKeyspace(r: KeyspaceRecord): StaticKeyspace {
     shards: r.shards.map((s) => ({
       id: s.id,
       keyspace: r.name,
-      start: unhex(s.start),
-      end: unhex(s.end),
+      start: fromHex(s.start),
+      end: fromHex(s.end),
       replicas: s.replicas,
     })),
   };
@@ -541,13 +534,8 @@ export class KeyspaceAdmin {
 
   /** Keyspace records as committed in the metadata group (a linearizable read). */
   async records(): Promise<{ ok: true; records: KeyspaceRecord[] } | KvError> {
-    const r = await this.kv.list(
-      META_KEYSPACE,
-      { prefix: enc.encode(KEYSPACE_RECORD_PREFIX), startAfter: undefined, limit: KEYSPACES_MAX },
-      "linearizable",
-    );
-    if (!r.ok) return r;
-    return { ok: true, records: r.items.map((i) => parseKeyspaceRecord(dec.decode(i.value))) };
+    const r = await this.recordsWithRevisions();
+    return r.ok ? { ok: true, records: r.records.map((x) => x.record) } : r;
   }
 
   /** Re-reads the records, installs the new map and creates local replicas of new shards. */
@@ -643,8 +631,8 @@ export class KeyspaceAdmin {
         generation: "0",
         shards: k.shards.map((s) => ({
           id: s.id,
-          start: hex(s.start),
-          end: hex(s.end),
+          start: toHex(s.start),
+          end: toHex(s.end),
           replicas: s.replicas,
           bootstrap: s.replicas,
         })),
@@ -815,8 +803,8 @@ export class KeyspaceAdmin {
       replicas: rec?.replicas ?? map.shards(name)[0]?.replicas.length,
       shards: map.shards(name).map((s) => ({
         id: s.id,
-        start: hex(s.start),
-        end: hex(s.end),
+        start: toHex(s.start),
+        end: toHex(s.end),
         replicas: s.replicas,
         leader: this.host.leaderOf(s.id) ?? null,
       })),

@@ -24,7 +24,7 @@ import {
   type ShardMachine,
   type ShardMap,
 } from "../../shard/index.js";
-import { compareBytes, prefixEnd } from "../../storage/index.js";
+import { compareBytes, fromHex, prefixEnd } from "../../storage/index.js";
 import { NoHandlerError, type Transport } from "../../transport/transport.js";
 import { decodeBatch, ForwardBatcher, type ForwardOutcome, PROPOSE_BATCH } from "./forward.js";
 
@@ -539,8 +539,7 @@ function readMachine(
   }
   // Only range keyspaces split; their encoded bounds are "keyspace 0x00 key".
   if (expect.sharding === "range") {
-    const encoded = (hexKey: string) =>
-      encodeKey(expect.keyspace, new Uint8Array(Buffer.from(hexKey, "hex")), "range");
+    const encoded = (hexKey: string) => encodeKey(expect.keyspace, fromHex(hexKey), "range");
     const startOk =
       meta.start === undefined
         ? sameBytes(expect.start, encodeKey(expect.keyspace, new Uint8Array(0), "range"))
