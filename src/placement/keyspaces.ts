@@ -15,6 +15,7 @@
 import { assert } from "../base/index.js";
 import type { NodeId } from "../raft/index.js";
 import type { PlacementOp } from "./planner.js";
+import type { ClusterView, NodeState } from "./types.js";
 
 export type Sharding = "hash" | "range";
 
@@ -81,6 +82,56 @@ export function applyPlan(
     if (touched) changed.push({ ...rec, shards });
   }
   return changed;
+}
+
+/**
+ * The keyspace records and member records as the planners see them (planner.ts). Members carry
+ * no capacities yet (all equal); `unreachableSince` is when each member stopped answering this
+ * node (absent: reachable now). Shared by the node's placement round and the simulator.
+ */
+export function clusterViewOf(input: {
+  readonly records: readonly KeyspaceRecord[];
+  readonly members: readonly NodeId[];
+  readonly memberRecord: (id: NodeId) => MemberRecord | undefined;
+  readonly liveness: (id: NodeId) => NodeState;
+  readonly unreachableSince: (id: NodeId) => number | undefined;
+  readonly nowMs: number;
+  readonly stats?: ClusterView["stats"];
+}): ClusterView {
+  const { records, nowMs } = input;
+  return {
+    nowMs,
+    members: input.members.map((id) => {
+      const rec = input.memberRecord(id);
+      return {
+        id,
+        peer: rec?.peer ?? "",
+        api: rec?.api ?? "",
+        s3: rec?.s3 ?? "",
+        labels: rec?.labels ?? {},
+        capacityBytes: 1,
+        usedBytes: 0,
+        liveness: input.liveness(id),
+        admin: rec?.admin ?? "active",
+        lastHeartbeatMs: input.unreachableSince(id) ?? nowMs,
+        load: { readsPerSec: 0, writesPerSec: 0 },
+      };
+    }),
+    keyspaces: records.map((r) => ({ name: r.name, sharding: r.sharding, replicas: r.replicas })),
+    shards: records.flatMap((r) =>
+      r.shards.map((s) => ({
+        id: s.id,
+        keyspace: r.name,
+        start: s.start,
+        end: s.end,
+        voters: s.replicas,
+        epoch: 0,
+        // The first replica is the preferred leader: the nodes hand leadership to it.
+        ...(s.replicas[0] ? { leaderHint: s.replicas[0] } : {}),
+      })),
+    ),
+    stats: input.stats ?? {},
+  };
 }
 
 /** A member of the cluster as its record in the metadata group says (`m/<id>`). */

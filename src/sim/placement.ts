@@ -27,6 +27,7 @@ import { AssertionError, assert, Prng } from "../base/index.js";
 import {
   applyPlan,
   type ClusterView,
+  clusterViewOf,
   computeRing,
   type KeyspaceRecord,
   keyspacePrefixHex,
@@ -866,38 +867,15 @@ class PlacementSim {
         };
       }
     }
-    return {
+    return clusterViewOf({
+      records,
+      members: this.membersOf(n),
+      memberRecord: (id) => n.members.get(id),
+      liveness: (id) => this.livenessOf(n, id),
+      unreachableSince: (id) => n.unreachableSince.get(id),
       nowMs: this.now,
-      members: this.membersOf(n).map((id) => {
-        const rec = n.members.get(id);
-        return {
-          id,
-          peer: rec?.peer ?? "",
-          api: rec?.api ?? "",
-          s3: rec?.s3 ?? "",
-          labels: rec?.labels ?? {},
-          capacityBytes: 1,
-          usedBytes: 0,
-          liveness: this.livenessOf(n, id),
-          admin: rec?.admin ?? "active",
-          lastHeartbeatMs: n.unreachableSince.get(id) ?? this.now,
-          load: { readsPerSec: 0, writesPerSec: 0 },
-        };
-      }),
-      keyspaces: records.map((r) => ({ name: r.name, sharding: r.sharding, replicas: r.replicas })),
-      shards: records.flatMap((r) =>
-        r.shards.map((s) => ({
-          id: s.id,
-          keyspace: r.name,
-          start: s.start,
-          end: s.end,
-          voters: s.replicas,
-          epoch: 0,
-          ...(s.replicas[0] ? { leaderHint: s.replicas[0] } : {}),
-        })),
-      ),
       stats,
-    };
+    });
   }
 
   /** KeyspaceAdmin.repair: the placement round, on the metadata leader. */

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { NodeId } from "../../src/raft/index.js";
+import type { MsgProp, NodeId } from "../../src/raft/index.js";
 import type { Harness } from "../../src/sim/harness.js";
 import { cluster, commitOf, termOf, tickUntil, valuesOf } from "./_scenario.js";
 
@@ -16,6 +16,16 @@ const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
 function forward(h: Harness, id: NodeId, value: string) {
   return h.node(id).proposeOrForward(bytes(value));
+}
+
+/** "b" forwards `value`; its MsgProp is taken off the network (the caller delivers it). */
+function interceptProp(h: Harness, value: string): MsgProp {
+  assert.ok(forward(h, "b", value).ok);
+  h.flush();
+  const prop = h.queue.find((m): m is MsgProp => m.type === "prop");
+  assert.ok(prop);
+  h.queue.length = 0;
+  return prop;
 }
 
 describe("forwarded proposals", () => {
@@ -55,12 +65,8 @@ describe("forwarded proposals", () => {
 
   test("a node that is no longer leader refuses forwarded proposals explicitly", () => {
     const h = cluster("a");
-    assert.ok(forward(h, "b", "x").ok);
-    h.flush();
-    const prop = h.queue.find((m) => m.type === "prop");
-    assert.ok(prop);
+    const prop = interceptProp(h, "x");
     // Deliver the MsgProp to "c" as if "a" had moved: "c" is a follower and must refuse.
-    h.queue.length = 0;
     h.node("c").step({ ...prop, to: "c" });
     h.deliver();
     assert.deepEqual(
@@ -72,11 +78,7 @@ describe("forwarded proposals", () => {
 
   test("a MsgProp from an older term is refused, never appended in a newer one", () => {
     const h = cluster("a");
-    assert.ok(forward(h, "b", "old").ok);
-    h.flush();
-    const prop = h.queue.find((m) => m.type === "prop");
-    assert.ok(prop);
-    h.queue.length = 0;
+    const prop = interceptProp(h, "old");
     // "c" takes over in term 3, then the stale MsgProp arrives at "c".
     assert.deepEqual(h.node("a").transferLeadership("c"), { ok: true });
     h.deliver();
@@ -161,11 +163,7 @@ describe("forwarded proposals: duplicates", () => {
 describe("forwarded proposals: membership", () => {
   test("a leader refuses proposals forwarded by a node outside its configuration", () => {
     const h = cluster("a");
-    assert.ok(forward(h, "b", "x").ok);
-    h.flush();
-    const prop = h.queue.find((m) => m.type === "prop");
-    assert.ok(prop);
-    h.queue.length = 0;
+    const prop = interceptProp(h, "x");
     // The same MsgProp, as if sent by a node that is not a member (e.g. just removed).
     h.node("a").step({ ...prop, from: "z" });
     assert.equal(

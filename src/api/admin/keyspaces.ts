@@ -23,6 +23,7 @@ import type { MultiRaftHost } from "../../multiraft/index.js";
 import {
   applyPlan,
   type ClusterView,
+  clusterViewOf,
   KEYSPACE_RECORD_PREFIX,
   type KeyspaceRecord,
   keyspacePrefixHex,
@@ -327,38 +328,16 @@ export class KeyspaceAdmin {
     await this.refresh();
   }
 
-  /** The records as the planners see them. Nodes carry no capacities yet (all equal). */
+  /** The records as the planners see them (per-shard reports are not gathered yet). */
   private clusterView(records: readonly KeyspaceRecord[], nowMs: number): ClusterView {
-    return {
+    return clusterViewOf({
+      records,
+      members: this.members,
+      memberRecord: (id) => this.memberRecords.get(id),
+      liveness: (id) => this.livenessOf(id, nowMs),
+      unreachableSince: (id) => this.unreachableSince.get(id),
       nowMs,
-      members: this.members.map((id) => ({
-        id,
-        peer: this.memberRecords.get(id)?.peer ?? "",
-        api: this.memberRecords.get(id)?.api ?? "",
-        s3: this.memberRecords.get(id)?.s3 ?? "",
-        labels: this.memberRecords.get(id)?.labels ?? {},
-        capacityBytes: 1,
-        usedBytes: 0,
-        liveness: this.livenessOf(id, nowMs),
-        admin: this.memberRecords.get(id)?.admin ?? "active",
-        lastHeartbeatMs: this.unreachableSince.get(id) ?? nowMs,
-        load: { readsPerSec: 0, writesPerSec: 0 },
-      })),
-      keyspaces: records.map((r) => ({ name: r.name, sharding: r.sharding, replicas: r.replicas })),
-      shards: records.flatMap((r) =>
-        r.shards.map((s) => ({
-          id: s.id,
-          keyspace: r.name,
-          start: s.start,
-          end: s.end,
-          voters: s.replicas,
-          epoch: 0,
-          // The first replica is the preferred leader: the nodes hand leadership to it.
-          ...(s.replicas[0] ? { leaderHint: s.replicas[0] } : {}),
-        })),
-      ),
-      stats: {},
-    };
+    });
   }
 
   /**
