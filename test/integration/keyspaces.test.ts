@@ -115,6 +115,12 @@ describe("keyspaces", () => {
     }
     const notJson = await c.req("n1", "PUT", "/v1/keyspaces/ok", { body: "{" });
     assert.equal(notJson.status, 400);
+    // The keyspace API reads at most 64 KiB of body.
+    const huge = await c.req("n1", "PUT", "/v1/keyspaces/ok", {
+      body: JSON.stringify({ sharding: "hash", pad: "x".repeat(70 << 10) }),
+    });
+    assert.equal(huge.status, 413, huge.text);
+    assert.ok(errorBody(huge.text)?.code, huge.text);
     assert.equal((await c.req("n1", "GET", "/v1/keyspaces/nope")).status, 404);
     assert.equal((await c.req("n1", "GET", "/v1/kv/nope/k")).status, 404);
     // The system keyspace is not reachable through the KV API.
