@@ -76,6 +76,9 @@ function unb64(s: string): Uint8Array {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** How long an unavailable answer waits to learn whether its keyspace was deleted meanwhile. */
+const GONE_CHECK_MS = 250;
+
 /** Transport method names of the forwarded requests. */
 const READ = "kv.read";
 
@@ -159,9 +162,15 @@ export class KvService {
       // System keyspaces ("_meta") never move or go away, and refreshing reads "_meta" itself.
       if ((r.code !== "UNAVAILABLE" && r.code !== "STALE_ROUTE") || keyspace.startsWith("_"))
         return r;
+      if (r.code === "UNAVAILABLE") {
+        // Gone, or just without a leader? Ask the metadata group briefly: when it is down too
+        // (a majority of nodes lost), the answer stays "unavailable" within the same deadline.
+        if (this.resolveKeyspace)
+          await Promise.race([this.resolveKeyspace(keyspace), sleep(GONE_CHECK_MS)]);
+        return this.map.hasKeyspace(keyspace) ? r : keyspaceNotFound(keyspace);
+      }
       if (this.resolveKeyspace) await this.resolveKeyspace(keyspace);
       if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
-      if (r.code === "UNAVAILABLE") return r;
       if (Date.now() >= deadline)
         return unavailable(`keyspace "${keyspace}": the shard map kept changing; retry`);
       // The map may lag the split or deletion by one refresh: back off a little.
@@ -334,16 +343,12 @@ export class KvService {
   }
 
   /**
-   * This node has a replica of the shard that the current map still places here and (unless
-   * `anyLeader`, for stale reads) that knows its leader: a replica just added, still empty, does
-   * not yet, so the request goes to another replica.
+   * This node has a replica of the shard and the current map still places one here: a replica
+   * being moved away stops serving as soon as the map says so. (A replica without a known
+   * leader still serves: its reads and writes wait for one, within the same deadlines.)
    */
-  private servesLocally(shard: ShardInfo, anyLeader = false): boolean {
-    return (
-      this.host.hasGroup(shard.id) &&
-      this.currentReplicas(shard).includes(this.self) &&
-      (anyLeader || this.host.leaderOf(shard.id) !== undefined)
-    );
+  private servesLocally(shard: ShardInfo): boolean {
+    return this.host.hasGroup(shard.id) && this.currentReplicas(shard).includes(this.self);
   }
 
   /**
@@ -363,7 +368,7 @@ export class KvService {
       start: shard.start,
       end: shard.end,
     };
-    if (!this.servesLocally(shard, consistency === "stale")) {
+    if (!this.servesLocally(shard)) {
       // No local replica: ask one that has it (it runs the same logic locally).
       for (const r of this.currentReplicas(shard)) {
         const res = await this.forwardRead(r, shardId, consistency, wire, expect);
