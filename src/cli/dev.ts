@@ -167,7 +167,11 @@ export async function runDev(opts: DevOptions): Promise<void> {
       ...opts.serverArgs,
     ];
     const child = spawn(process.execPath, args, {
-      env: { ...process.env, KUMO_TOKENS: cluster.token },
+      env: {
+        ...process.env,
+        KUMO_TOKENS: cluster.token,
+        KUMO_S3_ROOT_KEY: `${cluster.s3.accessKeyId}:${cluster.s3.secretAccessKey}`,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const prefix = `[${n.id}] `;
@@ -203,7 +207,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
       "",
       `Kumo is running: ${cluster.nodes.length} nodes, data in ${dir}`,
       `  KV API:      ${cluster.nodes.map((n) => `http://${n.api}`).join("  ")}`,
-      `  S3 endpoint: ${cluster.nodes.map((n) => `http://${n.s3}`).join("  ")}  (S3 API: coming soon)`,
+      `  S3 endpoint: ${cluster.nodes.map((n) => `http://${n.s3}`).join("  ")}`,
       `  Console:     http://${first.api}/v1/cluster  (JSON status; web console: coming soon)`,
       `  Metrics:     ${cluster.nodes.map((n) => `http://${n.api}/metrics`).join("  ")}`,
       `  Token:       ${cluster.token}`,
@@ -212,6 +216,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
       "",
       `Try:  curl -X PUT -H "Authorization: Bearer ${cluster.token}" --data hello http://${first.api}/v1/kv/default/greeting`,
       `      node ${mainScript} kv get greeting --cluster ${file}`,
+      `      AWS_ACCESS_KEY_ID=${cluster.s3.accessKeyId} AWS_SECRET_ACCESS_KEY=${cluster.s3.secretAccessKey} aws --endpoint-url http://${first.s3} s3 mb s3://photos`,
       "Press Ctrl+C to stop every node.",
       "",
     ].join("\n"),

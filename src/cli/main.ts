@@ -237,6 +237,91 @@ for (const [action, what] of [
     );
 }
 
+const keyCmd = program.command("key").description("S3 access keys (admin token)");
+withClient(keyCmd.command("create <name>"))
+  .description("create an access key; prints its id and secret (the secret is shown only once)")
+  .option(
+    "--bucket <bucket:access...>",
+    'grant access to a bucket ("*" for all): read, write or owner, e.g. --bucket photos:write',
+  )
+  .option("--create-buckets", "the key may create buckets (it owns those)", false)
+  .action((name: string, o: ClientOptions & { bucket?: string[]; createBuckets: boolean }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const buckets: Record<string, string> = {};
+      for (const g of o.bucket ?? []) {
+        const i = g.lastIndexOf(":");
+        if (i <= 0) throw new Error(`--bucket wants BUCKET:ACCESS, got ${JSON.stringify(g)}`);
+        buckets[g.slice(0, i)] = g.slice(i + 1);
+      }
+      const r = await request(
+        c,
+        "POST",
+        "/v1/admin/keys",
+        new TextEncoder().encode(JSON.stringify({ name, buckets, createBuckets: o.createBuckets })),
+        { "content-type": "application/json" },
+      );
+      await failOnError(r);
+      const k = (await r.json()) as { accessKeyId: string; secretAccessKey: string };
+      console.log(`Access key id:     ${k.accessKeyId}`);
+      console.log(`Secret access key: ${k.secretAccessKey}`);
+    }),
+  );
+withClient(keyCmd.command("ls"))
+  .description("list access keys and their grants (never their secrets)")
+  .action((o: ClientOptions) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(c, "GET", "/v1/admin/keys");
+      await failOnError(r);
+      const { keys } = (await r.json()) as {
+        keys: {
+          accessKeyId: string;
+          name: string;
+          grants: Record<string, string>;
+          createBuckets: boolean;
+        }[];
+      };
+      console.log("ACCESS KEY ID\tNAME\tCREATE BUCKETS\tGRANTS");
+      for (const k of keys)
+        console.log(
+          `${k.accessKeyId}\t${k.name}\t${k.createBuckets ? "yes" : "no"}\t${Object.entries(
+            k.grants,
+          )
+            .map(([b, a]) => `${b}:${a}`)
+            .join(",")}`,
+        );
+    }),
+  );
+withClient(keyCmd.command("rm <id>"))
+  .description("revoke an access key (every node refuses it within a second)")
+  .action((id: string, o: ClientOptions) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(c, "DELETE", `/v1/admin/keys/${encodeURIComponent(id)}`);
+      await failOnError(r);
+      console.log(`${id}: revoked`);
+    }),
+  );
+withClient(keyCmd.command("allow <id> <bucket> <access>"))
+  .description('grant read, write or owner on a bucket ("*": every bucket); "none" revokes')
+  .action((id: string, bucket: string, access: string, o: ClientOptions) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(
+        c,
+        "PUT",
+        `/v1/admin/keys/${encodeURIComponent(id)}/grants`,
+        new TextEncoder().encode(
+          JSON.stringify({ bucket, access: access === "none" ? null : access }),
+        ),
+        { "content-type": "application/json" },
+      );
+      await failOnError(r);
+      console.log(`${id}: ${bucket} ${access}`);
+    }),
+  );
+
 withClient(program.command("status"))
   .description("show nodes, shards and their leaders")
   .option("--json", "print the raw JSON", false)

@@ -47,6 +47,15 @@ export interface NodeConfig {
   readonly nodeBurstRequests: number;
   readonly concurrentRequestsMax: number;
   readonly shedEventLoopDelayMs: number;
+  readonly s3Domains: readonly string[];
+  readonly s3Region: string;
+  readonly s3RootKey: string | undefined;
+  readonly chunkReplicas: number;
+  readonly chunkWriteQuorum: number;
+  readonly chunkGcGraceMs: number;
+  readonly scrubBytesPerSec: number;
+  readonly antiEntropyIntervalMs: number;
+  readonly chunkCacheBytes: number;
 }
 
 type Kind = "string" | "int" | "list" | "join" | "enum" | "duration";
@@ -235,6 +244,80 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 500,
     max: 86_400_000,
     help: "a node unreachable this long is dead: its shard replicas are re-created on the other nodes",
+  },
+  {
+    key: "s3Domains",
+    flag: "s3-domains",
+    kind: "list",
+    def: ["s3.localhost"],
+    help: "domains of virtual-host-style S3 requests (bucket.<domain>); path style always works",
+  },
+  {
+    key: "s3Region",
+    flag: "s3-region",
+    kind: "string",
+    def: "us-east-1",
+    help: "the region GetBucketLocation reports (SigV4 accepts any region)",
+  },
+  {
+    key: "s3RootKey",
+    flag: "s3-root-key",
+    kind: "string",
+    help: "an S3 access key ACCESS_KEY_ID:SECRET created at start with owner access to every bucket (like MinIO's root user); none by default",
+  },
+  {
+    key: "chunkReplicas",
+    flag: "chunk-replicas",
+    kind: "int",
+    def: 3,
+    min: 1,
+    max: 7,
+    help: "copies of every object chunk (N; fewer while the cluster has fewer nodes)",
+  },
+  {
+    key: "chunkWriteQuorum",
+    flag: "chunk-write-quorum",
+    kind: "int",
+    def: 2,
+    min: 1,
+    max: 7,
+    help: "copies a chunk must have on disk before an upload is acknowledged (W, at most --chunk-replicas)",
+  },
+  {
+    key: "chunkGcGraceMs",
+    flag: "chunk-gc-grace",
+    kind: "duration",
+    def: 3_600_000,
+    min: 1_000,
+    max: 30 * 86_400_000,
+    help: "an unreferenced chunk is deleted only once it is this old (covers uploads in flight)",
+  },
+  {
+    key: "scrubBytesPerSec",
+    flag: "scrub-bytes-per-sec",
+    kind: "int",
+    def: 8 << 20,
+    min: 0,
+    max: 2 ** 40,
+    help: "rate at which stored chunks are re-hashed to find corruption (0: no scrubbing)",
+  },
+  {
+    key: "antiEntropyIntervalMs",
+    flag: "anti-entropy-interval",
+    kind: "duration",
+    def: 600_000,
+    min: 1_000,
+    max: 7 * 86_400_000,
+    help: "how often chunk inventories are compared with the other replicas and differences repaired",
+  },
+  {
+    key: "chunkCacheBytes",
+    flag: "chunk-cache-bytes",
+    kind: "int",
+    def: 64 << 20,
+    min: 0,
+    max: 2 ** 40,
+    help: "memory for the hot-chunk cache of the S3 door (0: no cache)",
   },
   {
     key: "listLimitMax",
@@ -470,7 +553,20 @@ export function resolveConfig(
   if (cfg.join.some((p) => p.id === cfg.id))
     throw new ConfigError("--join lists the other members, not this node");
   parseLabels(cfg.labels);
+  if (cfg.chunkWriteQuorum > cfg.chunkReplicas)
+    throw new ConfigError("--chunk-write-quorum cannot exceed --chunk-replicas");
+  if (cfg.s3RootKey !== undefined) parseRootKey(cfg.s3RootKey);
   return cfg;
+}
+
+/** `--s3-root-key ID:SECRET`; throws ConfigError when malformed. */
+export function parseRootKey(v: string): { accessKeyId: string; secretAccessKey: string } {
+  const m = /^([A-Za-z0-9]{3,128}):([\x21-\x7e]{8,128})$/.exec(v);
+  if (!m)
+    throw new ConfigError(
+      "--s3-root-key is ACCESS_KEY_ID:SECRET (id: 3-128 letters and digits; secret: 8-128 printable characters)",
+    );
+  return { accessKeyId: m[1] as string, secretAccessKey: m[2] as string };
 }
 
 /** `--labels zone=a,rack=r1` as a record; throws ConfigError on a malformed entry. */

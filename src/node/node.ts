@@ -13,14 +13,20 @@ import {
   metaKeyspace,
   staticKeyspaces,
 } from "../api/admin/keyspaces.js";
+import { RingKeeper } from "../api/admin/ring.js";
 import { authorized, HttpError, KvHttpApi, sendError, sendJson } from "../api/kv/http.js";
 import { KvService } from "../api/kv/service.js";
+import { S3KeysHttpApi } from "../api/s3/admin.js";
+import { S3Meta } from "../api/s3/meta.js";
+import { type ChunkPort, INDEX_KEYSPACE, ObjectIndex } from "../api/s3/objects.js";
+import { S3_DEFAULTS, S3Api } from "../api/s3/server.js";
+import { BlobService, ChunkStore } from "../blob/index.js";
 import type { MultiRaftHost } from "../multiraft/index.js";
 import { type ApplyResult, initialShardMap, ShardMachine, ShardMap } from "../shard/index.js";
 import { LmdbEngine, type StorageEngine } from "../storage/index.js";
 import { GrpcTransport } from "../transport/index.js";
-import { type NodeConfig, parseLabels } from "./config.js";
-import { createLogger, type Logger } from "./log.js";
+import { type NodeConfig, parseLabels, parseRootKey } from "./config.js";
+import { createLogger, type Logger, requestIdOf } from "./log.js";
 import { MeteredEngine, meteredHost } from "./metrics.js";
 import { Operability } from "./ops.js";
 
@@ -70,6 +76,9 @@ export class KumoNode {
   private identity: ClusterIdentity | undefined;
   private stopping = false;
   private ops: Operability | undefined;
+  private blob: BlobService | undefined;
+  private ring: RingKeeper | undefined;
+  private s3meta: S3Meta | undefined;
   readonly log: Logger;
 
   constructor(
@@ -104,6 +113,11 @@ export class KumoNode {
       onCall: (from, method, body) => {
         if (method === CLUSTER_INFO) return Promise.resolve(this.clusterInfo());
         if (!this.kv) return Promise.reject(new Error("this node is starting"));
+        if (method.startsWith("blob.")) {
+          const answer = this.blob?.handleCall(from, method, body);
+          if (answer) return answer;
+          return Promise.reject(new Error("this node is starting"));
+        }
         return this.kv.handleCall(from, method, body);
       },
     });
@@ -164,6 +178,51 @@ export class KumoNode {
     );
     this.keyspaces = keyspaces;
     kv.setKeyspaceResolver(() => keyspaces.refresh());
+
+    // Object storage: the chunk ring (a record of the metadata group), this node's chunk files
+    // and chunk service, the bucket and key records, the object index.
+    const ring = new RingKeeper(kv, keyspaces, host, cfg.chunkReplicas);
+    this.ring = ring;
+    const store = await ChunkStore.open(join(cfg.data, "chunks"));
+    const blob = new BlobService({
+      self: cfg.id,
+      transport,
+      store,
+      ring: () => ring.current(),
+      writeQuorum: cfg.chunkWriteQuorum,
+      cacheBytesMax: cfg.chunkCacheBytes,
+      onError: (what, err) => this.log.warn({ err, what }, "chunk background task failed"),
+    });
+    this.blob = blob;
+    const chunks: ChunkPort = {
+      put: (data) => blob.putChunk(data),
+      get: (hash) => blob.getChunk(hash),
+    };
+    const s3meta = new S3Meta(kv);
+    this.s3meta = s3meta;
+    const index = new ObjectIndex(kv, chunks);
+    const s3api = new S3Api(s3meta, index, {
+      domains: cfg.s3Domains,
+      region: cfg.s3Region,
+      putBytesMax: S3_DEFAULTS.putBytesMax,
+      partBytesMin: S3_DEFAULTS.partBytesMin,
+      log: this.log,
+      ensureIndex: () => this.ensureObjectIndex(),
+    });
+    const s3keys = new S3KeysHttpApi(
+      s3meta,
+      cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
+    );
+    this.s3keys = s3keys;
+    blob.startBackground({
+      scrubBytesPerSec: cfg.scrubBytesPerSec,
+      antiEntropyIntervalMs: cfg.antiEntropyIntervalMs,
+      gc: {
+        isReferenced: (h) => index.isReferenced(h),
+        graceMs: cfg.chunkGcGraceMs,
+        intervalMs: Math.min(cfg.chunkGcGraceMs, 600_000),
+      },
+    });
     const keyspacesHttp = new KeyspaceHttpApi(
       keyspaces,
       cfg.tokens,
@@ -187,7 +246,12 @@ export class KumoNode {
     );
     this.api.keepAliveTimeout = 65_000;
     await listen(this.api, cfg.api);
-    this.s3 = createServer((req, res) => this.serveS3(req, res));
+    this.s3 = createServer((req, res) => {
+      void s3api.handle(req, res, requestIdOf(req));
+    });
+    this.s3.keepAliveTimeout = 65_000;
+    this.s3.headersTimeout = 30_000;
+    this.s3.requestTimeout = 0; // large uploads and downloads take as long as they take
     await listen(this.s3, cfg.s3);
     transport.setServing(true);
     this.ready = true;
@@ -206,10 +270,64 @@ export class KumoNode {
           keyspaces.reconcile();
           return keyspaces.checkSplits();
         })
+        .then(() => this.objectRound())
         .catch((err: unknown) => this.log.warn({ err }, "placement round failed"));
     }, 1_000);
     this.refreshTimer.unref();
     void keyspaces.refresh();
+  }
+
+  /**
+   * Once a second, after the placement round: the chunk ring (recomputed by the metadata
+   * leader when the data-holding nodes changed; re-read everywhere), the S3 key and bucket
+   * caches, and on the metadata leader the object index keyspace and the root key.
+   */
+  private async objectRound(): Promise<void> {
+    const ring = this.ring;
+    const meta = this.s3meta;
+    if (!ring || !meta || this.stopping) return;
+    await ring.update(Date.now());
+    await ring.refresh();
+    await meta.refresh();
+    if (this.host?.status("meta")?.role !== "leader") return;
+    await this.ensureObjectIndex();
+    if (this.cfg.s3RootKey !== undefined && !this.rootKeyStored) {
+      const k = parseRootKey(this.cfg.s3RootKey);
+      const r = await meta.putKey({
+        ...k,
+        name: "root",
+        createdMs: Date.now(),
+        grants: { "*": "owner" },
+        createBuckets: true,
+      });
+      if (r.ok) this.rootKeyStored = true;
+      else this.log.warn({ code: r.code, message: r.message }, "cannot store the S3 root key");
+    }
+  }
+
+  private rootKeyStored = false;
+  private indexCreated: Promise<boolean> | undefined;
+  private s3keys: S3KeysHttpApi | undefined;
+
+  /** Creates the object index keyspace if it does not exist yet (idempotent; shared). */
+  private ensureObjectIndex(): Promise<boolean> {
+    const ks = this.keyspaces;
+    if (!ks) return Promise.resolve(false);
+    if (this.kv?.hasKeyspace(INDEX_KEYSPACE)) return Promise.resolve(true);
+    this.indexCreated ??= ks
+      .create(
+        { name: INDEX_KEYSPACE, sharding: "range", replicas: this.identity?.replicas ?? 3 },
+        true,
+      )
+      .then((r) => {
+        if (!r.ok)
+          this.log.warn({ code: r.code, message: r.message }, "cannot create the object index");
+        return r.ok;
+      })
+      .finally(() => {
+        this.indexCreated = undefined;
+      });
+    return this.indexCreated;
   }
 
   /**
@@ -312,6 +430,7 @@ export class KumoNode {
           throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
         return sendJson(res, 200, this.clusterStatus());
       }
+      if (this.s3keys && (await this.s3keys.handle(req, res, url))) return;
       if (await http.handle(req, res, url)) return;
       if (await keyspacesHttp.handle(req, res, url)) return;
       throw new HttpError(404, "NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
@@ -320,19 +439,6 @@ export class KumoNode {
       this.log.error({ reqId: res.getHeader("x-request-id"), err }, "internal error");
       sendError(res, new HttpError(500, "INTERNAL", "internal error; see the node's log"));
     }
-  }
-
-  /** The S3 door arrives with the S3 issue; until then it answers with a proper S3 error. */
-  private serveS3(req: IncomingMessage, res: ServerResponse): void {
-    req.resume();
-    const body =
-      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>' +
-      "<Message>The S3 API is not available yet on this Kumo version.</Message></Error>";
-    res.writeHead(501, {
-      "content-type": "application/xml",
-      "content-length": Buffer.byteLength(body),
-    });
-    res.end(body);
   }
 
   /**
@@ -422,6 +528,7 @@ export class KumoNode {
         s.closeAllConnections();
       });
     await Promise.all([close(this.api), close(this.s3)]);
+    await this.blob?.stop();
     await this.host?.stop();
     await this.transport?.stop();
     await this.engine?.close();

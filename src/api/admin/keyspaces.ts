@@ -639,15 +639,29 @@ export class KeyspaceAdmin {
     return end !== undefined && keyspacePrefixHex(keyspace) + end <= start;
   }
 
-  async create(input: {
-    name: string;
-    sharding?: unknown;
-    replicas?: unknown;
-    shards?: unknown;
-  }): Promise<{ ok: true; created: boolean; record: KeyspaceRecord } | AdminError> {
-    const v = validateKeyspaceSpec(input);
+  async create(
+    input: {
+      name: string;
+      sharding?: unknown;
+      replicas?: unknown;
+      shards?: unknown;
+    },
+    /**
+     * A system keyspace (its name starts with "_", e.g. "_s3", the object index): created by
+     * the node itself, hidden from listings, protected from deletion through the API.
+     */
+    system = false,
+  ): Promise<{ ok: true; created: boolean; record: KeyspaceRecord } | AdminError> {
+    const isSystem = input.name.startsWith("_");
+    if (isSystem !== system)
+      return {
+        ok: false,
+        code: "INVALID",
+        message: 'keyspace names starting with "_" are reserved for the system',
+      };
+    const v = validateKeyspaceSpec(isSystem ? { ...input, name: input.name.slice(1) } : input);
     if (!v.ok) return v;
-    const spec = v.spec;
+    const spec = isSystem ? { ...v.spec, name: input.name } : v.spec;
     if (this.fixed.some((k) => k.name === spec.name)) {
       return {
         ok: false,
@@ -727,7 +741,7 @@ export class KeyspaceAdmin {
   }
 
   async remove(name: string, force: boolean): Promise<{ ok: true } | AdminError> {
-    if (this.fixed.some((k) => k.name === name)) {
+    if (this.fixed.some((k) => k.name === name) || name.startsWith("_")) {
       return { ok: false, code: "PROTECTED", message: `keyspace "${name}" cannot be deleted` };
     }
     // (Fixed keyspaces may have records too: "default" gets one so that repair can move it.)

@@ -1,0 +1,130 @@
+/**
+ * The access-key admin API (admin token), used by `kumo key create|ls|rm|allow`:
+ *
+ *   POST   /v1/admin/keys            {"name":"app","buckets":{"photos":"write"},"createBuckets":true}
+ *                                    → 201 {"accessKeyId","secretAccessKey",...} (the secret is
+ *                                      shown once here, never listed)
+ *   GET    /v1/admin/keys            → {"keys":[{accessKeyId,name,createdMs,grants,createBuckets}]}
+ *   DELETE /v1/admin/keys/{id}       → 200
+ *   PUT    /v1/admin/keys/{id}/grants {"bucket":"photos","access":"read"|"write"|"owner"|null}
+ *                                    → 200 the key (without its secret)
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { authorized, HttpError, readBody, sendJson } from "../kv/http.js";
+import type { KvError } from "../kv/service.js";
+import type { Access, AccessKeyRecord, MetaError, S3Meta } from "./meta.js";
+
+const BODY_BYTES_MAX = 64 << 10;
+const ACCESS: readonly Access[] = ["read", "write", "owner"];
+const NAME_BYTES_MAX = 128;
+
+function fail(e: MetaError | KvError): never {
+  switch (e.code) {
+    case "NoSuchKey":
+      throw new HttpError(404, "NOT_FOUND", e.message);
+    case "Conflict":
+      throw new HttpError(409, "CONFLICT", e.message);
+    default:
+      throw new HttpError(503, "UNAVAILABLE", e.message, { "retry-after": "1" });
+  }
+}
+
+function publicView(k: AccessKeyRecord) {
+  const { secretAccessKey: _secret, ...rest } = k;
+  return rest;
+}
+
+function parseGrants(x: unknown): Record<string, Access> {
+  if (x === undefined) return {};
+  if (typeof x !== "object" || x === null || Array.isArray(x))
+    throw new HttpError(400, "BAD_REQUEST", '"buckets" must be an object of bucket → access');
+  const out: Record<string, Access> = {};
+  for (const [b, a] of Object.entries(x)) {
+    if (!ACCESS.includes(a as Access))
+      throw new HttpError(400, "BAD_REQUEST", `access must be one of ${ACCESS.join(", ")}`);
+    out[b] = a as Access;
+  }
+  return out;
+}
+
+async function json(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const body = await readBody(req, BODY_BYTES_MAX);
+  try {
+    const v = JSON.parse(new TextDecoder().decode(body)) as unknown;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
+    return v as Record<string, unknown>;
+  } catch {
+    throw new HttpError(400, "BAD_REQUEST", "the body must be a JSON object");
+  }
+}
+
+export class S3KeysHttpApi {
+  constructor(
+    private readonly meta: S3Meta,
+    private readonly adminTokens: readonly string[],
+  ) {}
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    const m = /^\/v1\/admin\/keys(?:\/([^/]+)(\/grants)?)?$/.exec(url.pathname);
+    if (!m) return false;
+    if (!authorized(req, this.adminTokens))
+      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid admin bearer token", {
+        "www-authenticate": 'Bearer realm="kumo-admin"',
+      });
+    const id = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
+    const grants = m[2] !== undefined;
+    if (id === undefined) {
+      if (req.method === "GET") {
+        const r = await this.meta.listKeys();
+        if (!r.ok) fail(r);
+        sendJson(res, 200, { keys: r.keys.map(publicView) });
+        return true;
+      }
+      if (req.method === "POST") {
+        const b = await json(req);
+        const name = b.name ?? "";
+        if (typeof name !== "string" || Buffer.byteLength(name) > NAME_BYTES_MAX)
+          throw new HttpError(
+            400,
+            "BAD_REQUEST",
+            `"name" must be a string of at most ${NAME_BYTES_MAX} bytes`,
+          );
+        const r = await this.meta.createKey(name, parseGrants(b.buckets), b.createBuckets === true);
+        if (!r.ok) fail(r);
+        sendJson(res, 201, r.record);
+        return true;
+      }
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET or POST", { allow: "GET, POST" });
+    }
+    if (grants) {
+      if (req.method !== "PUT")
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", "PUT only", { allow: "PUT" });
+      const b = await json(req);
+      const bucket = b.bucket;
+      if (typeof bucket !== "string" || bucket === "")
+        throw new HttpError(400, "BAD_REQUEST", '"bucket" must be a bucket name or "*"');
+      const access = b.access;
+      if (access !== null && !ACCESS.includes(access as Access))
+        throw new HttpError(
+          400,
+          "BAD_REQUEST",
+          `"access" must be one of ${ACCESS.join(", ")} or null`,
+        );
+      const r = await this.meta.grant(
+        id,
+        bucket,
+        (access ?? undefined) as Access | undefined,
+        typeof b.createBuckets === "boolean" ? b.createBuckets : undefined,
+      );
+      if (!r.ok) fail(r);
+      sendJson(res, 200, publicView(r.record));
+      return true;
+    }
+    if (req.method !== "DELETE")
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", "DELETE only", { allow: "DELETE" });
+    const r = await this.meta.deleteKey(id);
+    if (!r.ok) fail(r);
+    sendJson(res, 200, { deleted: id });
+    return true;
+  }
+}

@@ -1,0 +1,417 @@
+/**
+ * S3 metadata: access keys and buckets, as records in the metadata group ("_meta"), next to
+ * the keyspace and member records. Every node caches them (refreshed every second and on a
+ * miss), because SigV4 needs a key's secret on every request and a bucket lookup precedes
+ * every object operation.
+ *
+ *   s3/key/<accessKeyId>  → AccessKeyRecord (secret, grants per bucket)
+ *   s3/bucket/<name>      → BucketRecord (its index id, owner, versioning, CORS, public-read)
+ *
+ * A bucket's objects are indexed under its *id* (random, fixed at creation), not its name: a
+ * bucket deleted and created again under the same name starts empty even if a stale node
+ * wrote an object into the old one after the deletion (such an orphan is never visible).
+ *
+ * Creating a bucket is one create-only write, so two clients racing to create one name
+ * cannot both win; changing one (versioning, CORS) is a compare-and-set on its revision.
+ *
+ * Secrets are stored as given (SigV4 needs the secret itself, not a hash of it): encrypting
+ * them at rest with a cluster key is part of the security work (docs/s3.md, "Security").
+ */
+import { randomBytes } from "node:crypto";
+import type { KvError, KvService } from "../kv/service.js";
+
+export type Access = "read" | "write" | "owner";
+
+/** What each access level allows; higher levels include the lower ones. */
+const RANK: Record<Access, number> = { read: 1, write: 2, owner: 3 };
+
+export interface AccessKeyRecord {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly name: string;
+  readonly createdMs: number;
+  /** Bucket name (or "*" for every bucket) → access. */
+  readonly grants: Readonly<Record<string, Access>>;
+  /** May create buckets (it then owns them). */
+  readonly createBuckets: boolean;
+}
+
+export interface CorsRuleRecord {
+  readonly id?: string;
+  readonly allowedOrigins: readonly string[];
+  readonly allowedMethods: readonly string[];
+  readonly allowedHeaders: readonly string[];
+  readonly exposeHeaders: readonly string[];
+  readonly maxAgeSeconds?: number;
+}
+
+export interface BucketRecord {
+  readonly name: string;
+  /** The bucket's index prefix: random, fixed at creation. */
+  readonly id: string;
+  readonly createdMs: number;
+  /** The access key that created it (it has owner access). */
+  readonly owner: string;
+  /** Absent: never enabled. */
+  readonly versioning?: "Enabled" | "Suspended";
+  readonly cors?: readonly CorsRuleRecord[];
+  /** Anonymous GET/HEAD of objects (and listing) allowed. */
+  readonly publicRead?: boolean;
+}
+
+export const META_KEYSPACE = "_meta";
+const KEY_PREFIX = "s3/key/";
+const BUCKET_PREFIX = "s3/bucket/";
+/** Records read per refresh; more keys or buckets than this are refused. */
+export const ACCESS_KEYS_MAX = 10_000;
+export const BUCKETS_MAX = 10_000;
+/** A key or bucket not in the cache is looked up at most this often (a flood of bad keys). */
+const MISS_CACHE_MS = 1_000;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export type MetaError =
+  | KvError
+  | {
+      readonly ok: false;
+      readonly code:
+        | "BucketAlreadyExists"
+        | "BucketAlreadyOwnedByYou"
+        | "NoSuchBucket"
+        | "BucketNotEmpty"
+        | "NoSuchKey"
+        | "TooManyBuckets"
+        | "Conflict";
+      readonly message: string;
+    };
+
+function parse<T>(v: Uint8Array): T {
+  return JSON.parse(dec.decode(v)) as T;
+}
+
+/** Access key ids look like AWS's: 20 upper-case characters, starting with "GK" (Garage's). */
+export function newAccessKey(
+  name: string,
+  grants: Record<string, Access>,
+  createBuckets: boolean,
+  nowMs: number,
+): AccessKeyRecord {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const id = [...randomBytes(18)].map((b) => alphabet[b & 31]).join("");
+  return {
+    accessKeyId: `GK${id}`,
+    secretAccessKey: randomBytes(30).toString("base64url").slice(0, 40),
+    name,
+    createdMs: nowMs,
+    grants,
+    createBuckets,
+  };
+}
+
+export class S3Meta {
+  private keys = new Map<string, AccessKeyRecord>();
+  private buckets = new Map<string, BucketRecord>();
+  private readonly misses = new Map<string, number>();
+  private refreshing: Promise<void> | undefined;
+
+  constructor(private readonly kv: KvService) {}
+
+  /** Re-reads every key and bucket record (every second, and after changes). */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.doRefresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<void> {
+    const [k, b] = await Promise.all([
+      this.listRecords<AccessKeyRecord>(KEY_PREFIX, ACCESS_KEYS_MAX),
+      this.listRecords<BucketRecord>(BUCKET_PREFIX, BUCKETS_MAX),
+    ]);
+    if (k.ok) this.keys = new Map(k.records.map((r) => [r.record.accessKeyId, r.record]));
+    if (b.ok) this.buckets = new Map(b.records.map((r) => [r.record.name, r.record]));
+  }
+
+  private async listRecords<T>(
+    prefix: string,
+    max: number,
+  ): Promise<{ ok: true; records: { record: T; revision: number }[] } | KvError> {
+    const out: { record: T; revision: number }[] = [];
+    let startAfter: Uint8Array | undefined;
+    for (;;) {
+      const r = await this.kv.list(
+        META_KEYSPACE,
+        { prefix: enc.encode(prefix), startAfter, limit: 1000 },
+        "linearizable",
+      );
+      if (!r.ok) return r;
+      for (const i of r.items) out.push({ record: parse<T>(i.value), revision: i.revision });
+      if (!r.more || out.length >= max || r.items.length === 0) return { ok: true, records: out };
+      startAfter = r.items[r.items.length - 1]?.key;
+    }
+  }
+
+  /** The secret of a cached access key (SigV4 verification is synchronous). */
+  secretOf(accessKeyId: string): string | undefined {
+    return this.keys.get(accessKeyId)?.secretAccessKey;
+  }
+
+  cachedKey(accessKeyId: string): AccessKeyRecord | undefined {
+    return this.keys.get(accessKeyId);
+  }
+
+  /** Loads a key this node has not seen yet (created through another node a moment ago). */
+  async loadKey(accessKeyId: string): Promise<AccessKeyRecord | undefined> {
+    const cached = this.keys.get(accessKeyId);
+    if (cached) return cached;
+    if (!this.missAllowed(`k/${accessKeyId}`)) return undefined;
+    const r = await this.kv.get(
+      META_KEYSPACE,
+      enc.encode(KEY_PREFIX + accessKeyId),
+      "linearizable",
+    );
+    if (!r.ok || !r.item) return undefined;
+    const rec = parse<AccessKeyRecord>(r.item.value);
+    this.keys.set(rec.accessKeyId, rec);
+    return rec;
+  }
+
+  private missAllowed(what: string): boolean {
+    const now = Date.now();
+    const last = this.misses.get(what);
+    if (last !== undefined && now - last < MISS_CACHE_MS) return false;
+    if (this.misses.size > 10_000) this.misses.clear();
+    this.misses.set(what, now);
+    return true;
+  }
+
+  /**
+   * A bucket by name: from the cache, or read once when not cached (created through another
+   * node a moment ago). `fresh` always reads (for decisions that must not act on a stale
+   * record, such as deleting the bucket).
+   */
+  async bucket(name: string, fresh = false): Promise<BucketRecord | undefined> {
+    const cached = this.buckets.get(name);
+    if (cached && !fresh) return cached;
+    if (!fresh && !this.missAllowed(`b/${name}`)) return undefined;
+    const r = await this.kv.get(META_KEYSPACE, enc.encode(BUCKET_PREFIX + name), "linearizable");
+    if (!r.ok) return cached;
+    if (!r.item) {
+      this.buckets.delete(name);
+      return undefined;
+    }
+    const rec = parse<BucketRecord>(r.item.value);
+    this.buckets.set(name, rec);
+    return rec;
+  }
+
+  async listBuckets(): Promise<{ ok: true; buckets: BucketRecord[] } | KvError> {
+    const r = await this.listRecords<BucketRecord>(BUCKET_PREFIX, BUCKETS_MAX);
+    if (!r.ok) return r;
+    this.buckets = new Map(r.records.map((x) => [x.record.name, x.record]));
+    return { ok: true, buckets: r.records.map((x) => x.record) };
+  }
+
+  /** Whether `accessKeyId` has at least `need` on `bucket`. */
+  can(key: AccessKeyRecord | undefined, bucket: BucketRecord, need: Access): boolean {
+    if (!key) return need === "read" && bucket.publicRead === true;
+    if (bucket.owner === key.accessKeyId) return true;
+    const g = key.grants[bucket.name] ?? key.grants["*"];
+    return g !== undefined && RANK[g] >= RANK[need];
+  }
+
+  async createBucket(
+    name: string,
+    owner: AccessKeyRecord,
+  ): Promise<{ ok: true; record: BucketRecord } | MetaError> {
+    const existing = await this.bucket(name, true);
+    if (existing) return this.alreadyExists(existing, owner);
+    if (this.buckets.size >= BUCKETS_MAX)
+      return { ok: false, code: "TooManyBuckets", message: `at most ${BUCKETS_MAX} buckets` };
+    const record: BucketRecord = {
+      name,
+      id: randomBytes(8).toString("hex"),
+      createdMs: Date.now(),
+      owner: owner.accessKeyId,
+    };
+    const w = await this.kv.put(
+      META_KEYSPACE,
+      enc.encode(BUCKET_PREFIX + name),
+      enc.encode(JSON.stringify(record)),
+      { kind: "ifAbsent" },
+    );
+    if (!w.ok) {
+      if (w.code !== "PRECONDITION_FAILED") return w;
+      const theirs = await this.bucket(name, true);
+      return theirs
+        ? this.alreadyExists(theirs, owner)
+        : { ok: false, code: "Conflict", message: "the bucket changed concurrently; retry" };
+    }
+    this.buckets.set(name, record);
+    return { ok: true, record };
+  }
+
+  private alreadyExists(existing: BucketRecord, who: AccessKeyRecord): MetaError {
+    return existing.owner === who.accessKeyId
+      ? {
+          ok: false,
+          code: "BucketAlreadyOwnedByYou",
+          message:
+            "Your previous request to create the named bucket succeeded and you already own it.",
+        }
+      : {
+          ok: false,
+          code: "BucketAlreadyExists",
+          message: "The requested bucket name is not available.",
+        };
+  }
+
+  /** Changes a bucket record with a compare-and-set (retried on concurrent changes). */
+  async updateBucket(
+    name: string,
+    change: (r: BucketRecord) => BucketRecord,
+  ): Promise<{ ok: true; record: BucketRecord } | MetaError> {
+    const key = enc.encode(BUCKET_PREFIX + name);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.kv.get(META_KEYSPACE, key, "linearizable");
+      if (!cur.ok) return cur;
+      if (!cur.item) return noSuchBucket(name);
+      const next = change(parse<BucketRecord>(cur.item.value));
+      const w = await this.kv.put(META_KEYSPACE, key, enc.encode(JSON.stringify(next)), {
+        kind: "ifRevision",
+        revision: cur.item.revision,
+      });
+      if (w.ok) {
+        this.buckets.set(name, next);
+        return { ok: true, record: next };
+      }
+      if (w.code !== "PRECONDITION_FAILED") return w;
+    }
+    return { ok: false, code: "Conflict", message: "the bucket kept changing; retry" };
+  }
+
+  /** Deletes the bucket record if `isEmpty` says its index is empty (checked after reading it). */
+  async deleteBucket(
+    name: string,
+    isEmpty: (b: BucketRecord) => Promise<boolean | KvError>,
+  ): Promise<{ ok: true } | MetaError> {
+    const key = enc.encode(BUCKET_PREFIX + name);
+    const cur = await this.kv.get(META_KEYSPACE, key, "linearizable");
+    if (!cur.ok) return cur;
+    if (!cur.item) return noSuchBucket(name);
+    const empty = await isEmpty(parse<BucketRecord>(cur.item.value));
+    if (typeof empty !== "boolean") return empty;
+    if (!empty)
+      return {
+        ok: false,
+        code: "BucketNotEmpty",
+        message: "The bucket you tried to delete is not empty.",
+      };
+    const d = await this.kv.delete(META_KEYSPACE, key, {
+      kind: "ifRevision",
+      revision: cur.item.revision,
+    });
+    if (!d.ok && d.code !== "NOT_FOUND") return d;
+    this.buckets.delete(name);
+    return { ok: true };
+  }
+
+  // ------------------------------------------------------------------ access keys (admin)
+
+  async createKey(
+    name: string,
+    grants: Record<string, Access>,
+    createBuckets: boolean,
+  ): Promise<{ ok: true; record: AccessKeyRecord } | MetaError> {
+    const record = newAccessKey(name, grants, createBuckets, Date.now());
+    return this.putKey(record);
+  }
+
+  /** Stores a key with a given id and secret (the dev cluster's well-known key; imports). */
+  async putKey(
+    record: AccessKeyRecord,
+  ): Promise<{ ok: true; record: AccessKeyRecord } | MetaError> {
+    const w = await this.kv.put(
+      META_KEYSPACE,
+      enc.encode(KEY_PREFIX + record.accessKeyId),
+      enc.encode(JSON.stringify(record)),
+      { kind: "ifAbsent" },
+    );
+    if (!w.ok) {
+      if (w.code === "PRECONDITION_FAILED") {
+        const have = await this.loadKey(record.accessKeyId);
+        if (have && have.secretAccessKey === record.secretAccessKey)
+          return { ok: true, record: have };
+        return { ok: false, code: "Conflict", message: "an access key with this id exists" };
+      }
+      return w;
+    }
+    this.keys.set(record.accessKeyId, record);
+    return { ok: true, record };
+  }
+
+  async listKeys(): Promise<{ ok: true; keys: AccessKeyRecord[] } | KvError> {
+    const r = await this.listRecords<AccessKeyRecord>(KEY_PREFIX, ACCESS_KEYS_MAX);
+    return r.ok ? { ok: true, keys: r.records.map((x) => x.record) } : r;
+  }
+
+  async deleteKey(accessKeyId: string): Promise<{ ok: true } | MetaError> {
+    const d = await this.kv.delete(META_KEYSPACE, enc.encode(KEY_PREFIX + accessKeyId), {
+      kind: "none",
+    });
+    if (!d.ok) {
+      if (d.code === "NOT_FOUND")
+        return { ok: false, code: "NoSuchKey", message: `no access key ${accessKeyId}` };
+      return d;
+    }
+    this.keys.delete(accessKeyId);
+    return { ok: true };
+  }
+
+  /** Grants (or with `access` undefined, revokes) access to a bucket ("*": every bucket). */
+  async grant(
+    accessKeyId: string,
+    bucket: string,
+    access: Access | undefined,
+    createBuckets?: boolean,
+  ): Promise<{ ok: true; record: AccessKeyRecord } | MetaError> {
+    const key = enc.encode(KEY_PREFIX + accessKeyId);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const cur = await this.kv.get(META_KEYSPACE, key, "linearizable");
+      if (!cur.ok) return cur;
+      if (!cur.item)
+        return { ok: false, code: "NoSuchKey", message: `no access key ${accessKeyId}` };
+      const old = parse<AccessKeyRecord>(cur.item.value);
+      const grants = { ...old.grants };
+      if (bucket !== "") {
+        if (access) grants[bucket] = access;
+        else delete grants[bucket];
+      }
+      const next: AccessKeyRecord = {
+        ...old,
+        grants,
+        createBuckets: createBuckets ?? old.createBuckets,
+      };
+      const w = await this.kv.put(META_KEYSPACE, key, enc.encode(JSON.stringify(next)), {
+        kind: "ifRevision",
+        revision: cur.item.revision,
+      });
+      if (w.ok) {
+        this.keys.set(accessKeyId, next);
+        return { ok: true, record: next };
+      }
+      if (w.code !== "PRECONDITION_FAILED") return w;
+    }
+    return { ok: false, code: "Conflict", message: "the key kept changing; retry" };
+  }
+}
+
+function noSuchBucket(name: string): MetaError {
+  return {
+    ok: false,
+    code: "NoSuchBucket",
+    message: `The specified bucket does not exist: ${name}`,
+  };
+}

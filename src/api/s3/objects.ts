@@ -1,0 +1,987 @@
+/**
+ * The object index: S3 objects, versions and multipart uploads as entries of one
+ * range-sharded keyspace ("_s3"), whose shards split by size like any other, so one bucket
+ * scales over many shards and lists in key order. Bodies live in content-addressed chunks
+ * (src/blob/), written to a quorum of their ring nodes before the index points at them.
+ *
+ * Entries (bucket id = BucketRecord.id, keys are UTF-8 and never contain NUL):
+ *
+ *   h/<bid>/<key>                  the current version (an ObjectRecord; maybe a delete marker)
+ *   v/<bid>/<key>\0<sortId>        every version of a bucket with versioning on (newest first)
+ *   d/<dataId>/<page:8 hex>        the chunk list of one body: up to PAGE_CHUNKS (hash, size)
+ *   r/<chunk hash hex>/<dataId>    a reference from a body to a chunk (garbage collection)
+ *   u/<bid>/<key>\0<uploadId>      an open multipart upload
+ *   p/<uploadId>/<partNo:5>        an uploaded part (its own body)
+ *
+ * Why a chunk list in pages, and references apart: appending a chunk never rewrites the list
+ * (a 10 GiB object is 40 page writes, not a 300 KiB record rewritten 10,000 times), and the
+ * garbage collector asks "is this chunk referenced?" with one prefix lookup.
+ *
+ * Order of writes, which is what makes crashes harmless: chunks (on a quorum) → pages and
+ * references → the head entry (the commit point, a compare-and-set). A crash before the head
+ * write leaves unreferenced pages and references (a leak, never a loss); the references keep
+ * the chunks alive. Removing a body (overwrite, delete, abort) happens after the head entry
+ * no longer points at it: pages and references go, then the chunk collector deletes chunks
+ * that nothing references any more, after a grace period that covers uploads in flight.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type { KvError, KvService } from "../kv/service.js";
+
+export const INDEX_KEYSPACE = "_s3";
+/** Bodies up to this size live inside the index entry (no chunk round trips). */
+export const INLINE_BYTES_MAX = 4096;
+/** Chunk size of larger bodies. */
+export const CHUNK_BYTES = 1 << 20;
+/** Chunks per chunk-list page (36 bytes each: about 9 KiB). */
+export const PAGE_CHUNKS = 256;
+/** Chunk writes in flight per upload (the upload's memory: about this many MiB). */
+const PUT_INFLIGHT_CHUNKS = 4;
+/** Chunk reads ahead of the one being sent, per download. */
+const GET_READAHEAD_CHUNKS = 3;
+/** Index writes in flight when writing or removing references. */
+const REF_WRITES_INFLIGHT = 16;
+/** S3's part count limit. */
+export const PARTS_MAX = 10_000;
+/** Entries fetched per index scan. */
+const SCAN_LIMIT = 1000;
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** One body: its chunk list is `pages` pages under `d/<id>/`. */
+export interface DataRef {
+  readonly id: string;
+  readonly size: number;
+  readonly pages: number;
+}
+
+export interface ObjectRecord {
+  readonly key: string;
+  /** "null" for objects written while versioning was off or suspended. */
+  readonly versionId: string;
+  /** The version's place among the key's versions (v/ entries), when it has one. */
+  readonly sortId?: string;
+  readonly deleteMarker?: boolean;
+  readonly size: number;
+  /** Quoted, as in the ETag header. */
+  readonly etag: string;
+  readonly lastModifiedMs: number;
+  /** Content-Type and the other stored standard headers (lower-case names). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** x-amz-meta-* (lower-case names, with the prefix). */
+  readonly meta: Readonly<Record<string, string>>;
+  /** Checksums the client asked for (algorithm → base64), and their type. */
+  readonly checksums?: Readonly<Record<string, string>>;
+  readonly checksumType?: "FULL_OBJECT" | "COMPOSITE";
+  /** The body itself (base64) when it is small. */
+  readonly inline?: string;
+  /** The body in chunks: one DataRef per part (one for a single-part upload). */
+  readonly parts?: readonly DataRef[];
+  /** For multipart objects: the number of parts (x-amz-mp-parts-count). */
+  readonly partsCount?: number;
+}
+
+export interface UploadRecord {
+  readonly key: string;
+  readonly uploadId: string;
+  readonly initiatedMs: number;
+  readonly initiator: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly meta: Readonly<Record<string, string>>;
+  readonly checksumAlgorithm?: string;
+}
+
+export interface PartRecord {
+  readonly partNumber: number;
+  readonly data: DataRef;
+  /** Quoted MD5 of the part. */
+  readonly etag: string;
+  readonly size: number;
+  readonly lastModifiedMs: number;
+  readonly checksums?: Readonly<Record<string, string>>;
+}
+
+/** The chunk layer, as the index needs it (src/blob/ implements it). */
+export interface ChunkPort {
+  put(data: Uint8Array): Promise<{ ok: true; hash: Uint8Array } | { ok: false; message: string }>;
+  get(
+    hash: Uint8Array,
+  ): Promise<{ ok: true; data: Uint8Array } | { ok: false; code: string; message: string }>;
+}
+
+export type IndexError =
+  | KvError
+  | { readonly ok: false; readonly code: "CHUNKS_UNAVAILABLE"; readonly message: string }
+  | { readonly ok: false; readonly code: "TOO_LARGE"; readonly message: string }
+  | { readonly ok: false; readonly code: "CONFLICT"; readonly message: string };
+
+/** What a write condition callback answers: go on, or refuse with this (the caller's) error. */
+export type Check<E> = (current: ObjectRecord | undefined) => E | undefined;
+
+// ------------------------------------------------------------------ keys
+
+const headKey = (bid: string, key: string) => enc.encode(`h/${bid}/${key}`);
+const headPrefix = (bid: string) => `h/${bid}/`;
+const versionPrefix = (bid: string) => `v/${bid}/`;
+const versionKey = (bid: string, key: string, sortId: string) =>
+  enc.encode(`v/${bid}/${key}\0${sortId}`);
+const pageKey = (dataId: string, page: number) =>
+  enc.encode(`d/${dataId}/${page.toString(16).padStart(8, "0")}`);
+const refKey = (hash: Uint8Array, dataId: string) =>
+  enc.encode(`r/${Buffer.from(hash).toString("hex")}/${dataId}`);
+const uploadKey = (bid: string, key: string, uploadId: string) =>
+  enc.encode(`u/${bid}/${key}\0${uploadId}`);
+const partPrefix = (uploadId: string) => `p/${uploadId}/`;
+const partKey = (uploadId: string, n: number) =>
+  enc.encode(`${partPrefix(uploadId)}${String(n).padStart(5, "0")}`);
+
+/**
+ * Version ids sort newest first: the inverted time in ms, then randomness (two versions in one
+ * millisecond keep an arbitrary but fixed order; the head entry says which one is current).
+ */
+export function newSortId(nowMs: number): string {
+  const inv = (0xffffffffffff - nowMs).toString(16).padStart(12, "0");
+  return inv + randomBytes(4).toString("hex");
+}
+
+const newDataId = () => randomBytes(12).toString("hex");
+export const newUploadId = () => randomBytes(16).toString("hex");
+
+function parse<T>(v: Uint8Array): T {
+  return JSON.parse(dec.decode(v)) as T;
+}
+const json = (x: unknown) => enc.encode(JSON.stringify(x));
+
+/** Bytes sorting after every UTF-8 string that starts with `s` (UTF-8 never has 0xFF). */
+function afterAllWithPrefix(s: string): Uint8Array {
+  const b = enc.encode(s);
+  const out = new Uint8Array(b.byteLength + 1);
+  out.set(b);
+  out[b.byteLength] = 0xff;
+  return out;
+}
+
+/** Runs `f` over `items` with at most `n` in flight; the first failure is returned. */
+async function boundedAll<T, R extends { ok: boolean }>(
+  items: readonly T[],
+  n: number,
+  f: (x: T) => Promise<R>,
+): Promise<R | undefined> {
+  let i = 0;
+  let failed: R | undefined;
+  const worker = async () => {
+    while (i < items.length && !failed) {
+      const r = await f(items[i++] as T);
+      if (!r.ok) failed ??= r;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  return failed;
+}
+
+// ------------------------------------------------------------------ the index
+
+export interface WrittenBody {
+  readonly size: number;
+  /** Hex MD5 of the body. */
+  readonly md5: string;
+  readonly inline?: Uint8Array;
+  readonly data?: DataRef;
+}
+
+export interface ListEntry {
+  readonly key: string;
+  readonly record: ObjectRecord;
+}
+
+export interface ListPage {
+  readonly entries: ListEntry[];
+  readonly prefixes: string[];
+  readonly truncated: boolean;
+  /** The last key or common prefix returned (the next page starts after it). */
+  readonly last: string | undefined;
+}
+
+export class ObjectIndex {
+  constructor(
+    private readonly kv: KvService,
+    private readonly chunks: ChunkPort,
+  ) {}
+
+  // ---------------------------------------------------------------- bodies
+
+  /**
+   * Stores a body: small ones are returned inline, larger ones are cut into chunks written to
+   * a quorum (a few in flight: the upload's memory stays at a few MiB whatever its size), with
+   * their chunk list and references. `observe` sees every byte (digests); `sizeMax` bounds it.
+   */
+  async writeBody(
+    body: AsyncIterable<Uint8Array>,
+    sizeMax: number,
+    observe: (chunk: Uint8Array) => void = () => {},
+    /** Small bodies inline (objects); false for parts, whose bodies are always chunked. */
+    inline = true,
+  ): Promise<{ ok: true; body: WrittenBody } | IndexError> {
+    const md5 = createHash("md5");
+    const dataId = newDataId();
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let size = 0;
+    const refs: { hash: Uint8Array; size: number }[] = [];
+    const inflight = new Set<Promise<void>>();
+    let failure: IndexError | undefined;
+    let pagesWritten = 0;
+    const pageWrites: Promise<void>[] = [];
+
+    const flushPages = (final: boolean) => {
+      // Full pages are written as soon as their chunks are all stored, in order.
+      while (
+        refs.length - pagesWritten * PAGE_CHUNKS >= PAGE_CHUNKS ||
+        (final && refs.length > pagesWritten * PAGE_CHUNKS)
+      ) {
+        const page = pagesWritten++;
+        const slice = refs.slice(page * PAGE_CHUNKS, (page + 1) * PAGE_CHUNKS);
+        pageWrites.push(
+          this.writePage(dataId, page, slice).then((r) => {
+            if (!r.ok) failure ??= r;
+          }),
+        );
+      }
+    };
+
+    const storeChunk = (data: Uint8Array, slot: number) => {
+      const p = this.chunks.put(data).then(async (r) => {
+        if (!r.ok) {
+          failure ??= { ok: false, code: "CHUNKS_UNAVAILABLE", message: r.message };
+          return;
+        }
+        refs[slot] = { hash: r.hash, size: data.byteLength };
+        const w = await this.kv.put(INDEX_KEYSPACE, refKey(r.hash, dataId), new Uint8Array(0), {
+          kind: "none",
+        });
+        if (!w.ok) failure ??= w;
+      });
+      const tracked = p.finally(() => inflight.delete(tracked));
+      inflight.add(tracked);
+      return tracked;
+    };
+
+    let slots = 0;
+    const cut = async (final: boolean) => {
+      while (pendingBytes >= CHUNK_BYTES || (final && pendingBytes > 0)) {
+        const all = Buffer.concat(pending, pendingBytes);
+        const take = Math.min(CHUNK_BYTES, all.byteLength);
+        const chunk = all.subarray(0, take);
+        const rest = all.subarray(take);
+        pending = rest.byteLength > 0 ? [rest] : [];
+        pendingBytes = rest.byteLength;
+        const done = storeChunk(chunk, slots++);
+        if (inflight.size >= PUT_INFLIGHT_CHUNKS) await Promise.race(inflight);
+        void done;
+        if (failure) return;
+      }
+    };
+
+    for await (const piece of body) {
+      if (failure) break;
+      size += piece.byteLength;
+      if (size > sizeMax) {
+        failure = {
+          ok: false,
+          code: "TOO_LARGE",
+          message: `the body exceeds ${sizeMax} bytes`,
+        };
+        break;
+      }
+      md5.update(piece);
+      observe(piece);
+      pending.push(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+      pendingBytes += piece.byteLength;
+      if (pendingBytes >= CHUNK_BYTES && size > INLINE_BYTES_MAX) await cut(false);
+    }
+    if (inline && !failure && size <= INLINE_BYTES_MAX && slots === 0) {
+      const bytes = Buffer.concat(pending, pendingBytes);
+      return { ok: true, body: { size, md5: md5.digest("hex"), inline: bytes } };
+    }
+    if (!failure) await cut(true);
+    await Promise.all(inflight);
+    if (!failure) flushPages(true);
+    await Promise.all(pageWrites);
+    const data: DataRef = { id: dataId, size, pages: pagesWritten };
+    if (failure) {
+      // Nothing points at this body: drop what was written of it (best effort; a leftover
+      // reference only delays the collection of its chunk).
+      refs.length = slots;
+      void this.removeBody(data, refs);
+      return failure;
+    }
+    return { ok: true, body: { size, md5: md5.digest("hex"), data } };
+  }
+
+  private async writePage(
+    dataId: string,
+    page: number,
+    refs: readonly { hash: Uint8Array; size: number }[],
+  ): Promise<{ ok: true } | KvError> {
+    const out = Buffer.alloc(refs.length * 36);
+    refs.forEach((r, i) => {
+      out.set(r.hash, i * 36);
+      out.writeUInt32BE(r.size, i * 36 + 32);
+    });
+    const w = await this.kv.put(INDEX_KEYSPACE, pageKey(dataId, page), out, { kind: "none" });
+    return w.ok ? { ok: true } : w;
+  }
+
+  private async readPage(
+    dataId: string,
+    page: number,
+  ): Promise<{ ok: true; refs: { hash: Uint8Array; size: number }[] } | IndexError> {
+    const r = await this.kv.get(INDEX_KEYSPACE, pageKey(dataId, page), "linearizable");
+    if (!r.ok) return r;
+    if (!r.item)
+      return {
+        ok: false,
+        code: "CHUNKS_UNAVAILABLE",
+        message: `chunk list ${dataId}/${page} missing`,
+      };
+    const v = Buffer.from(r.item.value);
+    const refs: { hash: Uint8Array; size: number }[] = [];
+    for (let o = 0; o + 36 <= v.byteLength; o += 36)
+      refs.push({ hash: v.subarray(o, o + 32), size: v.readUInt32BE(o + 32) });
+    return { ok: true, refs };
+  }
+
+  /** The chunks of a body, in order (one page at a time). */
+  private async *chunkRefs(data: DataRef): AsyncGenerator<{ hash: Uint8Array; size: number }> {
+    for (let p = 0; p < data.pages; p++) {
+      const r = await this.readPage(data.id, p);
+      if (!r.ok) throw new BodyReadError(r.message);
+      yield* r.refs;
+    }
+  }
+
+  /**
+   * The bytes [start, end) of a record's body, chunk by chunk, each verified by the chunk layer
+   * against its hash; a few chunks are fetched ahead. Throws BodyReadError when a chunk cannot
+   * be read from any replica (the caller cuts the response).
+   */
+  async *readBody(rec: ObjectRecord, start: number, end: number): AsyncGenerator<Uint8Array> {
+    if (rec.inline !== undefined) {
+      const all = Buffer.from(rec.inline, "base64");
+      yield all.subarray(start, end);
+      return;
+    }
+    const wanted: { hash: Uint8Array; from: number; to: number }[] = [];
+    let offset = 0;
+    const ahead: Promise<Uint8Array>[] = [];
+    const fetch = (hash: Uint8Array) =>
+      this.chunks.get(hash).then((r) => {
+        if (!r.ok) throw new BodyReadError(r.message);
+        return r.data;
+      });
+    for (const part of rec.parts ?? []) {
+      if (offset + part.size <= start) {
+        offset += part.size;
+        continue;
+      }
+      if (offset >= end) break;
+      for await (const c of this.chunkRefs(part)) {
+        const cStart = offset;
+        offset += c.size;
+        if (offset <= start) continue;
+        if (cStart >= end) break;
+        wanted.push({
+          hash: c.hash,
+          from: Math.max(0, start - cStart),
+          to: Math.min(c.size, end - cStart),
+        });
+        const p = fetch(c.hash);
+        p.catch(() => {}); // observed when its turn comes
+        ahead.push(p);
+        while (ahead.length > GET_READAHEAD_CHUNKS) {
+          const w = wanted.shift() as (typeof wanted)[number];
+          const data = await (ahead.shift() as Promise<Uint8Array>);
+          yield data.subarray(w.from, w.to);
+        }
+      }
+      if (offset < end && offset < start) continue;
+    }
+    while (ahead.length > 0) {
+      const w = wanted.shift() as (typeof wanted)[number];
+      const data = await (ahead.shift() as Promise<Uint8Array>);
+      yield data.subarray(w.from, w.to);
+    }
+  }
+
+  /** A copy of a body under a new id: new pages and references, the same chunks (no data copied). */
+  async cloneBody(data: DataRef): Promise<{ ok: true; data: DataRef } | IndexError> {
+    const id = newDataId();
+    for (let p = 0; p < data.pages; p++) {
+      const r = await this.readPage(data.id, p);
+      if (!r.ok) return r;
+      const failed = await boundedAll(r.refs, REF_WRITES_INFLIGHT, (c) =>
+        this.kv.put(INDEX_KEYSPACE, refKey(c.hash, id), new Uint8Array(0), { kind: "none" }),
+      );
+      if (failed && !failed.ok) return failed as KvError;
+      const w = await this.writePage(id, p, r.refs);
+      if (!w.ok) return w;
+    }
+    return { ok: true, data: { ...data, id } };
+  }
+
+  /**
+   * Removes a body's pages and references (its chunks become collectable). Best effort: what
+   * fails is left for later (it only delays the collection of chunks).
+   */
+  async removeBody(
+    data: DataRef,
+    known?: readonly ({ hash: Uint8Array; size: number } | undefined)[],
+  ): Promise<void> {
+    const pages = known ? Math.ceil(known.length / PAGE_CHUNKS) : data.pages;
+    for (let p = 0; p < pages; p++) {
+      let refs: { hash: Uint8Array }[];
+      if (known) {
+        refs = known
+          .slice(p * PAGE_CHUNKS, (p + 1) * PAGE_CHUNKS)
+          .filter((x): x is { hash: Uint8Array; size: number } => x !== undefined);
+      } else {
+        const r = await this.readPage(data.id, p);
+        if (!r.ok) continue;
+        refs = r.refs;
+      }
+      await boundedAll(refs, REF_WRITES_INFLIGHT, (c) =>
+        this.kv.delete(INDEX_KEYSPACE, refKey(c.hash, data.id), { kind: "none" }),
+      );
+      await this.kv.delete(INDEX_KEYSPACE, pageKey(data.id, p), { kind: "none" });
+    }
+  }
+
+  async removeRecordBodies(rec: ObjectRecord): Promise<void> {
+    for (const part of rec.parts ?? []) await this.removeBody(part);
+  }
+
+  /** Whether any body references the chunk (for the chunk collector; undefined: cannot tell). */
+  async isReferenced(hash: Uint8Array): Promise<boolean | undefined> {
+    const r = await this.kv.list(
+      INDEX_KEYSPACE,
+      {
+        prefix: enc.encode(`r/${Buffer.from(hash).toString("hex")}/`),
+        startAfter: undefined,
+        limit: 1,
+      },
+      "linearizable",
+    );
+    return r.ok ? r.items.length > 0 : undefined;
+  }
+
+  // ---------------------------------------------------------------- heads and versions
+
+  async head(
+    bid: string,
+    key: string,
+  ): Promise<{ ok: true; record: ObjectRecord | undefined; revision: number } | KvError> {
+    const r = await this.kv.get(INDEX_KEYSPACE, headKey(bid, key), "linearizable");
+    if (!r.ok) return r;
+    return r.item
+      ? { ok: true, record: parse<ObjectRecord>(r.item.value), revision: r.item.revision }
+      : { ok: true, record: undefined, revision: 0 };
+  }
+
+  /** A specific version ("null" included), current or not. */
+  async version(
+    bid: string,
+    key: string,
+    versionId: string,
+  ): Promise<{ ok: true; record: ObjectRecord | undefined } | KvError> {
+    const h = await this.head(bid, key);
+    if (!h.ok) return h;
+    if (h.record?.versionId === versionId) return { ok: true, record: h.record };
+    const versions = await this.versionsOf(bid, key);
+    if (!versions.ok) return versions;
+    return {
+      ok: true,
+      record: versions.items.find((v) => v.record.versionId === versionId)?.record,
+    };
+  }
+
+  /** Every v/ entry of one key, newest first. */
+  private async versionsOf(
+    bid: string,
+    key: string,
+  ): Promise<{ ok: true; items: { record: ObjectRecord; revision: number }[] } | KvError> {
+    const out: { record: ObjectRecord; revision: number }[] = [];
+    let startAfter: Uint8Array | undefined;
+    for (;;) {
+      const r = await this.kv.list(
+        INDEX_KEYSPACE,
+        { prefix: enc.encode(`${versionPrefix(bid)}${key}\0`), startAfter, limit: SCAN_LIMIT },
+        "linearizable",
+      );
+      if (!r.ok) return r;
+      for (const i of r.items)
+        out.push({ record: parse<ObjectRecord>(i.value), revision: i.revision });
+      if (!r.more || r.items.length === 0) return { ok: true, items: out };
+      startAfter = r.items[r.items.length - 1]?.key;
+    }
+  }
+
+  /**
+   * Makes `rec` the key's current version: `check` sees the current one and may refuse; the
+   * head entry is then written with a compare-and-set on what `check` saw (retried when
+   * another writer got in between, so `check` always judges the version actually replaced).
+   * With `versioned`, the new version is also kept among the key's versions, and so is a
+   * replaced null version that was never recorded there. Returns the replaced record, whose
+   * body the caller removes unless it is still a version.
+   */
+  async commit<E>(
+    bid: string,
+    rec: ObjectRecord,
+    versioning: "Enabled" | "Suspended" | undefined,
+    check: Check<E>,
+  ): Promise<
+    | { ok: true; replaced: ObjectRecord | undefined; removable: ObjectRecord[] }
+    | IndexError
+    | { ok: false; refused: E }
+  > {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const cur = await this.head(bid, rec.key);
+      if (!cur.ok) return cur;
+      const refused = check(cur.record);
+      if (refused !== undefined) return { ok: false, refused };
+      const removable: ObjectRecord[] = [];
+      if (versioning) {
+        // A null version from before versioning was turned on becomes a recorded version.
+        const old = cur.record;
+        if (old && old.sortId === undefined && rec.versionId !== "null") {
+          const sortId = newSortId(old.lastModifiedMs);
+          const w = await this.kv.put(
+            INDEX_KEYSPACE,
+            versionKey(bid, old.key, sortId),
+            json({ ...old, sortId }),
+            { kind: "none" },
+          );
+          if (!w.ok) return w;
+        }
+        // A new null version (suspended) replaces the previous null version.
+        if (rec.versionId === "null") {
+          const vs = await this.versionsOf(bid, rec.key);
+          if (!vs.ok) return vs;
+          for (const v of vs.items) {
+            if (v.record.versionId !== "null" || v.record.sortId === undefined) continue;
+            await this.kv.delete(INDEX_KEYSPACE, versionKey(bid, rec.key, v.record.sortId), {
+              kind: "none",
+            });
+            removable.push(v.record);
+          }
+          if (old && old.versionId === "null" && old.sortId === undefined) removable.push(old);
+        }
+        if (rec.sortId !== undefined) {
+          const w = await this.kv.put(
+            INDEX_KEYSPACE,
+            versionKey(bid, rec.key, rec.sortId),
+            json(rec),
+            {
+              kind: "none",
+            },
+          );
+          if (!w.ok) return w;
+        }
+      } else if (cur.record) {
+        removable.push(cur.record);
+      }
+      const w = await this.kv.put(
+        INDEX_KEYSPACE,
+        headKey(bid, rec.key),
+        json(rec),
+        cur.record ? { kind: "ifRevision", revision: cur.revision } : { kind: "ifAbsent" },
+      );
+      if (w.ok) return { ok: true, replaced: cur.record, removable };
+      if (w.code !== "PRECONDITION_FAILED") return w;
+    }
+    return { ok: false, code: "CONFLICT", message: "the object kept changing; retry" };
+  }
+
+  /**
+   * Deletes the current version (unversioned: the head goes and its body is returned for
+   * removal; versioned: a delete marker becomes current). Deleting a key that does not exist
+   * succeeds (S3).
+   */
+  async deleteCurrent(
+    bid: string,
+    key: string,
+    versioning: "Enabled" | "Suspended" | undefined,
+    nowMs: number,
+  ): Promise<{ ok: true; marker?: ObjectRecord; removable: ObjectRecord[] } | IndexError> {
+    if (versioning) {
+      const sortId = newSortId(nowMs);
+      const marker: ObjectRecord = {
+        key,
+        versionId: versioning === "Enabled" ? sortId : "null",
+        sortId,
+        deleteMarker: true,
+        size: 0,
+        etag: "",
+        lastModifiedMs: nowMs,
+        headers: {},
+        meta: {},
+      };
+      const r = await this.commit(bid, marker, versioning, () => undefined);
+      if (!r.ok) return "refused" in r ? { ok: false, code: "CONFLICT", message: "refused" } : r;
+      return { ok: true, marker, removable: r.removable };
+    }
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const cur = await this.head(bid, key);
+      if (!cur.ok) return cur;
+      if (!cur.record) return { ok: true, removable: [] };
+      const d = await this.kv.delete(INDEX_KEYSPACE, headKey(bid, key), {
+        kind: "ifRevision",
+        revision: cur.revision,
+      });
+      if (d.ok || d.code === "NOT_FOUND") return { ok: true, removable: d.ok ? [cur.record] : [] };
+      if (d.code !== "PRECONDITION_FAILED") return d;
+    }
+    return { ok: false, code: "CONFLICT", message: "the object kept changing; retry" };
+  }
+
+  /**
+   * Deletes one version for good. When it was the current one, the newest remaining version
+   * becomes current (or the key disappears).
+   */
+  async deleteVersion(
+    bid: string,
+    key: string,
+    versionId: string,
+  ): Promise<{ ok: true; deleted: ObjectRecord | undefined } | IndexError> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const cur = await this.head(bid, key);
+      if (!cur.ok) return cur;
+      const vs = await this.versionsOf(bid, key);
+      if (!vs.ok) return vs;
+      const target =
+        vs.items.find((v) => v.record.versionId === versionId)?.record ??
+        (cur.record?.versionId === versionId ? cur.record : undefined);
+      if (!target) return { ok: true, deleted: undefined };
+      if (target.sortId !== undefined) {
+        const d = await this.kv.delete(INDEX_KEYSPACE, versionKey(bid, key, target.sortId), {
+          kind: "none",
+        });
+        if (!d.ok && d.code !== "NOT_FOUND") return d;
+      }
+      const wasCurrent = cur.record?.versionId === versionId;
+      if (!wasCurrent) return { ok: true, deleted: target };
+      const next = vs.items.find((v) => v.record.versionId !== versionId)?.record;
+      const w = next
+        ? await this.kv.put(INDEX_KEYSPACE, headKey(bid, key), json(next), {
+            kind: "ifRevision",
+            revision: cur.revision,
+          })
+        : await this.kv.delete(INDEX_KEYSPACE, headKey(bid, key), {
+            kind: "ifRevision",
+            revision: cur.revision,
+          });
+      if (w.ok) return { ok: true, deleted: target };
+      if (w.code !== "PRECONDITION_FAILED" && w.code !== "NOT_FOUND") return w;
+    }
+    return { ok: false, code: "CONFLICT", message: "the object kept changing; retry" };
+  }
+
+  // ---------------------------------------------------------------- listing
+
+  /**
+   * One page of current objects in key order (delete markers skipped), with keys that share
+   * a prefix up to `delimiter` rolled into one common prefix. `after` is exclusive; when it
+   * is itself a rolled-up prefix, everything under it is skipped.
+   */
+  async list(
+    bid: string,
+    o: { prefix: string; delimiter: string; after: string | undefined; max: number },
+  ): Promise<{ ok: true; page: ListPage } | KvError> {
+    const base = headPrefix(bid);
+    return this.scanRollup(
+      base,
+      o,
+      (key) => key,
+      (item) => {
+        const rec = parse<ObjectRecord>(item.value);
+        return rec.deleteMarker ? undefined : rec;
+      },
+    );
+  }
+
+  /** One page of versions (v/ entries, then null versions never recorded there), S3's order. */
+  async listVersions(
+    bid: string,
+    o: { prefix: string; delimiter: string; after: string | undefined; max: number },
+  ): Promise<
+    | {
+        ok: true;
+        entries: { key: string; record: ObjectRecord; latest: boolean }[];
+        prefixes: string[];
+        truncated: boolean;
+        last: string | undefined;
+      }
+    | KvError
+  > {
+    // Versions are listed per key: a page ends at a key boundary (simpler markers; a key with
+    // more versions than a page still comes whole, bounded by PARTS_MAX-like limits in practice).
+    const page = await this.list(bid, { ...o, max: o.max });
+    if (!page.ok) return page;
+    // Keys whose head is a delete marker are skipped by `list`; fetch them through v/ scans.
+    const keys = await this.scanRollup(
+      versionPrefix(bid),
+      { ...o },
+      (k) => k.slice(0, k.indexOf("\0")),
+      (item) => parse<ObjectRecord>(item.value),
+    );
+    if (!keys.ok) return keys;
+    const names = new Set<string>([
+      ...page.page.entries.map((e) => e.key),
+      ...keys.page.entries.map((e) => e.key),
+    ]);
+    const prefixes = [...new Set([...page.page.prefixes, ...keys.page.prefixes])].sort(cmpUtf8);
+    const all = [...names].sort(cmpUtf8);
+    const out: { key: string; record: ObjectRecord; latest: boolean }[] = [];
+    let count = 0;
+    let last: string | undefined;
+    let truncated = page.page.truncated || keys.page.truncated;
+    const items = [
+      ...all.map((k) => ({ k, prefix: false })),
+      ...prefixes.map((k) => ({ k, prefix: true })),
+    ].sort((a, b) => cmpUtf8(a.k, b.k));
+    const outPrefixes: string[] = [];
+    for (const it of items) {
+      if (count >= o.max) {
+        truncated = true;
+        break;
+      }
+      if (it.prefix) {
+        outPrefixes.push(it.k);
+        count++;
+        last = it.k;
+        continue;
+      }
+      const h = await this.head(bid, it.k);
+      if (!h.ok) return h;
+      const vs = await this.versionsOf(bid, it.k);
+      if (!vs.ok) return vs;
+      const versions = vs.items.map((v) => v.record);
+      if (h.record && h.record.sortId === undefined) versions.push(h.record);
+      for (const v of versions)
+        out.push({ key: it.k, record: v, latest: h.record?.versionId === v.versionId });
+      count++;
+      last = it.k;
+    }
+    return { ok: true, entries: out, prefixes: outPrefixes, truncated, last };
+  }
+
+  private async scanRollup(
+    base: string,
+    o: { prefix: string; delimiter: string; after: string | undefined; max: number },
+    keyOf: (rest: string) => string,
+    recordOf: (item: { key: Uint8Array; value: Uint8Array }) => ObjectRecord | undefined,
+  ): Promise<{ ok: true; page: ListPage } | KvError> {
+    const entries: ListEntry[] = [];
+    const prefixes: string[] = [];
+    const full = base + o.prefix;
+    let cursor: Uint8Array | undefined;
+    if (o.after !== undefined) {
+      const rest = o.after.slice(o.prefix.length);
+      const rolled =
+        o.delimiter !== "" && o.after.startsWith(o.prefix) && rest.includes(o.delimiter)
+          ? o.prefix + rest.slice(0, rest.indexOf(o.delimiter) + o.delimiter.length)
+          : undefined;
+      cursor = rolled !== undefined ? afterAllWithPrefix(base + rolled) : afterKey(base + o.after);
+    }
+    let last: string | undefined;
+    let lastSeenKey: string | undefined;
+    for (;;) {
+      const want = o.max - entries.length - prefixes.length;
+      const r = await this.kv.list(
+        INDEX_KEYSPACE,
+        { prefix: enc.encode(full), startAfter: cursor, limit: Math.min(SCAN_LIMIT, want + 1) },
+        "linearizable",
+      );
+      if (!r.ok) return r;
+      let jumped = false;
+      for (const item of r.items) {
+        const key = keyOf(dec.decode(item.key).slice(base.length));
+        cursor = item.key;
+        if (key === lastSeenKey) continue; // versions of one key
+        const rest = key.slice(o.prefix.length);
+        const d = o.delimiter === "" ? -1 : rest.indexOf(o.delimiter);
+        if (d >= 0) {
+          const cp = o.prefix + rest.slice(0, d + o.delimiter.length);
+          if (entries.length + prefixes.length >= o.max)
+            return { ok: true, page: { entries, prefixes, truncated: true, last } };
+          prefixes.push(cp);
+          last = cp;
+          lastSeenKey = key;
+          cursor = afterAllWithPrefix(base + cp);
+          jumped = true;
+          break;
+        }
+        const rec = recordOf(item);
+        lastSeenKey = key;
+        if (!rec) continue;
+        if (entries.length + prefixes.length >= o.max)
+          return { ok: true, page: { entries, prefixes, truncated: true, last } };
+        entries.push({ key, record: rec });
+        last = key;
+      }
+      if (!jumped && (!r.more || r.items.length === 0))
+        return { ok: true, page: { entries, prefixes, truncated: false, last } };
+    }
+  }
+
+  /** Whether the bucket holds no object, version or upload (it may then be deleted). */
+  async isEmpty(bid: string): Promise<boolean | KvError> {
+    for (const p of [headPrefix(bid), versionPrefix(bid), `u/${bid}/`]) {
+      const r = await this.kv.list(
+        INDEX_KEYSPACE,
+        { prefix: enc.encode(p), startAfter: undefined, limit: 1 },
+        "linearizable",
+      );
+      if (!r.ok) return r;
+      if (r.items.length > 0) return false;
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------- multipart
+
+  async createUpload(bid: string, up: UploadRecord): Promise<{ ok: true } | KvError> {
+    const w = await this.kv.put(INDEX_KEYSPACE, uploadKey(bid, up.key, up.uploadId), json(up), {
+      kind: "ifAbsent",
+    });
+    return w.ok ? { ok: true } : w;
+  }
+
+  async upload(
+    bid: string,
+    key: string,
+    uploadId: string,
+  ): Promise<{ ok: true; upload: UploadRecord | undefined; revision: number } | KvError> {
+    const r = await this.kv.get(INDEX_KEYSPACE, uploadKey(bid, key, uploadId), "linearizable");
+    if (!r.ok) return r;
+    return {
+      ok: true,
+      upload: r.item ? parse<UploadRecord>(r.item.value) : undefined,
+      revision: r.item?.revision ?? 0,
+    };
+  }
+
+  /** Records a part; a part uploaded again under the same number replaces the old one. */
+  async putPart(uploadId: string, part: PartRecord): Promise<{ ok: true } | KvError> {
+    const key = partKey(uploadId, part.partNumber);
+    const old = await this.kv.get(INDEX_KEYSPACE, key, "linearizable");
+    if (!old.ok) return old;
+    const w = await this.kv.put(INDEX_KEYSPACE, key, json(part), { kind: "none" });
+    if (!w.ok) return w;
+    if (old.item) void this.removeBody(parse<PartRecord>(old.item.value).data);
+    return { ok: true };
+  }
+
+  async parts(
+    uploadId: string,
+    after = 0,
+    max = PARTS_MAX,
+  ): Promise<{ ok: true; parts: PartRecord[]; truncated: boolean } | KvError> {
+    const out: PartRecord[] = [];
+    let startAfter: Uint8Array | undefined = after > 0 ? partKey(uploadId, after) : undefined;
+    for (;;) {
+      const r = await this.kv.list(
+        INDEX_KEYSPACE,
+        {
+          prefix: enc.encode(partPrefix(uploadId)),
+          startAfter,
+          limit: Math.min(SCAN_LIMIT, max + 1),
+        },
+        "linearizable",
+      );
+      if (!r.ok) return r;
+      for (const i of r.items) {
+        if (out.length >= max) return { ok: true, parts: out, truncated: true };
+        out.push(parse<PartRecord>(i.value));
+      }
+      if (!r.more || r.items.length === 0) return { ok: true, parts: out, truncated: false };
+      startAfter = r.items[r.items.length - 1]?.key;
+    }
+  }
+
+  /**
+   * Ends an upload: its record and part records go; the bodies of parts not in `keep` are
+   * removed (abort: keep none; complete: the object now references the others).
+   */
+  async endUpload(
+    bid: string,
+    up: UploadRecord,
+    keep: ReadonlySet<number>,
+  ): Promise<{ ok: true } | KvError> {
+    const d = await this.kv.delete(INDEX_KEYSPACE, uploadKey(bid, up.key, up.uploadId), {
+      kind: "none",
+    });
+    if (!d.ok && d.code !== "NOT_FOUND") return d;
+    const parts = await this.parts(up.uploadId);
+    if (!parts.ok) return parts;
+    for (const p of parts.parts) {
+      await this.kv.delete(INDEX_KEYSPACE, partKey(up.uploadId, p.partNumber), { kind: "none" });
+      if (!keep.has(p.partNumber)) await this.removeBody(p.data);
+    }
+    return { ok: true };
+  }
+
+  async listUploads(
+    bid: string,
+    o: { prefix: string; delimiter: string; after: string | undefined; max: number },
+  ): Promise<
+    { ok: true; uploads: UploadRecord[]; prefixes: string[]; truncated: boolean } | KvError
+  > {
+    const base = `u/${bid}/`;
+    const uploads: UploadRecord[] = [];
+    const prefixes: string[] = [];
+    let startAfter: Uint8Array | undefined =
+      o.after !== undefined ? afterKey(base + o.after) : undefined;
+    for (;;) {
+      const r = await this.kv.list(
+        INDEX_KEYSPACE,
+        { prefix: enc.encode(base + o.prefix), startAfter, limit: SCAN_LIMIT },
+        "linearizable",
+      );
+      if (!r.ok) return r;
+      for (const i of r.items) {
+        startAfter = i.key;
+        const up = parse<UploadRecord>(i.value);
+        const rest = up.key.slice(o.prefix.length);
+        const d = o.delimiter === "" ? -1 : rest.indexOf(o.delimiter);
+        if (uploads.length + prefixes.length >= o.max)
+          return { ok: true, uploads, prefixes, truncated: true };
+        if (d >= 0) {
+          const cp = o.prefix + rest.slice(0, d + o.delimiter.length);
+          if (prefixes[prefixes.length - 1] !== cp) prefixes.push(cp);
+          startAfter = afterAllWithPrefix(base + cp);
+          break;
+        }
+        uploads.push(up);
+      }
+      if (!r.more || r.items.length === 0) return { ok: true, uploads, prefixes, truncated: false };
+    }
+  }
+}
+
+/** Bytes after every entry of `key` itself (its v/ and u/ suffixes after NUL included). */
+function afterKey(s: string): Uint8Array {
+  const b = enc.encode(s);
+  const out = new Uint8Array(b.byteLength + 2);
+  out.set(b);
+  out[b.byteLength] = 0x00;
+  out[b.byteLength + 1] = 0xff;
+  return out;
+}
+
+export function cmpUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+export class BodyReadError extends Error {
+  override name = "BodyReadError";
+}
