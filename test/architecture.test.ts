@@ -95,6 +95,7 @@ test("layers import only the layers below them", () => {
     "src/multiraft": ["shard", "placement", "api", "node", "cli", "sim"],
     "src/shard": ["multiraft", "placement", "api", "node", "cli", "sim", "transport"],
     "src/placement": ["multiraft", "api", "node", "cli", "sim", "transport"],
+    "src/blob": ["multiraft", "shard", "api", "node", "cli", "sim"],
     "src/api": ["node", "cli", "sim"],
     "src/node": ["cli", "sim"],
   };

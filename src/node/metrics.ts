@@ -37,7 +37,7 @@ const COMMIT_BUCKETS_SECONDS = [
 ];
 const BATCH_OPS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384];
 
-export type Door = "kv" | "admin" | "system" | "other";
+export type Door = "kv" | "s3" | "admin" | "system" | "other";
 
 /** What the metrics read at scrape time. */
 export interface MetricsSources {
@@ -66,6 +66,25 @@ export interface MetricsSources {
   readonly watch: ShardWatch;
   readonly loop: EventLoopMonitor;
   readonly state: () => "starting" | "serving" | "stopping";
+  /** The chunk layer's counters (object storage). */
+  readonly chunks?: () => ChunkStats;
+}
+
+/** What the metrics read of the chunk layer (src/blob/ BlobStats). */
+export interface ChunkStats {
+  readonly chunks: number;
+  readonly bytes: number;
+  readonly scrubbed: number;
+  readonly scrubbedBytes: number;
+  readonly repaired: number;
+  readonly corruptFound: number;
+  readonly resyncQueueLength: number;
+  readonly cacheHits: number;
+  readonly cacheMisses: number;
+  readonly coalesced: number;
+  readonly gcDeleted: number;
+  readonly putFailed: number;
+  readonly getFailed: number;
 }
 
 function version(): string {
@@ -233,6 +252,12 @@ export class NodeMetrics {
         "Bytes available to Kumo on the filesystem of the data directory",
       ),
       diskSize: gauge("kumo_disk_size_bytes", "Size of the filesystem of the data directory"),
+      chunks: gauge("kumo_chunks_stored", "Object chunks stored on this node's disk"),
+      chunkBytes: gauge("kumo_chunks_stored_bytes", "Bytes of object chunks on this node's disk"),
+      resyncQueue: gauge(
+        "kumo_chunks_resync_queue_length",
+        "Chunk replicas waiting to be re-replicated (missing or corrupt somewhere)",
+      ),
     };
     this.c = {
       leaderChanges: counter(
@@ -265,7 +290,30 @@ export class NodeMetrics {
       tReceived: counter("kumo_transport_messages_received_total", "Messages received from peers"),
       scrubErrors: counter(
         "kumo_chunks_scrub_errors_total",
-        "Corrupt or missing chunk replicas found by the scrubber (always 0 until object storage lands)",
+        "Corrupt chunk replicas found (by the scrubber, by reads that verified a hash, by anti-entropy)",
+      ),
+      scrubbed: counter("kumo_chunks_scrubbed_total", "Chunks re-hashed by the scrubber"),
+      scrubbedBytes: counter("kumo_chunks_scrubbed_bytes_total", "Bytes re-hashed by the scrubber"),
+      repaired: counter(
+        "kumo_chunks_repaired_total",
+        "Chunk replicas restored (resync, scrub repair, read repair, anti-entropy)",
+      ),
+      gcDeleted: counter(
+        "kumo_chunks_collected_total",
+        "Unreferenced chunks deleted after the grace period",
+      ),
+      cacheHits: counter(
+        "kumo_chunks_cache_hits_total",
+        "Chunk reads served by the hot-chunk cache",
+      ),
+      cacheMisses: counter("kumo_chunks_cache_misses_total", "Chunk reads that missed the cache"),
+      coalesced: counter(
+        "kumo_chunks_coalesced_total",
+        "Chunk reads that joined a fetch of the same chunk already in flight",
+      ),
+      chunkFailures: counter(
+        "kumo_chunks_failed_total",
+        "Chunk writes without a quorum and chunk reads without a good replica",
       ),
     };
     this.shardUnavailable = new Gauge({
@@ -316,6 +364,7 @@ export class NodeMetrics {
   }
 
   refused(reason: "token" | "node" | "concurrency" | "event_loop"): void {
+    // (The S3 door reports its refusals here too: they are SlowDown answers.)
     if (reason === "token" || reason === "node") this.throttled.inc({ scope: reason });
     else this.shed.inc({ reason });
   }
@@ -405,7 +454,21 @@ export class NodeMetrics {
     setTotal(c.tDropped as Counter, ts.messagesDropped);
     setTotal(c.tBytes as Counter, ts.bytesSent);
     setTotal(c.tReceived as Counter, ts.messagesReceived ?? 0);
-    setTotal(c.scrubErrors as Counter, 0);
+    const ch = s.chunks?.();
+    if (ch) {
+      g.chunks?.set(ch.chunks);
+      g.chunkBytes?.set(ch.bytes);
+      g.resyncQueue?.set(ch.resyncQueueLength);
+      setTotal(c.scrubErrors as Counter, ch.corruptFound);
+      setTotal(c.scrubbed as Counter, ch.scrubbed);
+      setTotal(c.scrubbedBytes as Counter, ch.scrubbedBytes);
+      setTotal(c.repaired as Counter, ch.repaired);
+      setTotal(c.gcDeleted as Counter, ch.gcDeleted);
+      setTotal(c.cacheHits as Counter, ch.cacheHits);
+      setTotal(c.cacheMisses as Counter, ch.cacheMisses);
+      setTotal(c.coalesced as Counter, ch.coalesced);
+      setTotal(c.chunkFailures as Counter, ch.putFailed + ch.getFailed);
+    } else setTotal(c.scrubErrors as Counter, 0);
 
     try {
       g.dataBytes?.set(s.dataBytes());

@@ -240,12 +240,21 @@ export class KumoNode {
       transport,
       shardMap: () => kv.shardMap(),
       state: () => (this.stopping ? "stopping" : this.ready ? "serving" : "starting"),
+      chunks: () => blob.stats(),
     });
     this.api = createServer((req, res) =>
       gateway.serve(req, res, () => this.serveApi(http, keyspacesHttp, req, res)),
     );
     this.api.keepAliveTimeout = 65_000;
     await listen(this.api, cfg.api);
+    // The S3 door shares the node's request metrics, rate limits (per access key) and load
+    // shedding with the KV door; a refusal is S3's SlowDown.
+    s3api.useGate({
+      admit: (tenant) => ops.limiter.admit(tenant),
+      refused: (reason) => ops.metrics.refused(reason),
+      started: () => ops.metrics.requestStarted(),
+      observe: (op, status, seconds) => ops.metrics.observeRequest("s3", op, status, seconds),
+    });
     this.s3 = createServer((req, res) => {
       void s3api.handle(req, res, requestIdOf(req));
     });

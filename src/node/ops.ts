@@ -14,7 +14,7 @@ import { type NodeConfig, OPTIONS } from "./config.js";
 import { Gateway } from "./gateway.js";
 import { EventLoopMonitor, type Readiness, readiness, ShardWatch } from "./health.js";
 import type { Logger } from "./log.js";
-import { NodeMetrics } from "./metrics.js";
+import { type ChunkStats, NodeMetrics } from "./metrics.js";
 
 /** The admin API accepts a limit within the same bounds as its configuration option. */
 export function limitBounds(): LimitBounds {
@@ -34,6 +34,7 @@ export interface OperabilityParts {
   readonly transport: GrpcTransport;
   readonly shardMap: () => ShardMap;
   readonly state: () => NodeState;
+  readonly chunks?: () => ChunkStats;
 }
 
 export class Operability {
@@ -98,6 +99,7 @@ export class Operability {
       engine: parts.engine,
       dataBytes: () => parts.engine.dataBytes(),
       transport: parts.transport,
+      ...(parts.chunks ? { chunks: parts.chunks } : {}),
       shards: () => parts.shardMap().shards(),
       watch,
       loop: this.loop,

@@ -93,6 +93,7 @@ export class AwsChunkedDecoder extends Transform {
   private readonly signing: ChunkSigningContext | undefined;
   private readonly hasTrailer: boolean;
   private readonly decodedLength: number | undefined;
+  private readonly badDecodedLength: boolean;
   private readonly chunkBytesMax: number;
   private readonly trailerBytesMax: number;
 
@@ -124,14 +125,14 @@ export class AwsChunkedDecoder extends Transform {
     this.signing = mode.kind === "streaming-signed" ? mode.seed : undefined;
     this.hasTrailer = mode.kind === "streaming-unsigned-trailer" || mode.trailer;
     this.previous = this.signing?.seedSignature.toLowerCase() ?? "";
-    this.decodedLength = opts.decodedLength;
+    // The declared length comes from a client header (Number("junk") is NaN): a bad one fails
+    // the body like any other malformed input rather than being a programming error.
+    const declared = opts.decodedLength;
+    this.decodedLength = declared;
+    this.badDecodedLength =
+      declared !== undefined && !(Number.isSafeInteger(declared) && declared >= 0);
     this.chunkBytesMax = opts.chunkBytesMax ?? CHUNK_BYTES_MAX;
     this.trailerBytesMax = opts.trailerBytesMax ?? TRAILER_BYTES_MAX;
-    assert(
-      this.decodedLength === undefined ||
-        (Number.isSafeInteger(this.decodedLength) && this.decodedLength >= 0),
-      "decodedLength must be a non-negative integer",
-    );
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -152,7 +153,13 @@ export class AwsChunkedDecoder extends Transform {
     }
   }
 
+  private checkDeclaredLength(): void {
+    if (this.badDecodedLength)
+      throw new ChunkedBodyError("InvalidRequest", "Invalid x-amz-decoded-content-length.");
+  }
+
   private consume(buf: Buffer): void {
+    this.checkDeclaredLength();
     let pos = 0;
     while (pos < buf.length) {
       switch (this.state) {
@@ -361,6 +368,7 @@ export class AwsChunkedDecoder extends Transform {
   }
 
   private finishAtEof(): void {
+    this.checkDeclaredLength();
     const incomplete = () =>
       new ChunkedBodyError("IncompleteBody", "The request body terminated unexpectedly.");
     switch (this.state) {

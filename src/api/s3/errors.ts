@@ -93,6 +93,7 @@ const ERRORS = {
     status: 403,
     message: "The operation is not valid for the object's storage class",
   },
+  InvalidPartNumber: { status: 416, message: "The requested partnumber is not satisfiable" },
   InvalidPart: {
     status: 400,
     message:

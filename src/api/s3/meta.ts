@@ -216,7 +216,9 @@ export class S3Meta {
 
   /** Whether `accessKeyId` has at least `need` on `bucket`. */
   can(key: AccessKeyRecord | undefined, bucket: BucketRecord, need: Access): boolean {
-    if (!key) return need === "read" && bucket.publicRead === true;
+    // Public-read covers every requester, signed or not (S3's AllUsers grant).
+    if (need === "read" && bucket.publicRead === true) return true;
+    if (!key) return false;
     if (bucket.owner === key.accessKeyId) return true;
     const g = key.grants[bucket.name] ?? key.grants["*"];
     return g !== undefined && RANK[g] >= RANK[need];

@@ -89,6 +89,8 @@ export interface UploadRecord {
   readonly headers: Readonly<Record<string, string>>;
   readonly meta: Readonly<Record<string, string>>;
   readonly checksumAlgorithm?: string;
+  /** Set while a CompleteMultipartUpload is writing the object (aborts then refuse). */
+  readonly completingMs?: number;
 }
 
 export interface PartRecord {
@@ -132,6 +134,7 @@ const refKey = (hash: Uint8Array, dataId: string) =>
 const uploadKey = (bid: string, key: string, uploadId: string) =>
   enc.encode(`u/${bid}/${key}\0${uploadId}`);
 const partPrefix = (uploadId: string) => `p/${uploadId}/`;
+const trashKey = (uploadId: string, dataId: string) => enc.encode(`t/${uploadId}/${dataId}`);
 const partKey = (uploadId: string, n: number) =>
   enc.encode(`${partPrefix(uploadId)}${String(n).padStart(5, "0")}`);
 
@@ -143,6 +146,10 @@ export function newSortId(nowMs: number): string {
   const inv = (0xffffffffffff - nowMs).toString(16).padStart(12, "0");
   return inv + randomBytes(4).toString("hex");
 }
+
+/** The sort id of a null version recorded late (it sorts after versions of the same ms). */
+const nullSortId = (ms: number) =>
+  `${(0xffffffffffff - ms).toString(16).padStart(12, "0")}ffffffff`;
 
 const newDataId = () => randomBytes(12).toString("hex");
 export const newUploadId = () => randomBytes(16).toString("hex");
@@ -547,13 +554,17 @@ export class ObjectIndex {
       const cur = await this.head(bid, rec.key);
       if (!cur.ok) return cur;
       const refused = check(cur.record);
-      if (refused !== undefined) return { ok: false, refused };
+      if (refused !== undefined) {
+        await this.unrecordVersion(bid, rec);
+        return { ok: false, refused };
+      }
       const removable: ObjectRecord[] = [];
       if (versioning) {
         // A null version from before versioning was turned on becomes a recorded version.
         const old = cur.record;
         if (old && old.sortId === undefined && rec.versionId !== "null") {
-          const sortId = newSortId(old.lastModifiedMs);
+          // Deterministic: a retried commit rewrites the same entry instead of adding a copy.
+          const sortId = nullSortId(old.lastModifiedMs);
           const w = await this.kv.put(
             INDEX_KEYSPACE,
             versionKey(bid, old.key, sortId),
@@ -596,9 +607,37 @@ export class ObjectIndex {
         cur.record ? { kind: "ifRevision", revision: cur.revision } : { kind: "ifAbsent" },
       );
       if (w.ok) return { ok: true, replaced: cur.record, removable };
-      if (w.code !== "PRECONDITION_FAILED") return w;
+      if (w.code !== "PRECONDITION_FAILED") {
+        // Certainly not current: its version entry goes too (unknown outcome: it stays).
+        if (w.code !== "OUTCOME_UNKNOWN") await this.unrecordVersion(bid, rec);
+        return w;
+      }
     }
+    await this.unrecordVersion(bid, rec);
     return { ok: false, code: "CONFLICT", message: "the object kept changing; retry" };
+  }
+
+  /** Drops the v/ entry of a version that did not become current (its body is removed). */
+  private async unrecordVersion(bid: string, rec: ObjectRecord): Promise<void> {
+    if (rec.sortId === undefined) return;
+    await this.kv.delete(INDEX_KEYSPACE, versionKey(bid, rec.key, rec.sortId), { kind: "none" });
+  }
+
+  /**
+   * Removes the bodies of a record that stopped being current, unless a version entry of its
+   * key still points at them (a node whose cache had not yet seen versioning turned on may
+   * replace a version another node already recorded).
+   */
+  async removeReplaced(bid: string, rec: ObjectRecord): Promise<void> {
+    const ids = new Set((rec.parts ?? []).map((p) => p.id));
+    if (ids.size === 0) return;
+    const vs = await this.versionsOf(bid, rec.key);
+    if (!vs.ok) return; // cannot tell: keep (a leak at worst)
+    for (const v of vs.items) for (const p of v.record.parts ?? []) ids.delete(p.id);
+    const h = await this.head(bid, rec.key);
+    if (!h.ok) return;
+    for (const p of h.record?.parts ?? []) ids.delete(p.id);
+    for (const p of rec.parts ?? []) if (ids.has(p.id)) await this.removeBody(p);
   }
 
   /**
@@ -875,10 +914,46 @@ export class ObjectIndex {
     const key = partKey(uploadId, part.partNumber);
     const old = await this.kv.get(INDEX_KEYSPACE, key, "linearizable");
     if (!old.ok) return old;
+    // The replaced body is not removed now: a Complete running concurrently may have chosen
+    // it. It goes to the upload's trash, emptied when the upload ends (minus what the object
+    // references).
+    if (old.item) {
+      const prev = parse<PartRecord>(old.item.value).data;
+      const t = await this.kv.put(INDEX_KEYSPACE, trashKey(uploadId, prev.id), json(prev), {
+        kind: "none",
+      });
+      if (!t.ok) return t;
+    }
     const w = await this.kv.put(INDEX_KEYSPACE, key, json(part), { kind: "none" });
-    if (!w.ok) return w;
-    if (old.item) void this.removeBody(parse<PartRecord>(old.item.value).data);
-    return { ok: true };
+    return w.ok ? { ok: true } : w;
+  }
+
+  /**
+   * Claims an upload for completion (a compare-and-set on its record): an abort then refuses
+   * instead of removing the parts the new object is about to reference.
+   */
+  async claimUpload(
+    bid: string,
+    up: UploadRecord,
+    revision: number,
+    nowMs: number,
+  ): Promise<{ ok: true; revision: number } | KvError> {
+    const w = await this.kv.put(
+      INDEX_KEYSPACE,
+      uploadKey(bid, up.key, up.uploadId),
+      json({ ...up, completingMs: nowMs }),
+      { kind: "ifRevision", revision },
+    );
+    return w.ok ? { ok: true, revision: w.revision } : w;
+  }
+
+  /** Gives a claimed upload back (the completion failed before the object was written). */
+  async unclaimUpload(bid: string, up: UploadRecord, revision: number): Promise<void> {
+    const { completingMs: _c, ...rest } = up;
+    await this.kv.put(INDEX_KEYSPACE, uploadKey(bid, up.key, up.uploadId), json(rest), {
+      kind: "ifRevision",
+      revision,
+    });
   }
 
   async parts(
@@ -915,17 +990,34 @@ export class ObjectIndex {
   async endUpload(
     bid: string,
     up: UploadRecord,
-    keep: ReadonlySet<number>,
+    keep: ReadonlySet<string>,
+    revision?: number,
   ): Promise<{ ok: true } | KvError> {
-    const d = await this.kv.delete(INDEX_KEYSPACE, uploadKey(bid, up.key, up.uploadId), {
-      kind: "none",
-    });
+    const d = await this.kv.delete(
+      INDEX_KEYSPACE,
+      uploadKey(bid, up.key, up.uploadId),
+      revision === undefined ? { kind: "none" } : { kind: "ifRevision", revision },
+    );
+    // Another request ended the upload first: its parts are its business (a completed
+    // object may reference them).
+    if (!d.ok && d.code === "NOT_FOUND" && revision !== undefined) return { ok: true };
     if (!d.ok && d.code !== "NOT_FOUND") return d;
     const parts = await this.parts(up.uploadId);
     if (!parts.ok) return parts;
     for (const p of parts.parts) {
       await this.kv.delete(INDEX_KEYSPACE, partKey(up.uploadId, p.partNumber), { kind: "none" });
-      if (!keep.has(p.partNumber)) await this.removeBody(p.data);
+      if (!keep.has(p.data.id)) await this.removeBody(p.data);
+    }
+    const trash = await this.kv.list(
+      INDEX_KEYSPACE,
+      { prefix: enc.encode(`t/${up.uploadId}/`), startAfter: undefined, limit: PARTS_MAX },
+      "linearizable",
+    );
+    if (!trash.ok) return trash;
+    for (const t of trash.items) {
+      const data = parse<DataRef>(t.value);
+      if (!keep.has(data.id)) await this.removeBody(data);
+      await this.kv.delete(INDEX_KEYSPACE, t.key, { kind: "none" });
     }
     return { ok: true };
   }
@@ -948,6 +1040,7 @@ export class ObjectIndex {
         "linearizable",
       );
       if (!r.ok) return r;
+      let jumped = false;
       for (const i of r.items) {
         startAfter = i.key;
         const up = parse<UploadRecord>(i.value);
@@ -959,11 +1052,13 @@ export class ObjectIndex {
           const cp = o.prefix + rest.slice(0, d + o.delimiter.length);
           if (prefixes[prefixes.length - 1] !== cp) prefixes.push(cp);
           startAfter = afterAllWithPrefix(base + cp);
+          jumped = true;
           break;
         }
         uploads.push(up);
       }
-      if (!r.more || r.items.length === 0) return { ok: true, uploads, prefixes, truncated: false };
+      if (!jumped && (!r.more || r.items.length === 0))
+        return { ok: true, uploads, prefixes, truncated: false };
     }
   }
 }

@@ -11,6 +11,7 @@
 import { once } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { KvError } from "../kv/service.js";
+import type { Admission, Refusal } from "../limits.js";
 import { BodyDigests, multipartEtag, parseChecksumHeaders } from "./checksums.js";
 import { AwsChunkedDecoder, ChunkedBodyError } from "./chunked.js";
 import { errorXml, S3Error } from "./errors.js";
@@ -68,6 +69,10 @@ export const S3_DEFAULTS = {
 const XML_BODY_BYTES_MAX = 1 << 20;
 /** Keys per DeleteObjects request (S3's limit). */
 const DELETE_KEYS_MAX = 1000;
+/** How long after a version stops existing its body is removed (see S3Api.retire). */
+const RETIRE_DELAY_MS = 3_000;
+/** A CompleteMultipartUpload older than this is presumed dead (its node crashed): abort wins. */
+const COMPLETING_STALE_MS = 10 * 60_000;
 /** List pages are at most this long (S3's limit). */
 const LIST_KEYS_MAX = 1000;
 
@@ -104,12 +109,29 @@ function kvError(e: KvError | IndexError): S3Error {
   }
 }
 
+/** Admission control and request metrics, provided by the node (src/node/gateway.ts's twin). */
+export interface S3Gate {
+  admit(tenant: string): Admission;
+  refused(reason: Refusal["reason"]): void;
+  started(): void;
+  observe(op: string, status: number, seconds: number): void;
+}
+
+/** Status recorded for a request whose client went away before it was answered (nginx's 499). */
+const CLIENT_CLOSED_STATUS = 499;
+
 export class S3Api {
+  private gate: S3Gate | undefined;
+
   constructor(
     private readonly meta: S3Meta,
     private readonly index: ObjectIndex,
     private readonly opts: S3Options,
   ) {}
+
+  useGate(gate: S3Gate): void {
+    this.gate = gate;
+  }
 
   /** Serves one request; never throws. */
   async handle(raw: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
@@ -117,6 +139,16 @@ export class S3Api {
     res.setHeader("x-amz-id-2", requestId);
     res.setHeader("server", "Kumo");
     let resource = "/";
+    const t0 = performance.now();
+    let op = "other";
+    let release: (() => void) | undefined;
+    const gate = this.gate;
+    gate?.started();
+    res.once("close", () => {
+      release?.();
+      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_STATUS;
+      gate?.observe(op, status, (performance.now() - t0) / 1000);
+    });
     try {
       const target = raw.url ?? "/";
       const q = target.indexOf("?");
@@ -133,7 +165,18 @@ export class S3Api {
         (id) => this.meta.secretOf(id),
         Date.now(),
       );
+      op = opName(raw.method ?? "GET", bucket, key, query, header(raw, "x-amz-copy-source"));
       if (!auth.ok) throw new S3Error(auth.code, auth.message);
+      if (gate) {
+        const a = gate.admit(`s3:${auth.accessKeyId ?? "anonymous"}`);
+        if (!a.ok) {
+          gate.refused(a.reason);
+          throw new S3Error("SlowDown", a.message, {
+            headers: { "retry-after": String(a.retryAfterSeconds) },
+          });
+        }
+        release = a.release;
+      }
       const who =
         auth.accessKeyId === undefined ? undefined : this.meta.cachedKey(auth.accessKeyId);
       if (auth.accessKeyId !== undefined && !who) throw new S3Error("InvalidAccessKeyId");
@@ -267,6 +310,8 @@ export class S3Api {
         return this.getObject(r);
       case "DELETE":
         if (q.has("uploadId")) return this.abortUpload(r);
+        // (DeleteObjectTagging must never delete the object itself.)
+        if (unsupported(q)) throw notImplemented(q);
         return this.deleteObject(r);
       case "POST":
         if (q.has("uploads")) return this.createUpload(r);
@@ -409,8 +454,10 @@ export class S3Api {
       if (c.code === "TooManyBuckets") throw new S3Error("TooManyBuckets", c.message);
       throw kvError(c as KvError);
     }
-    if (header(r.raw, "x-amz-acl") === "public-read")
-      await this.meta.updateBucket(name, (b) => ({ ...b, publicRead: true }));
+    if (header(r.raw, "x-amz-acl") === "public-read") {
+      const u = await this.meta.updateBucket(name, (b) => ({ ...b, publicRead: true }));
+      if (!u.ok) throw kvError(u as KvError);
+    }
     this.empty(r, 200, { location: `/${name}` });
   }
 
@@ -503,7 +550,8 @@ export class S3Api {
       .map((s) => s.trim())
       .filter((s) => s !== "");
     const rule = b?.cors ? xml.corsMatch(b.cors, origin, method, reqHeaders) : undefined;
-    if (!rule) throw new S3Error("AccessDenied", "CORSResponse: This CORS request is not allowed.");
+    if (!rule)
+      throw new S3Error("AccessForbidden", "CORSResponse: This CORS request is not allowed.");
     res.writeHead(200, {
       "access-control-allow-origin": rule.allowedOrigins.includes("*") ? "*" : origin,
       "access-control-allow-methods": rule.allowedMethods.join(", "),
@@ -755,15 +803,35 @@ export class S3Api {
         });
       throw new S3Error("PreconditionFailed", undefined, { extra: { Condition: "If-Match" } });
     }
-    const range = parseRange(header(r.raw, "range"), rec.size);
+    const partNumber = r.query.get("partNumber");
+    let range: ReturnType<typeof parseRange> = parseRange(header(r.raw, "range"), rec.size);
+    if (partNumber !== null) {
+      // One part of a multipart object (a non-multipart object is its own part 1).
+      const n = Number(partNumber);
+      const sizes =
+        rec.partsCount !== undefined ? (rec.parts ?? []).map((p) => p.size) : [rec.size];
+      if (!Number.isInteger(n) || n < 1 || n > PARTS_MAX)
+        throw new S3Error(
+          "InvalidArgument",
+          "Part number must be an integer between 1 and 10000, inclusive",
+          {
+            extra: { ArgumentName: "partNumber", ArgumentValue: partNumber },
+          },
+        );
+      if (n > sizes.length)
+        throw new S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable");
+      const start = sizes.slice(0, n - 1).reduce((a, x) => a + x, 0);
+      const size = sizes[n - 1] as number;
+      range = size === 0 ? { kind: "none" } : { kind: "range", start, end: start + size - 1 };
+    }
     if (range.kind === "unsatisfiable")
       throw new S3Error("InvalidRange", undefined, {
         headers: { "content-range": `bytes */${rec.size}` },
         extra: { ActualObjectSize: String(rec.size), RangeRequested: header(r.raw, "range") ?? "" },
       });
     const ranged = range.kind === "range";
-    const start = ranged ? range.start : 0;
-    const end = ranged ? range.end + 1 : rec.size;
+    const start = range.kind === "range" ? range.start : 0;
+    const end = range.kind === "range" ? range.end + 1 : rec.size;
     const headers: Record<string, string> = {
       ...this.objectHeaders(
         rec,
@@ -806,6 +874,7 @@ export class S3Api {
   }
 
   private async putObject(r: Req): Promise<void> {
+    refuseUnsupportedHeaders(r.raw);
     const b = await this.bucketFor(r, "write");
     const key = r.key as string;
     const meta = collectUserMetadata(r.raw.headers);
@@ -849,11 +918,29 @@ export class S3Api {
       writeConditions(r, cur && !cur.deleteMarker ? cur : undefined),
     );
     if (!c.ok) {
-      for (const d of bodies) void this.index.removeBody(d);
+      // The new body goes unless the write's outcome is unknown (it may be the current
+      // version now: removing its body would break it; keeping it costs a leak at worst).
+      if ("refused" in c || c.code !== "OUTCOME_UNKNOWN")
+        for (const d of bodies) void this.index.removeBody(d);
       if ("refused" in c) throw c.refused;
       throw kvError(c);
     }
-    for (const old of c.removable) void this.index.removeRecordBodies(old);
+    this.retire(b, c.removable);
+  }
+
+  /**
+   * Removes the bodies of versions that stopped existing, a little later: a node whose bucket
+   * cache lags a versioning change by up to a second may have replaced a version that another
+   * node recorded meanwhile, and `removeReplaced` then finds that version and keeps the body.
+   */
+  private retire(b: BucketRecord, recs: readonly ObjectRecord[]): void {
+    if (recs.length === 0) return;
+    setTimeout(() => {
+      for (const rec of recs)
+        this.index
+          .removeReplaced(b.id, rec)
+          .catch((err: unknown) => this.opts.log.warn({ err }, "removing a replaced body failed"));
+    }, RETIRE_DELAY_MS).unref();
   }
 
   /**
@@ -944,12 +1031,12 @@ export class S3Api {
     if (versionId !== null) {
       const d = await this.index.deleteVersion(b.id, key, versionId);
       if (!d.ok) throw kvError(d);
-      if (d.deleted) void this.index.removeRecordBodies(d.deleted);
+      if (d.deleted) this.retire(b, [d.deleted]);
       return { versionId, ...(d.deleted?.deleteMarker ? { deleteMarker: true } : {}) };
     }
     const d = await this.index.deleteCurrent(b.id, key, b.versioning, Date.now());
     if (!d.ok) throw kvError(d);
-    for (const old of d.removable) void this.index.removeRecordBodies(old);
+    this.retire(b, d.removable);
     return d.marker ? { versionId: d.marker.versionId, deleteMarker: true } : {};
   }
 
@@ -1028,6 +1115,7 @@ export class S3Api {
   }
 
   private async copyObject(r: Req): Promise<void> {
+    refuseUnsupportedHeaders(r.raw);
     const b = await this.bucketFor(r, "write");
     const key = r.key as string;
     const src = await this.copySource(r);
@@ -1081,6 +1169,7 @@ export class S3Api {
   // ---------------------------------------------------------------- multipart
 
   private async createUpload(r: Req): Promise<void> {
+    refuseUnsupportedHeaders(r.raw);
     const b = await this.bucketFor(r, "write");
     const key = r.key as string;
     const meta = collectUserMetadata(r.raw.headers);
@@ -1106,13 +1195,20 @@ export class S3Api {
   }
 
   private async uploadOf(r: Req, b: BucketRecord): Promise<UploadRecord> {
+    return (await this.uploadWithRevision(r, b)).upload;
+  }
+
+  private async uploadWithRevision(
+    r: Req,
+    b: BucketRecord,
+  ): Promise<{ upload: UploadRecord; revision: number }> {
     const uploadId = r.query.get("uploadId") ?? "";
     const u = /^[0-9a-f]{32}$/.test(uploadId)
       ? await this.index.upload(b.id, r.key as string, uploadId)
       : { ok: true as const, upload: undefined, revision: 0 };
     if (!u.ok) throw kvError(u);
     if (!u.upload) throw new S3Error("NoSuchUpload", undefined, { extra: { UploadId: uploadId } });
-    return u.upload;
+    return { upload: u.upload, revision: u.revision };
   }
 
   private async uploadPart(r: Req): Promise<void> {
@@ -1160,7 +1256,7 @@ export class S3Api {
     }
     const p = await this.index.putPart(up.uploadId, part);
     if (!p.ok) {
-      void this.index.removeBody(data);
+      if (p.code !== "OUTCOME_UNKNOWN") void this.index.removeBody(data);
       throw kvError(p);
     }
     if (copy) {
@@ -1204,7 +1300,7 @@ export class S3Api {
 
   private async completeUpload(r: Req): Promise<void> {
     const b = await this.bucketFor(r, "write");
-    const up = await this.uploadOf(r, b);
+    const { upload: up, revision } = await this.uploadWithRevision(r, b);
     const wanted = xml.parseCompleteMultipartUpload(
       await this.readXml(r, xml.MAX_COMPLETE_MULTIPART_BODY_BYTES),
     );
@@ -1250,11 +1346,25 @@ export class S3Api {
       partsCount: chosen.length,
     };
     if (rec.size > 5 * 1024 ** 4) throw new S3Error("EntityTooLarge");
-    // Committing first: a crash before the upload's records go leaves an upload that can still
-    // be aborted (its parts' bodies are then kept, because the object references them).
-    await this.commit(r, b, rec, []);
-    const keep = new Set(chosen.map((p) => p.partNumber));
-    const e = await this.index.endUpload(b.id, up, keep);
+    // The upload is claimed first: an abort arriving now refuses instead of removing the
+    // parts the object is about to reference. Then the object, then the upload's records.
+    const claim = await this.index.claimUpload(b.id, up, revision, now);
+    if (!claim.ok) {
+      if (claim.code === "PRECONDITION_FAILED")
+        throw new S3Error(
+          "OperationAborted",
+          "A conflicting operation on this upload is in progress; retry.",
+        );
+      throw kvError(claim);
+    }
+    try {
+      await this.commit(r, b, rec, []);
+    } catch (e) {
+      await this.index.unclaimUpload(b.id, { ...up, completingMs: now }, claim.revision);
+      throw e;
+    }
+    const keep = new Set(chosen.map((p) => p.data.id));
+    const e = await this.index.endUpload(b.id, up, keep, claim.revision);
     if (!e.ok)
       this.opts.log.warn({ uploadId: up.uploadId, err: e.message }, "upload cleanup failed");
     this.send(
@@ -1272,9 +1382,18 @@ export class S3Api {
 
   private async abortUpload(r: Req): Promise<void> {
     const b = await this.bucketFor(r, "write");
-    const up = await this.uploadOf(r, b);
-    const e = await this.index.endUpload(b.id, up, new Set());
-    if (!e.ok) throw kvError(e);
+    const { upload: up, revision } = await this.uploadWithRevision(r, b);
+    if (up.completingMs !== undefined && Date.now() - up.completingMs < COMPLETING_STALE_MS)
+      throw new S3Error("OperationAborted", "The upload is being completed.");
+    const e = await this.index.endUpload(b.id, up, new Set(), revision);
+    if (!e.ok) {
+      if (e.code === "PRECONDITION_FAILED")
+        throw new S3Error(
+          "OperationAborted",
+          "A conflicting operation on this upload is in progress; retry.",
+        );
+      throw kvError(e);
+    }
     this.empty(r, 204);
   }
 
@@ -1390,6 +1509,63 @@ function unsupported(q: URLSearchParams): boolean {
 function notImplemented(q: URLSearchParams): S3Error {
   const which = UNSUPPORTED.find((k) => q.has(k)) ?? [...q.keys()][0] ?? "this request";
   return new S3Error("NotImplemented", `Kumo does not implement the "${which}" sub-resource.`);
+}
+
+/** The operation, for metrics: a small fixed set of names (never client input). */
+function opName(
+  method: string,
+  bucket: string | undefined,
+  key: string | undefined,
+  q: URLSearchParams,
+  copySource: string | undefined,
+): string {
+  if (bucket === undefined) return "list_buckets";
+  if (key === undefined) {
+    if (method === "GET") {
+      if (q.has("versions")) return "list_versions";
+      if (q.has("uploads")) return "list_uploads";
+      for (const sub of ["location", "versioning", "cors", "acl"])
+        if (q.has(sub)) return `get_bucket_${sub}`;
+      return "list_objects";
+    }
+    if (method === "POST" && q.has("delete")) return "delete_objects";
+    for (const sub of ["versioning", "cors", "acl"])
+      if (q.has(sub)) return `${method.toLowerCase()}_bucket_${sub}`;
+    return (
+      { PUT: "create_bucket", DELETE: "delete_bucket", HEAD: "head_bucket" }[method] ?? "other"
+    );
+  }
+  switch (method) {
+    case "GET":
+      return q.has("uploadId") ? "list_parts" : "get_object";
+    case "HEAD":
+      return "head_object";
+    case "PUT":
+      if (q.has("uploadId")) return copySource !== undefined ? "upload_part_copy" : "upload_part";
+      return copySource !== undefined ? "copy_object" : "put_object";
+    case "DELETE":
+      return q.has("uploadId") ? "abort_upload" : "delete_object";
+    case "POST":
+      return q.has("uploads") ? "create_upload" : q.has("uploadId") ? "complete_upload" : "other";
+    default:
+      return "other";
+  }
+}
+
+/**
+ * Headers asking for something Kumo does not do are refused rather than ignored: a client that
+ * asked for encryption or an archive storage class must not believe it got it.
+ */
+function refuseUnsupportedHeaders(raw: IncomingMessage): void {
+  for (const h of Object.keys(raw.headers)) {
+    if (h.startsWith("x-amz-server-side-encryption"))
+      throw new S3Error("NotImplemented", "Kumo does not implement server-side encryption.");
+    if (h.startsWith("x-amz-object-lock-"))
+      throw new S3Error("NotImplemented", "Kumo does not implement object lock.");
+  }
+  const sc = header(raw, "x-amz-storage-class");
+  if (sc !== undefined && sc !== "STANDARD")
+    throw new S3Error("InvalidStorageClass", "Kumo stores every object as STANDARD.");
 }
 
 function normEtag(e: string): string {

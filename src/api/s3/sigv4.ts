@@ -387,24 +387,32 @@ function parseCredential(
   const accessKeyId = parts.join("/");
   if (accessKeyId === "") return fail(code, "The Credential has an empty access key id.");
   if (!/^\d{8}$/.test(date))
-    return fail(code, `Invalid credential date "${date}". This date is not in yyyyMMdd format.`);
+    return fail(
+      code,
+      `Invalid credential date ${quoted(date)}. This date is not in yyyyMMdd format.`,
+    );
   if (region === "") return fail(code, "The Credential has an empty region.");
   if (service !== SERVICE)
     return fail(
       code,
-      `The Credential has an incorrect service "${service}". This endpoint belongs to "s3".`,
+      `The Credential has an incorrect service ${quoted(service)}. This endpoint belongs to "s3".`,
     );
   if (terminator !== TERMINATOR)
     return fail(
       code,
-      `The Credential has an incorrect terminal "${terminator}". This endpoint uses "aws4_request".`,
+      `The Credential has an incorrect terminal ${quoted(terminator)}. This endpoint uses "aws4_request".`,
     );
   if (amzDate !== undefined && amzDate.slice(0, 8) !== date)
     return fail(
       code,
-      `Invalid credential date "${date}". Date is not the same as X-Amz-Date: "${amzDate.slice(0, 8)}".`,
+      `Invalid credential date ${quoted(date)}. Date is not the same as X-Amz-Date: "${amzDate.slice(0, 8)}".`,
     );
   return { accessKeyId, date, region, scope: `${date}/${region}/${SERVICE}/${TERMINATOR}` };
+}
+
+/** Client text echoed in an error message: bounded, quoted. */
+function quoted(text: string): string {
+  return JSON.stringify(text.length > 64 ? `${text.slice(0, 64)}…` : text);
 }
 
 const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -419,8 +427,8 @@ function parseSignedHeaders(
   const seen = new Set<string>();
   for (const name of names) {
     if (!HEADER_NAME.test(name))
-      return fail(code, `SignedHeaders has an invalid header name "${name}".`);
-    if (seen.has(name)) return fail(code, `SignedHeaders lists "${name}" twice.`);
+      return fail(code, `SignedHeaders has an invalid header name ${quoted(name)}.`);
+    if (seen.has(name)) return fail(code, `SignedHeaders lists ${quoted(name)} twice.`);
     seen.add(name);
   }
   if (!seen.has("host")) return fail(code, "SignedHeaders must include host.");
@@ -451,13 +459,27 @@ function canonicalHeaders(headers: Headers, signed: readonly string[]): string |
   for (const name of signed) {
     const values = headerList(headers, name);
     if (values === undefined)
-      return fail("AccessDenied", `The signed header "${name}" is not present in the request.`);
+      return fail(
+        "AccessDenied",
+        `The signed header ${quoted(name)} is not present in the request.`,
+      );
     out += `${name}:${values.map((v) => headerBytes(trimAll(v))).join(",")}\n`;
   }
   return out;
 }
 
 // ---------------------------------------------------------------- payload modes
+
+/** A value x-amz-content-sha256 may take: a SHA-256 or one of the named modes. */
+function isPayloadHash(value: string): boolean {
+  return (
+    HEX64.test(value) ||
+    value === UNSIGNED_PAYLOAD ||
+    value === STREAMING_SIGNED ||
+    value === STREAMING_SIGNED_TRAILER ||
+    value === STREAMING_UNSIGNED_TRAILER
+  );
+}
 
 function payloadModeOf(value: string, seed: () => ChunkSigningContext): PayloadMode | undefined {
   if (value === UNSIGNED_PAYLOAD) return { kind: "unsigned" };
@@ -569,13 +591,10 @@ function verifyHeaderAuth(
     const item = part.trim();
     const eq = item.indexOf("=");
     if (eq <= 0)
-      return fail(
-        M,
-        `The authorization header is malformed; "${item.slice(0, 64)}" is not name=value.`,
-      );
+      return fail(M, `The authorization header is malformed; ${quoted(item)} is not name=value.`);
     const name = item.slice(0, eq);
     if (fields.has(name))
-      return fail(M, `The authorization header is malformed; ${name} appears twice.`);
+      return fail(M, `The authorization header is malformed; ${quoted(name)} appears twice.`);
     fields.set(name, item.slice(eq + 1));
   }
   const credentialText = fields.get("Credential");
@@ -607,11 +626,8 @@ function verifyHeaderAuth(
   if (contentSha === "multiple")
     return fail("InvalidArgument", "x-amz-content-sha256 must appear once.");
   const payloadHash = contentSha.trim();
-  if (payloadModeOf(payloadHash, () => placeholderSeed) === undefined)
-    return fail(
-      "InvalidArgument",
-      `Invalid x-amz-content-sha256 value "${payloadHash.slice(0, 80)}".`,
-    );
+  if (!isPayloadHash(payloadHash))
+    return fail("InvalidArgument", `Invalid x-amz-content-sha256 value ${quoted(payloadHash)}.`);
   const notSigned = unsignedAmzHeader(req.headers, new Set(signedHeaders), "x-amz-content-sha256");
   if (notSigned) return notSigned;
 
@@ -641,13 +657,6 @@ function verifyHeaderAuth(
   assert(payload !== undefined, "payload mode was validated above");
   return { ok: true, accessKeyId: credential.accessKeyId, payload };
 }
-
-const placeholderSeed: ChunkSigningContext = {
-  signingKey: Buffer.alloc(0),
-  amzDate: "",
-  scope: "",
-  seedSignature: "",
-};
 
 const PRESIGN_PARAMS = [
   "X-Amz-Algorithm",
@@ -724,11 +733,10 @@ function verifyPresigned(
     payloadHash = h?.trim();
   }
   payloadHash ??= UNSIGNED_PAYLOAD;
-  const payload = payloadModeOf(payloadHash, () => placeholderSeed);
-  if (payload === undefined || (payload.kind !== "unsigned" && payload.kind !== "sha256"))
+  if (payloadHash !== UNSIGNED_PAYLOAD && !HEX64.test(payloadHash))
     return fail(
       "InvalidArgument",
-      `Invalid X-Amz-Content-Sha256 value "${payloadHash.slice(0, 80)}" for a presigned request.`,
+      `Invalid X-Amz-Content-Sha256 value ${quoted(payloadHash)} for a presigned request.`,
     );
   const notSigned = unsignedAmzHeader(req.headers, signedSet);
   if (notSigned) return notSigned;
@@ -751,6 +759,10 @@ function verifyPresigned(
     secret,
   );
   if (!checked.ok) return checked;
+  const payload: PayloadMode =
+    payloadHash === UNSIGNED_PAYLOAD
+      ? { kind: "unsigned" }
+      : { kind: "sha256", hex: payloadHash.toLowerCase() };
   return { ok: true, accessKeyId: credential.accessKeyId, payload };
 }
 
