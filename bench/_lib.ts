@@ -1,12 +1,13 @@
 /**
- * Shared helpers of the process-level benchmarks (bench/kv.ts, bench/idle.ts): a cluster of real
- * `kumo server` child processes on 127.0.0.1 (test/integration/_cluster.ts's `TestCluster`), a
- * keep-alive HTTP client, the machine description, the raw fsync rate of the disk, per-process
- * CPU from /proc, and a summary of V8 .cpuprofile files. Benchmarks print numbers; nothing here
+ * Shared helpers of the process-level benchmarks (bench/kv.ts, bench/idle.ts, bench/s3.ts): a
+ * cluster of real `kumo server` child processes on 127.0.0.1 (test/integration/_cluster.ts's
+ * `TestCluster`), a keep-alive HTTP client, the machine description, the raw fsync rate and
+ * sequential write bandwidth of the disk, loopback TCP bandwidth, per-process CPU and memory from
+ * /proc, and a summary of V8 .cpuprofile files. Benchmarks print numbers; nothing here
  * asserts on them.
  */
-import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
   fdatasyncSync,
@@ -21,6 +22,7 @@ import {
   writeSync,
 } from "node:fs";
 import { Agent, request } from "node:http";
+import { createServer as createNetServer } from "node:net";
 import { cpus, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -542,5 +544,116 @@ export function profilesIn(dir: string): string[] {
       .map((f) => join(dir, f));
   } catch {
     return [];
+  }
+}
+
+// ------------------------------------------------------------------ bandwidth floors and memory
+
+export interface SeqWriteResult {
+  readonly mibPerSec: number;
+  readonly bytes: number;
+  /** Time of the write() calls (into the page cache) and of the final fdatasync. */
+  readonly writeMs: number;
+  readonly syncMs: number;
+}
+
+/**
+ * The disk's sequential write bandwidth: `totalBytes` of random data in `blockBytes` write()
+ * calls to one new file under `dir`, then one fdatasync; bandwidth = bytes / (writes + sync).
+ */
+export function rawSeqWrite(dir: string, totalBytes = 256 * 2 ** 20, blockBytes = 2 ** 20) {
+  const scratch = mkdtempSync(join(dir, "kumo-bench-seq-"));
+  const fd = openSync(join(scratch, "f"), "w");
+  const block = randomBytes(blockBytes);
+  try {
+    const t0 = performance.now();
+    for (let done = 0; done < totalBytes; done += blockBytes)
+      writeSync(fd, block, 0, Math.min(blockBytes, totalBytes - done));
+    const t1 = performance.now();
+    fdatasyncSync(fd);
+    const t2 = performance.now();
+    return {
+      mibPerSec: totalBytes / 2 ** 20 / ((t2 - t0) / 1000),
+      bytes: totalBytes,
+      writeMs: t1 - t0,
+      syncMs: t2 - t1,
+    } satisfies SeqWriteResult;
+  } finally {
+    closeSync(fd);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The sender of `loopbackBandwidth`, in a child process: argv port, ms, block bytes. */
+const LOOPBACK_SENDER = `
+const net = require("node:net");
+const [port, ms, block] = process.argv.slice(1).map(Number);
+const buf = Buffer.alloc(block, 7);
+const s = net.connect(port, "127.0.0.1", () => {
+  const end = Date.now() + ms;
+  const pump = () => {
+    while (Date.now() < end) if (!s.write(buf)) return void s.once("drain", pump);
+    s.end();
+  };
+  pump();
+});
+s.on("error", () => process.exit(1));
+`;
+
+/**
+ * Loopback TCP bandwidth between two Node processes: a child process writes `blockBytes`
+ * buffers to one 127.0.0.1 connection for `ms`, this process reads and discards them (the
+ * direction of an S3 GET: a server process sending, the client reading). Measured from the
+ * first byte received to the end of the stream.
+ */
+export async function loopbackBandwidth(
+  ms: number,
+  blockBytes = 2 ** 20,
+): Promise<{ mibPerSec: number; bytes: number; secs: number }> {
+  const server = createNetServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : 0;
+  const child = spawn(
+    process.execPath,
+    ["-e", LOOPBACK_SENDER, String(port), String(ms), String(blockBytes)],
+    { stdio: "ignore" },
+  );
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("loopback test timed out")), ms + 30_000);
+      child.once("exit", (code) => {
+        if (code !== 0) reject(new Error(`loopback sender exited with ${code}`));
+      });
+      server.once("connection", (sock) => {
+        let bytes = 0;
+        let first = 0;
+        sock.on("data", (d: Buffer) => {
+          if (bytes === 0) first = performance.now();
+          bytes += d.byteLength;
+        });
+        sock.once("end", () => {
+          clearTimeout(timer);
+          const secs = (performance.now() - first) / 1000;
+          resolve({ mibPerSec: bytes / 2 ** 20 / secs, bytes, secs });
+        });
+        sock.once("error", reject);
+      });
+    });
+  } finally {
+    child.kill("SIGKILL");
+    server.close();
+  }
+}
+
+/** A `/proc/<pid>/status` size field (VmRSS, VmHWM, ...) in MiB; NaN if unreadable. */
+export function procStatusMiB(pid: number, field: "VmRSS" | "VmHWM"): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(
+      readFileSync(`/proc/${pid}/status`, "utf8"),
+    );
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
   }
 }

@@ -289,7 +289,7 @@ export class KumoNode {
   /**
    * Once a second, after the placement round: the chunk ring (recomputed by the metadata
    * leader when the data-holding nodes changed; re-read everywhere), the S3 key and bucket
-   * caches, and on the metadata leader the object index keyspace and the root key.
+   * caches, and on the metadata leader the root key.
    */
   private async objectRound(): Promise<void> {
     const ring = this.ring;
@@ -299,7 +299,8 @@ export class KumoNode {
     await ring.refresh();
     await meta.refresh();
     if (this.host?.status("meta")?.role !== "leader") return;
-    await this.ensureObjectIndex();
+    // (The object index keyspace is created with the first bucket: a cluster used only for
+    // KV does not carry its Raft group.)
     if (this.cfg.s3RootKey !== undefined && !this.rootKeyStored) {
       const k = parseRootKey(this.cfg.s3RootKey);
       const r = await meta.putKey({

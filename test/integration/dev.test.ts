@@ -10,6 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  S3Client,
+} from "@aws-sdk/client-s3";
+import {
   freePortRange,
   http,
   killProcess,
@@ -158,6 +164,65 @@ describe("kumo dev", () => {
     assert.equal(viaHttp.status, 200, viaHttp.text);
     assert.equal(viaHttp.text, value);
     assert.equal(viaHttp.headers.get("etag"), `"${rev}"`);
+
+    // The S3 endpoint, with the printed key (stored as the cluster's root key by the nodes), and
+    // `kumo key create` for an application key.
+    const s3 = new S3Client({
+      endpoint: `http://${c.nodes[0]?.s3}`,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: c.s3,
+    });
+    try {
+      await waitFor(
+        async () => {
+          try {
+            await s3.send(new CreateBucketCommand({ Bucket: "dev-bucket" }));
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        20_000,
+        "the root key to work",
+      );
+      await s3.send(new PutObjectCommand({ Bucket: "dev-bucket", Key: "hello.txt", Body: value }));
+      assert.ok(out.includes(c.s3.accessKeyId) && out.includes(`http://${c.nodes[0]?.s3}`));
+    } finally {
+      s3.destroy();
+    }
+    const mk = await runCli([
+      "key",
+      "create",
+      "app",
+      "--bucket",
+      "dev-bucket:read",
+      "--cluster",
+      file,
+    ]);
+    assert.equal(mk.code, 0, `key create: ${mk.stderr}`);
+    const id = /Access key id:\s+(\S+)/.exec(mk.stdout)?.[1];
+    const secret = /Secret access key:\s+(\S+)/.exec(mk.stdout)?.[1];
+    assert.ok(id && secret, mk.stdout);
+    const app = new S3Client({
+      endpoint: `http://${c.nodes[2]?.s3}`,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: id, secretAccessKey: secret },
+    });
+    try {
+      const g = await app.send(new GetObjectCommand({ Bucket: "dev-bucket", Key: "hello.txt" }));
+      assert.equal(await g.Body?.transformToString(), value);
+    } finally {
+      app.destroy();
+    }
+    const ls = await runCli(["key", "ls", "--cluster", file]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.ok(
+      ls.stdout.includes(id) &&
+        ls.stdout.includes("dev-bucket:read") &&
+        !ls.stdout.includes(secret),
+    );
     const missing = await runCli(["kv", "get", `${key}-absent`, "--cluster", file]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /NOT_FOUND/);

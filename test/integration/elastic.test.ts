@@ -43,6 +43,23 @@ test("joined nodes get replicas and leaders while clients keep working", async (
       ops += 2;
     }
   })();
+  try {
+    await joinAndBalance();
+  } finally {
+    // Stop the client whatever happened (a failed wait must not leave it running forever).
+    stop = true;
+    await client;
+  }
+  assert.ok(ops > 20, `only ${ops} operations ran`);
+  assert.deepEqual(failures, []);
+  // The joined nodes serve reads and writes themselves.
+  const w = await c.req("n5", "PUT", "/v1/kv/default/from-n5", { body: "x" });
+  assert.equal(w.status, 200, w.text);
+  const g = await c.req("n4", "GET", "/v1/kv/default/from-n5");
+  assert.equal(g.text, "x");
+});
+
+async function joinAndBalance(): Promise<void> {
   await c.addNode();
   await c.addNode();
   // Every node learns of the new members.
@@ -76,16 +93,7 @@ test("joined nodes get replicas and leaders while clients keep working", async (
     90_000,
     "replicas balanced over 5 nodes and a new node leading",
   );
-  stop = true;
-  await client;
-  assert.ok(ops > 20, `only ${ops} operations ran`);
-  assert.deepEqual(failures, []);
-  // The joined nodes serve reads and writes themselves.
-  const w = await c.req("n5", "PUT", "/v1/kv/default/from-n5", { body: "x" });
-  assert.equal(w.status, 200, w.text);
-  const g = await c.req("n4", "GET", "/v1/kv/default/from-n5");
-  assert.equal(g.text, "x");
-});
+}
 
 test("a drained node gives up every replica; a removed one is retired", async () => {
   const replicasOf = async (id: string) => {

@@ -86,6 +86,16 @@ export type MetaError =
       readonly message: string;
     };
 
+type Lookup =
+  | { readonly kind: "found"; readonly value: Uint8Array }
+  | { readonly kind: "absent" }
+  | { readonly kind: "failed"; readonly error: KvError };
+
+/** The metadata group could not be read (the S3 door answers 503 ServiceUnavailable). */
+export class MetaUnavailable extends Error {
+  override name = "MetaUnavailable";
+}
+
 function parse<T>(v: Uint8Array): T {
   return JSON.parse(dec.decode(v)) as T;
 }
@@ -166,43 +176,64 @@ export class S3Meta {
   async loadKey(accessKeyId: string): Promise<AccessKeyRecord | undefined> {
     const cached = this.keys.get(accessKeyId);
     if (cached) return cached;
-    if (!this.missAllowed(`k/${accessKeyId}`)) return undefined;
-    const r = await this.kv.get(
-      META_KEYSPACE,
-      enc.encode(KEY_PREFIX + accessKeyId),
-      "linearizable",
-    );
-    if (!r.ok || !r.item) return undefined;
-    const rec = parse<AccessKeyRecord>(r.item.value);
+    const r = await this.lookup(`k/${accessKeyId}`, KEY_PREFIX + accessKeyId);
+    if (r.kind === "failed") throw new MetaUnavailable(r.error.message);
+    if (r.kind === "absent") return undefined;
+    const rec = parse<AccessKeyRecord>(r.value);
     this.keys.set(rec.accessKeyId, rec);
     return rec;
   }
 
-  private missAllowed(what: string): boolean {
-    const now = Date.now();
-    const last = this.misses.get(what);
-    if (last !== undefined && now - last < MISS_CACHE_MS) return false;
-    if (this.misses.size > 10_000) this.misses.clear();
-    this.misses.set(what, now);
-    return true;
+  /** Reads in flight, shared by concurrent misses of one name. */
+  private readonly inflight = new Map<string, Promise<Lookup>>();
+
+  /**
+   * Reads one record on a cache miss. Concurrent misses share the read; only a definite
+   * "absent" is remembered (for MISS_CACHE_MS, so a flood of unknown names costs one read per
+   * second each); a failed read is reported as such (the caller answers 503, never "no such").
+   */
+  private lookup(what: string, key: string, fresh = false): Promise<Lookup> {
+    const absentAt = this.misses.get(what);
+    if (!fresh && absentAt !== undefined && Date.now() - absentAt < MISS_CACHE_MS)
+      return Promise.resolve({ kind: "absent" });
+    // A fresh read must not join one that started before it was asked for.
+    const running = fresh ? undefined : this.inflight.get(what);
+    if (running) return running;
+    const p = this.kv
+      .get(META_KEYSPACE, enc.encode(key), "linearizable")
+      .then((r): Lookup => {
+        if (!r.ok) return { kind: "failed", error: r };
+        if (!r.item) {
+          if (this.misses.size > 10_000) this.misses.clear();
+          this.misses.set(what, Date.now());
+          return { kind: "absent" };
+        }
+        this.misses.delete(what);
+        return { kind: "found", value: r.item.value };
+      })
+      .finally(() => this.inflight.delete(what));
+    this.inflight.set(what, p);
+    return p;
   }
 
   /**
-   * A bucket by name: from the cache, or read once when not cached (created through another
-   * node a moment ago). `fresh` always reads (for decisions that must not act on a stale
-   * record, such as deleting the bucket).
+   * A bucket by name: from the cache, or read when not cached (created through another node a
+   * moment ago). `fresh` always reads (for decisions that must not act on a stale record, such
+   * as deleting the bucket). Throws `MetaUnavailable` when the record cannot be read.
    */
   async bucket(name: string, fresh = false): Promise<BucketRecord | undefined> {
     const cached = this.buckets.get(name);
     if (cached && !fresh) return cached;
-    if (!fresh && !this.missAllowed(`b/${name}`)) return undefined;
-    const r = await this.kv.get(META_KEYSPACE, enc.encode(BUCKET_PREFIX + name), "linearizable");
-    if (!r.ok) return cached;
-    if (!r.item) {
+    const r = await this.lookup(`b/${name}`, BUCKET_PREFIX + name, fresh);
+    if (r.kind === "failed") {
+      if (cached) return cached;
+      throw new MetaUnavailable(r.error.message);
+    }
+    if (r.kind === "absent") {
       this.buckets.delete(name);
       return undefined;
     }
-    const rec = parse<BucketRecord>(r.item.value);
+    const rec = parse<BucketRecord>(r.value);
     this.buckets.set(name, rec);
     return rec;
   }

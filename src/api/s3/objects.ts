@@ -35,7 +35,42 @@ export const CHUNK_BYTES = 1 << 20;
 /** Chunks per chunk-list page (36 bytes each: about 9 KiB). */
 export const PAGE_CHUNKS = 256;
 /** Chunk writes in flight per upload (the upload's memory: about this many MiB). */
-const PUT_INFLIGHT_CHUNKS = 4;
+const PUT_INFLIGHT_CHUNKS = 8;
+/**
+ * Chunk bytes being written by all uploads of this node together. Past it, uploads stop
+ * reading their bodies (TCP backpressure to the clients) instead of queueing more chunk
+ * transfers than the network drains within their deadlines.
+ */
+export const CHUNK_INFLIGHT_BYTES_MAX = 64 << 20;
+
+/** A counting semaphore over bytes, first come first served. */
+export class ByteBudget {
+  private used = 0;
+  private readonly waiting: { bytes: number; go: () => void }[] = [];
+
+  constructor(readonly bytesMax: number) {}
+
+  acquire(bytes: number): Promise<void> {
+    // A request larger than the whole budget still runs, alone.
+    const n = Math.min(bytes, this.bytesMax);
+    if (this.waiting.length === 0 && this.used + n <= this.bytesMax) {
+      this.used += n;
+      return Promise.resolve();
+    }
+    return new Promise((go) => this.waiting.push({ bytes: n, go }));
+  }
+
+  release(bytes: number): void {
+    this.used -= Math.min(bytes, this.bytesMax);
+    while (this.waiting.length > 0) {
+      const next = this.waiting[0] as { bytes: number; go: () => void };
+      if (this.used + next.bytes > this.bytesMax) break;
+      this.waiting.shift();
+      this.used += next.bytes;
+      next.go();
+    }
+  }
+}
 /** Chunk reads ahead of the one being sent, per download. */
 const GET_READAHEAD_CHUNKS = 3;
 /** Index writes in flight when writing or removing references. */
@@ -213,6 +248,7 @@ export class ObjectIndex {
   constructor(
     private readonly kv: KvService,
     private readonly chunks: ChunkPort,
+    private readonly budget = new ByteBudget(CHUNK_INFLIGHT_BYTES_MAX),
   ) {}
 
   // ---------------------------------------------------------------- bodies
@@ -256,17 +292,25 @@ export class ObjectIndex {
       }
     };
 
-    const storeChunk = (data: Uint8Array, slot: number) => {
-      const p = this.chunks.put(data).then(async (r) => {
+    const refWrites: Promise<void>[] = [];
+    const storeChunk = async (data: Uint8Array, slot: number) => {
+      await this.budget.acquire(data.byteLength);
+      const p = this.chunks.put(data).then((r) => {
+        this.budget.release(data.byteLength);
         if (!r.ok) {
           failure ??= { ok: false, code: "CHUNKS_UNAVAILABLE", message: r.message };
           return;
         }
         refs[slot] = { hash: r.hash, size: data.byteLength };
-        const w = await this.kv.put(INDEX_KEYSPACE, refKey(r.hash, dataId), new Uint8Array(0), {
-          kind: "none",
-        });
-        if (!w.ok) failure ??= w;
+        // The reference is written in the background: the slot (and the chunk's memory) is
+        // free once the chunk is durable; the head entry waits for every reference below.
+        refWrites.push(
+          this.kv
+            .put(INDEX_KEYSPACE, refKey(r.hash, dataId), new Uint8Array(0), { kind: "none" })
+            .then((w) => {
+              if (!w.ok) failure ??= w;
+            }),
+        );
       });
       const tracked = p.finally(() => inflight.delete(tracked));
       inflight.add(tracked);
@@ -282,9 +326,8 @@ export class ObjectIndex {
         const rest = all.subarray(take);
         pending = rest.byteLength > 0 ? [rest] : [];
         pendingBytes = rest.byteLength;
-        const done = storeChunk(chunk, slots++);
+        await storeChunk(chunk, slots++);
         if (inflight.size >= PUT_INFLIGHT_CHUNKS) await Promise.race(inflight);
-        void done;
         if (failure) return;
       }
     };
@@ -312,6 +355,7 @@ export class ObjectIndex {
     }
     if (!failure) await cut(true);
     await Promise.all(inflight);
+    await Promise.all(refWrites);
     if (!failure) flushPages(true);
     await Promise.all(pageWrites);
     const data: DataRef = { id: dataId, size, pages: pagesWritten };

@@ -29,7 +29,7 @@ import {
   validateBucketName,
   validateObjectKey,
 } from "./http-headers.js";
-import type { AccessKeyRecord, BucketRecord, S3Meta } from "./meta.js";
+import { type AccessKeyRecord, type BucketRecord, MetaUnavailable, type S3Meta } from "./meta.js";
 import {
   BodyReadError,
   type DataRef,
@@ -69,6 +69,8 @@ export const S3_DEFAULTS = {
 const XML_BODY_BYTES_MAX = 1 << 20;
 /** Keys per DeleteObjects request (S3's limit). */
 const DELETE_KEYS_MAX = 1000;
+/** A refused request's unread body is drained up to this size (else the connection closes). */
+const DRAIN_BYTES_MAX = 8 << 20;
 /** How long after a version stops existing its body is removed (see S3Api.retire). */
 const RETIRE_DELAY_MS = 3_000;
 /** A CompleteMultipartUpload older than this is presumed dead (its node crashed): abort wins. */
@@ -208,7 +210,8 @@ export class S3Api {
     let e: S3Error;
     if (err instanceof S3Error) e = err;
     else if (err instanceof ChunkedBodyError) e = new S3Error(err.code, err.message);
-    else if (err instanceof BodyReadError) e = new S3Error("ServiceUnavailable", err.message);
+    else if (err instanceof BodyReadError || err instanceof MetaUnavailable)
+      e = new S3Error("ServiceUnavailable", err.message, { headers: { "retry-after": "1" } });
     else {
       this.opts.log.error({ reqId: requestId, err }, "S3 request failed");
       e = new S3Error("InternalError", "internal error; see the node's log");
@@ -220,15 +223,26 @@ export class S3Api {
       return;
     }
     const body = e.hasBody && !head ? errorXml(e, requestId, resource) : "";
+    // A request refused before its body was read: a small rest is drained (the connection
+    // stays usable); a large one is not worth reading, and the connection closes after the
+    // answer.
+    const req = res.req;
+    const declared = Number(req.headers["content-length"] ?? Number.NaN);
+    const rest = Number.isFinite(declared)
+      ? declared - req.socket.bytesRead
+      : Number.POSITIVE_INFINITY;
+    const close = !req.complete && !(rest <= DRAIN_BYTES_MAX);
     res.writeHead(e.status, {
       ...e.headers,
       ...(body ? { "content-type": "application/xml" } : {}),
       "content-length": Buffer.byteLength(body),
+      ...(close ? { connection: "close" } : {}),
     });
     res.end(body);
-    // A request refused before its body was read: drain a little of it so the client sees the
-    // answer, then let the connection go.
-    if (!res.req.complete) res.req.resume();
+    if (!req.complete) {
+      if (close) res.once("finish", () => req.destroy());
+      else req.resume();
+    }
   }
 
   /** Virtual-host style (`bucket.s3.example.com/key`) or path style (`/bucket/key`). */
@@ -393,7 +407,9 @@ export class S3Api {
     const verifier = mode.kind === "sha256" ? new PayloadHashVerifier(mode.hex) : undefined;
     const raw = r.raw;
     async function* gen(): AsyncGenerator<Uint8Array> {
-      for await (const c of raw as AsyncIterable<Buffer>) {
+      // destroyOnReturn false: a consumer that stops early (a refused body) must not destroy
+      // the socket; the error answer drains what remains so keep-alive connections survive.
+      for await (const c of raw.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         verifier?.update(c);
         yield c;
       }
