@@ -171,7 +171,7 @@ describe("kumo dev", () => {
       endpoint: `http://${c.nodes[0]?.s3}`,
       region: "us-east-1",
       forcePathStyle: true,
-      credentials: c.s3,
+      credentials: { ...c.s3 }, // (a copy: the SDK annotates the object it is given)
     });
     try {
       await waitFor(
