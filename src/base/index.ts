@@ -104,3 +104,4 @@ export class Prng implements Random {
     return new Prng(this.nextU32());
   }
 }
+export { forEachLimited } from "./limited.js";

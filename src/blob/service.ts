@@ -28,7 +28,7 @@
  *   overlap themselves, use unref'd timers, and report unexpected exceptions to `onError`.
  */
 import { createHash } from "node:crypto";
-import { assert } from "../base/index.js";
+import { assert, forEachLimited } from "../base/index.js";
 import { partitionOf, type Ring } from "../placement/index.js";
 import type { NodeId } from "../raft/index.js";
 import { fromHex, toHex } from "../storage/index.js";
@@ -254,22 +254,6 @@ interface Found {
   readonly lacking: readonly NodeId[];
   /** Nodes that did not answer. */
   readonly unavailable: readonly string[];
-}
-
-/** Runs `fn` over `items` with at most `limit` running at once. */
-async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 export class BlobService {
@@ -805,7 +789,8 @@ export class BlobService {
     body: Uint8Array,
   ): Promise<{ ok: true } | { ok: false; message: string }> {
     if (owner === this.self) {
-      const r = await this.store.put(hash, data);
+      // (putChunk hashed these very bytes a moment ago.)
+      const r = await this.store.put(hash, data, { hashVerified: true });
       if (!r.ok) return { ok: false, message: `${r.code}: ${r.message}` };
       if (r.created) this.counters.stored++;
       return { ok: true };

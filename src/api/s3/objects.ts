@@ -25,6 +25,7 @@
  * that nothing references any more, after a grace period that covers uploads in flight.
  */
 import { createHash, randomBytes } from "node:crypto";
+import { forEachLimited } from "../../base/index.js";
 import type { KvError, KvService } from "../kv/service.js";
 
 export const INDEX_KEYSPACE = "_s3";
@@ -209,15 +210,12 @@ async function boundedAll<T, R extends { ok: boolean }>(
   n: number,
   f: (x: T) => Promise<R>,
 ): Promise<R | undefined> {
-  let i = 0;
   let failed: R | undefined;
-  const worker = async () => {
-    while (i < items.length && !failed) {
-      const r = await f(items[i++] as T);
-      if (!r.ok) failed ??= r;
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  await forEachLimited(items, n, async (x) => {
+    if (failed) return;
+    const r = await f(x);
+    if (!r.ok) failed ??= r;
+  });
   return failed;
 }
 
