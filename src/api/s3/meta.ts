@@ -65,6 +65,8 @@ const BUCKET_PREFIX = "s3/bucket/";
 /** Records read per refresh; more keys or buckets than this are refused. */
 export const ACCESS_KEYS_MAX = 10_000;
 export const BUCKETS_MAX = 10_000;
+/** Attempts of one metadata lookup (with 200, 400 ms between them). */
+const LOOKUP_ATTEMPTS = 3;
 /** A key or bucket not in the cache is looked up at most this often (a flood of bad keys). */
 const MISS_CACHE_MS = 1_000;
 
@@ -199,8 +201,7 @@ export class S3Meta {
     // A fresh read must not join one that started before it was asked for.
     const running = fresh ? undefined : this.inflight.get(what);
     if (running) return running;
-    const p = this.kv
-      .get(META_KEYSPACE, enc.encode(key), "linearizable")
+    const p = this.readRetrying(key)
       .then((r): Lookup => {
         if (!r.ok) return { kind: "failed", error: r };
         if (!r.item) {
@@ -214,6 +215,19 @@ export class S3Meta {
       .finally(() => this.inflight.delete(what));
     this.inflight.set(what, p);
     return p;
+  }
+
+  /**
+   * A linearizable read of one metadata record, tried a few times: a read has no side effect,
+   * and a metadata leader change under load must not turn into a client-visible 503 (every
+   * request sharing this lookup would get it).
+   */
+  private async readRetrying(key: string) {
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.kv.get(META_KEYSPACE, enc.encode(key), "linearizable");
+      if (r.ok || attempt >= LOOKUP_ATTEMPTS) return r;
+      await new Promise((res) => setTimeout(res, 100 * 2 ** attempt));
+    }
   }
 
   /**
