@@ -560,6 +560,40 @@ describe("multipart", () => {
   });
 });
 
+describe("multipart listings", () => {
+  test("ListMultipartUploads pages with key and upload-id markers, several uploads of one key", async () => {
+    const made: string[] = [];
+    for (const key of ["up/a", "up/a", "up/a", "up/b"]) {
+      const u = await a.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+      made.push(`${key}|${u.UploadId}`);
+    }
+    const seen: string[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const l = await b2.send(
+        new ListMultipartUploadsCommand({
+          Bucket: bucket,
+          Prefix: "up/",
+          MaxUploads: 2,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+        }),
+      );
+      seen.push(...(l.Uploads ?? []).map((u) => `${u.Key}|${u.UploadId}`));
+      if (!l.IsTruncated) break;
+      keyMarker = l.NextKeyMarker;
+      uploadIdMarker = l.NextUploadIdMarker;
+    }
+    assert.deepEqual([...seen].sort(), [...made].sort());
+    assert.equal(new Set(seen).size, 4, "each upload exactly once");
+    for (const m of made) {
+      const [Key, UploadId] = m.split("|") as [string, string];
+      await a.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
+    }
+  });
+});
+
 describe("versioning", () => {
   test("versions kept, listed newest first, readable by id; delete markers; deleting a version", async () => {
     const vb = `${bucket}-ver`;

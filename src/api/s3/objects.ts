@@ -1066,7 +1066,14 @@ export class ObjectIndex {
 
   async listUploads(
     bid: string,
-    o: { prefix: string; delimiter: string; after: string | undefined; max: number },
+    o: {
+      prefix: string;
+      delimiter: string;
+      after: string | undefined;
+      /** With `after`: resume after this upload of that key (upload-id-marker). */
+      afterUploadId?: string;
+      max: number;
+    },
   ): Promise<
     { ok: true; uploads: UploadRecord[]; prefixes: string[]; truncated: boolean } | KvError
   > {
@@ -1074,7 +1081,11 @@ export class ObjectIndex {
     const uploads: UploadRecord[] = [];
     const prefixes: string[] = [];
     let startAfter: Uint8Array | undefined =
-      o.after !== undefined ? afterKey(base + o.after) : undefined;
+      o.after === undefined
+        ? undefined
+        : o.afterUploadId !== undefined
+          ? enc.encode(`${base}${o.after}\0${o.afterUploadId}`)
+          : afterKey(base + o.after);
     for (;;) {
       const r = await this.kv.list(
         INDEX_KEYSPACE,

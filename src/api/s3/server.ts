@@ -364,6 +364,9 @@ export class S3Api {
       if (!r.who) throw new S3Error("AccessDenied");
       throw new S3Error("NoSuchBucket", undefined, { extra: { BucketName: name } });
     }
+    // CORS headers go on every answer about this bucket (errors included) when a rule matches
+    // the browser's Origin: a browser multipart upload needs them on UploadPart and Complete.
+    for (const [k, v] of Object.entries(this.corsHeaders(r, b))) r.res.setHeader(k, v);
     if (!this.meta.can(r.who, b, need)) throw new S3Error("AccessDenied");
     return b;
   }
@@ -1451,7 +1454,14 @@ export class S3Api {
     const delimiter = q.get("delimiter") ?? "";
     const max = this.maxKeys(r, "max-uploads");
     const keyMarker = q.get("key-marker") ?? undefined;
-    const l = await this.index.listUploads(b.id, { prefix, delimiter, after: keyMarker, max });
+    const uploadIdMarker = q.get("upload-id-marker") ?? undefined;
+    const l = await this.index.listUploads(b.id, {
+      prefix,
+      delimiter,
+      after: keyMarker,
+      ...(keyMarker !== undefined && uploadIdMarker ? { afterUploadId: uploadIdMarker } : {}),
+      max,
+    });
     if (!l.ok) throw kvError(l);
     const last = l.uploads[l.uploads.length - 1];
     this.send(
