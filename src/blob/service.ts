@@ -891,6 +891,10 @@ export class BlobService {
       return { ok: true, data: local.data };
     }
     if (local.code === "CORRUPT") this.counters.corruptFound++;
+    // Without a ring (a node that just started) nobody else can be asked: that is "cannot
+    // tell", never "no node holds it".
+    if (view === undefined)
+      return { ok: false, code: "UNAVAILABLE", message: `no chunk ring yet; ${hex} not local` };
     const found = await this.findCopy(hash, new Set([this.self]), view);
     const copy = found.copy;
     if (copy === undefined) {

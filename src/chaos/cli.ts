@@ -1,5 +1,6 @@
 /**
  * `npm run chaos -- --workload kv --nemesis kill,pause,partition,netem --duration 60 --seed S`
+ * `npm run chaos -- --workload s3 --nemesis kill,pause,partition,netem --duration 30 --seed S`
  *
  * Starts a real cluster, runs the workload under the nemesis schedule, heals, checks, prints the
  * report (ending with `chaos: kv ops=N ok=.. info=.. linearizable=true|false lost=0 ...`) and
@@ -35,7 +36,7 @@ function nemesisList(v: string): NemesisName[] {
 const program = new Command()
   .name("kumo-chaos")
   .description("Jepsen-style chaos run against a real multi-process Kumo cluster (docs/chaos.md)")
-  .option("--workload <name>", "kv (s3 comes with the S3 API)", "kv")
+  .option("--workload <name>", "kv (the KV API) or s3 (objects through the S3 API)", "kv")
   .option(
     "--nemesis <list>",
     `comma-separated: ${NEMESES.join(", ")}; or all / none`,
@@ -61,15 +62,26 @@ const program = new Command()
     },
     "quorum",
   )
-  .option("--clients <n>", "concurrent clients", int("--clients", 1, 200), 10)
-  .option("--keys <n>", "keys in use at once", int("--keys", 1, 1000), 8)
+  .option("--clients <n>", "concurrent clients (s3: 6)", int("--clients", 1, 200), 10)
+  .option("--keys <n>", "keys in use at once (s3: 4)", int("--keys", 1, 1000), 8)
   .option(
     "--ops-per-key <n>",
-    "operations on a key before it is replaced by a fresh one",
+    "operations on a key before it is replaced by a fresh one (s3: 50)",
     int("--ops-per-key", 10, 100_000),
     300,
   )
-  .option("--rate <n>", "total operations per second, at most", int("--rate", 1, 100_000), 200)
+  .option(
+    "--rate <n>",
+    "total operations per second, at most (s3: 60)",
+    int("--rate", 1, 100_000),
+    200,
+  )
+  .option(
+    "--s3-mib <n>",
+    "s3: total MiB of object bodies the workload may send (then bodies stay small)",
+    int("--s3-mib", 1, 1024 * 1024),
+    256,
+  )
   .option(
     "--timeout-ms <ms>",
     "client request timeout (then the outcome is unknown)",
@@ -99,7 +111,7 @@ const program = new Command()
   .parse();
 
 const o = program.opts<{
-  workload: string;
+  workload: "kv" | "s3";
   nemesis: NemesisName[];
   duration: number;
   seed?: number;
@@ -116,13 +128,23 @@ const o = program.opts<{
   out?: string;
   keepData: boolean;
   staleReads: boolean;
+  s3Mib: number;
 }>();
 
-if (o.workload !== "kv") {
-  console.error(
-    `chaos: workload ${JSON.stringify(o.workload)} is not available yet (only kv; s3 comes with the S3 API)`,
-  );
+if (o.workload !== "kv" && o.workload !== "s3") {
+  console.error(`chaos: unknown workload ${JSON.stringify(o.workload)}; use kv or s3`);
   process.exit(2);
+}
+if (o.workload === "s3" && o.staleReads) {
+  console.error("chaos: --stale-reads is for the kv workload only");
+  process.exit(2);
+}
+/** The S3 workload's own defaults for what was not given (bodies are bigger than KV values). */
+const S3_DEFAULTS = { clients: 6, keys: 4, opsPerKey: 50, rate: 60 } as const;
+if (o.workload === "s3") {
+  for (const name of ["clients", "keys", "opsPerKey", "rate"] as const) {
+    if (program.getOptionValueSource(name) === "default") o[name] = S3_DEFAULTS[name];
+  }
 }
 if (o.replicas > o.nodes) {
   console.error("chaos: --replicas cannot exceed --nodes");
@@ -131,7 +153,7 @@ if (o.replicas > o.nodes) {
 
 const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
 const result = await runChaos({
-  workload: "kv",
+  workload: o.workload,
   nemeses: o.nemesis,
   durationMs: o.duration * 1000,
   seed,
@@ -150,6 +172,7 @@ const result = await runChaos({
   keepData: o.keepData,
   serverArgs: [],
   log: (line) => process.stderr.write(`${line}\n`),
+  ...(o.workload === "s3" ? { s3BytesMax: o.s3Mib * 1024 * 1024 } : {}),
 });
 console.log(result.text);
 process.exit(result.exitCode);

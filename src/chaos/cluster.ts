@@ -48,10 +48,14 @@ export interface ClusterConfig {
   readonly dir: string;
   /** Extra `kumo server` flags for every node. */
   readonly serverArgs: readonly string[];
+  /** Extra environment for every node (e.g. KUMO_S3_ROOT_KEY for the S3 workload). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface ShardStatus {
   readonly id: string;
+  /** The keyspace the shard belongs to ("default", "_meta", "_s3", ...). */
+  readonly keyspace?: string;
   readonly replicas: readonly string[];
   readonly leader: string | null;
   /** This node's role in the shard; null when it holds no replica of it. */
@@ -154,7 +158,7 @@ export class ChaosCluster {
       : [process.execPath, ...serverArgv];
     const log = openSync(node.logFile, "a");
     const proc = spawn(argv[0] as string, argv.slice(1), {
-      env: { ...process.env, KUMO_TOKENS: this.cfg.token },
+      env: { ...process.env, ...this.cfg.env, KUMO_TOKENS: this.cfg.token },
       stdio: ["ignore", log, log],
     });
     closeSync(log);

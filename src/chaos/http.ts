@@ -4,7 +4,7 @@
  * (undici's) error wrapping and connection reuse make that hard to see. node:http never
  * retries by itself, so one call is at most one request on the wire.
  */
-import { Agent, request } from "node:http";
+import { Agent, type IncomingHttpHeaders, request } from "node:http";
 import type { HttpOutcome } from "./history.js";
 
 export interface HttpTarget {
@@ -62,6 +62,84 @@ export function send(t: HttpTarget, req: Request): Promise<HttpOutcome> {
         });
         res.on("error", (e: NodeJS.ErrnoException) =>
           finish({ kind: "error", code: e.code ?? "ERESPONSE", message: e.message }),
+        );
+      },
+    );
+    const timer = setTimeout(() => {
+      finish({ kind: "error", code: "TIMEOUT", message: `no answer within ${req.timeoutMs} ms` });
+      r.destroy();
+    }, req.timeoutMs);
+    r.on("error", (e: NodeJS.ErrnoException) =>
+      finish({ kind: "error", code: e.code ?? "EREQUEST", message: e.message }),
+    );
+    r.end(req.body);
+  });
+}
+
+/** A request whose body is bytes (the S3 workload); the answer's body and headers come back raw. */
+export interface RawRequest {
+  readonly method: "GET" | "PUT" | "DELETE" | "POST" | "HEAD";
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body?: Uint8Array;
+  readonly timeoutMs: number;
+}
+
+export type RawOutcome =
+  | {
+      readonly kind: "answer";
+      readonly status: number;
+      readonly headers: IncomingHttpHeaders;
+      readonly body: Buffer;
+    }
+  | {
+      readonly kind: "error";
+      /** ECONNREFUSED, ECONNRESET, TIMEOUT, ABORTED (the answer was cut short), ... */
+      readonly code: string;
+      readonly message: string;
+      /** The status line, when the answer started before it was cut short. */
+      readonly status?: number;
+    };
+
+/**
+ * Like `send`, for byte bodies and raw answers. One difference that matters for objects: an
+ * answer cut short (the server closed the connection mid-body, as the S3 door does when a
+ * download fails after its first bytes) is an error (ABORTED), never a short body.
+ */
+export function sendRaw(t: HttpTarget, req: RawRequest): Promise<RawOutcome> {
+  const [host, port] = splitAddress(t.address);
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (o: RawOutcome): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(o);
+    };
+    const headers: Record<string, string | number> = { ...req.headers };
+    headers["content-length"] = req.body?.byteLength ?? 0;
+    const r = request(
+      { host, port, method: req.method, path: req.path, headers, agent: t.agent },
+      (res) => {
+        const parts: Buffer[] = [];
+        const status = res.statusCode ?? 0;
+        res.on("data", (d: Buffer) => parts.push(d));
+        res.on("end", () => {
+          if (!res.complete) {
+            finish({ kind: "error", code: "ABORTED", message: "answer cut short", status });
+            return;
+          }
+          finish({ kind: "answer", status, headers: res.headers, body: Buffer.concat(parts) });
+        });
+        res.on("aborted", () =>
+          finish({ kind: "error", code: "ABORTED", message: "answer cut short", status }),
+        );
+        res.on("close", () => {
+          if (!res.complete)
+            finish({ kind: "error", code: "ABORTED", message: "answer cut short", status });
+        });
+        res.on("error", (e: NodeJS.ErrnoException) =>
+          finish({ kind: "error", code: e.code ?? "ERESPONSE", message: e.message, status }),
         );
       },
     );

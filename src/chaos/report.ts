@@ -6,9 +6,10 @@
 import type { Availability, Verdict } from "./checker.js";
 import type { ChaosOp } from "./history.js";
 import type { NemesisEvent } from "./nemesis.js";
+import type { S3Audit } from "./s3checker.js";
 
 export interface RunReport {
-  readonly workload: "kv";
+  readonly workload: "kv" | "s3";
   readonly seed: number;
   readonly replay: string;
   readonly dir: string;
@@ -25,6 +26,8 @@ export interface RunReport {
   readonly unreadable: readonly string[];
   readonly problems: readonly string[];
   readonly valid: boolean;
+  /** The S3 workload's durability audit (s3checker.ts); absent for kv. */
+  readonly s3?: S3Audit;
 }
 
 const f1 = (x: number) => x.toFixed(1);
@@ -38,6 +41,13 @@ function linText(r: Verdict["linearizable"]): string {
 
 export function summaryLine(r: RunReport): string {
   const a = r.availability;
+  if (r.s3)
+    return (
+      `chaos: ${r.workload} ops=${a.ops} ok=${a.ok} fail=${a.fail} info=${a.info} ` +
+      `linearizable=${r.verdict.linearizable.ok} lost=${r.verdict.durability.lost} ` +
+      `durable=${r.s3.durableReads}/${r.s3.durableReadsExpected} ` +
+      `audit=${r.s3.ok ? "ok" : `BAD(${r.s3.violationCount})`} valid=${r.valid}`
+    );
   return (
     `chaos: ${r.workload} ops=${a.ops} ok=${a.ok} fail=${a.fail} info=${a.info} ` +
     `linearizable=${r.verdict.linearizable.ok} lost=${r.verdict.durability.lost} ` +
@@ -83,11 +93,14 @@ export function textReport(r: RunReport): string {
       `${v.durability.lost} keys lost a write${v.durability.unknownKeys > 0 ? `, ${v.durability.unknownKeys} undecided` : ""})`,
   );
   for (const fl of v.durability.failures) lines.push(`  ${fl.reason}`);
-  lines.push(`revisions: ${v.revisions.ok ? "consistent" : "INCONSISTENT"}`);
-  for (const p of v.revisions.problems) lines.push(`  ${p}`);
-  lines.push(
-    `replicas converged: ${r.divergence.length === 0 ? "yes" : `NO: ${r.divergence.join("; ")}`}`,
-  );
+  if (r.s3) lines.push(...s3AuditLines(r.s3));
+  else {
+    lines.push(`revisions: ${v.revisions.ok ? "consistent" : "INCONSISTENT"}`);
+    for (const p of v.revisions.problems) lines.push(`  ${p}`);
+    lines.push(
+      `replicas converged: ${r.divergence.length === 0 ? "yes" : `NO: ${r.divergence.join("; ")}`}`,
+    );
+  }
   if (r.unreadable.length > 0) lines.push(`final reads failed for: ${r.unreadable.join(", ")}`);
   for (const p of r.problems) lines.push(`problem: ${p}`);
   lines.push(
@@ -98,6 +111,30 @@ export function textReport(r: RunReport): string {
     summaryLine(r),
   );
   return lines.join("\n");
+}
+
+function s3AuditLines(a: S3Audit): string[] {
+  const lines = [
+    `S3 audit (${a.keys} objects through ${a.nodes} nodes): ${a.ok ? "ok" : `VIOLATED (${a.violationCount})`}`,
+    `  objects whose last acknowledged write is a put: ${a.expectedPuts}; read back with its SHA-256 ${a.durableReads} of ${a.durableReadsExpected} times (object × node)`,
+    `  objects whose last acknowledged write is a delete: ${a.expectedAbsent}; whose final value is open (a write of unknown outcome, or a put concurrent with a delete): ${a.ambiguous}`,
+    `  post-heal listing entries read back: ${a.listedChecked}`,
+  ];
+  for (const v of a.violations) lines.push(`  violation: ${v}`);
+  if (a.violationCount > a.violations.length)
+    lines.push(`  (${a.violationCount - a.violations.length} more violations)`);
+  if (a.oddities.length > 0) lines.push(`  error answers worth a look: ${a.oddities.join("; ")}`);
+  const st = a.strict;
+  if (st && st.reclassified > 0) {
+    const held = st.linearizable === true && st.lost === 0 && st.auditOk;
+    lines.push(
+      `  informational: with the ${st.reclassified} writes answered 503 "not executed" (no leader, chunk quorum not reached) counted as failed: ` +
+        (held
+          ? `still linearizable, durable ${st.durableReads}/${st.durableReadsExpected}`
+          : `NOT explained (linearizable=${st.linearizable}, lost=${st.lost}, audit ${st.auditOk ? "ok" : "violated"}): such a 503 may have taken effect${st.first ? `; ${st.first}` : ""}`),
+    );
+  }
+  return lines;
 }
 
 const esc = (s: string) =>

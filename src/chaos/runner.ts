@@ -23,10 +23,12 @@ import {
 } from "./nemesis.js";
 import { NetLab, probe } from "./netns.js";
 import { htmlReport, type RunReport, summaryLine, textReport } from "./report.js";
+import { checkS3, reportOps, strictRecheck } from "./s3checker.js";
+import { S3Workload } from "./s3workload.js";
 import { KvWorkload } from "./workload.js";
 
 export interface RunOptions {
-  readonly workload: "kv";
+  readonly workload: "kv" | "s3";
   readonly nemeses: readonly NemesisName[];
   readonly durationMs: number;
   readonly seed: number;
@@ -50,6 +52,8 @@ export interface RunOptions {
   readonly serverArgs: readonly string[];
   /** Progress lines (stderr in the CLI). */
   readonly log: (line: string) => void;
+  /** S3 workload: total body bytes it may send (default S3_BYTES_MAX). */
+  readonly s3BytesMax?: number;
 }
 
 export interface RunResult {
@@ -64,6 +68,15 @@ const SERVING_TIMEOUT_MS = 60_000;
 /** Bound on the final audit: per key and node, attempts and time. */
 const FINAL_READ_ATTEMPTS_MAX = 20;
 const CONVERGE_TIMEOUT_MS = 15_000;
+/** S3 workload: the final audit's retries stop after this long (then one attempt per read). */
+const S3_AUDIT_BUDGET_MS = 120_000;
+/** S3 workload: the default bound on the body bytes sent in one run. */
+export const S3_BYTES_MAX = 256 * 1024 * 1024;
+/** The S3 root key of chaos clusters (a throwaway cluster's only key). */
+const S3_ROOT = {
+  accessKeyId: "KUMOCHAOSROOT0001",
+  secretAccessKey: randomBytes(18).toString("hex"),
+};
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -83,6 +96,10 @@ export function replayCommand(o: RunOptions): string {
     `--rate ${o.rateMax}`,
     ...(o.net !== "auto" ? [`--net ${o.net}`] : []),
     ...(o.staleReads ? ["--stale-reads"] : []),
+    ...(o.workload === "s3" ? [`--ops-per-key ${o.opsPerKeyMax}`] : []),
+    ...(o.workload === "s3" && o.s3BytesMax !== undefined && o.s3BytesMax !== S3_BYTES_MAX
+      ? [`--s3-mib ${Math.max(1, Math.round(o.s3BytesMax / (1024 * 1024)))}`]
+      : []),
   ].join(" ");
 }
 
@@ -158,6 +175,9 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
         token: randomBytes(16).toString("hex"),
         dir,
         serverArgs: o.serverArgs,
+        ...(o.workload === "s3"
+          ? { env: { KUMO_S3_ROOT_KEY: `${S3_ROOT.accessKeyId}:${S3_ROOT.secretAccessKey}` } }
+          : {}),
       },
       lab,
     );
@@ -193,28 +213,55 @@ async function runInside(o: RunOptions, s: Setup): Promise<RunResult> {
     durationMs: o.durationMs,
     nodes: o.nodes,
   });
-  const t0 = performance.now();
-  const workload = new KvWorkload(
-    cluster,
-    {
+  let s3: S3Workload | undefined;
+  if (o.workload === "s3") {
+    s3 = new S3Workload(cluster, {
       clients: o.clients,
       keys: o.keys,
       opsPerKeyMax: o.opsPerKeyMax,
       rateMax: o.rateMax,
       requestTimeoutMs: o.requestTimeoutMs,
       seed: o.seed,
-      staleReads: o.staleReads,
-    },
-    t0,
-  );
+      bytesMax: o.s3BytesMax ?? S3_BYTES_MAX,
+      bucket: `chaos-${o.seed}`,
+      credentials: S3_ROOT,
+    });
+    const ready = await s3.setup(SERVING_TIMEOUT_MS);
+    if (!ready.ok) {
+      s3.close();
+      return harnessFailure(o, s, ready.reason);
+    }
+  }
+  const t0 = performance.now();
+  const kv = s3
+    ? undefined
+    : new KvWorkload(
+        cluster,
+        {
+          clients: o.clients,
+          keys: o.keys,
+          opsPerKeyMax: o.opsPerKeyMax,
+          rateMax: o.rateMax,
+          requestTimeoutMs: o.requestTimeoutMs,
+          seed: o.seed,
+          staleReads: o.staleReads,
+        },
+        t0,
+      );
   const now = () => performance.now() - t0;
   o.log(
-    `chaos: workload for ${o.durationMs / 1000} s with ${faults.length} faults (${s.nemeses.join(",") || "none"})`,
+    `chaos: ${o.workload === "s3" ? "s3 " : ""}workload for ${o.durationMs / 1000} s with ${faults.length} faults (${s.nemeses.join(",") || "none"})`,
   );
-  workload.start();
+  s3?.start(t0);
+  kv?.start();
   const abort = new AbortController();
   const nemesis = runNemesis(
-    { cluster, lab, now, busiestShard: () => workload.busiestShard() },
+    {
+      cluster,
+      lab,
+      now,
+      busiestShard: () => (s3 ? s3.busiestShard() : kv?.busiestShard()),
+    },
     faults,
     abort.signal,
   );
@@ -236,6 +283,11 @@ async function runInside(o: RunOptions, s: Setup): Promise<RunResult> {
   o.log(
     `chaos: healed at ${(healedAt / 1000).toFixed(1)} s; serving again after ${((now() - healedAt) / 1000).toFixed(1)} s`,
   );
+  if (s3) {
+    await s3.stop();
+    return finishS3(o, s, s3, events, now());
+  }
+  const workload = kv as KvWorkload;
   await workload.stop();
   const workloadEnd = now();
   const ops = [...workload.ops];
@@ -306,6 +358,78 @@ async function runInside(o: RunOptions, s: Setup): Promise<RunResult> {
         !verdict.durability.ok ||
         !verdict.revisions.ok ||
         divergence.length > 0
+      ? 1
+      : 2;
+  return { report, text, exitCode };
+}
+
+/**
+ * The S3 workload's end: a listing and reads of every object through every node, the checks
+ * (s3checker.ts), the history and the reports.
+ */
+async function finishS3(
+  o: RunOptions,
+  s: Setup,
+  s3: S3Workload,
+  events: NemesisEvent[],
+  workloadEnd: number,
+): Promise<RunResult> {
+  const { cluster, dir } = s;
+  const ops = [...s3.ops];
+  const audit = await s3.finalAudit(FINAL_READ_ATTEMPTS_MAX, S3_AUDIT_BUDGET_MS);
+  s3.close();
+  for (const u of audit.unlisted) problems(s, `no listing after healing through ${u}`);
+  o.log(`chaos: checking ${ops.length} S3 ops + ${audit.finals.length} final reads and listings`);
+  const nodeIds = cluster.nodes.map((n) => n.id);
+  const checked = checkS3(ops, audit.finals, nodeIds, {
+    unreadable: audit.unreadable,
+    oddities: s3.oddities,
+  });
+  const verdict = checked.verdict;
+  // Informational: the same checks with the door's "not executed" 503 messages believed.
+  const s3audit = { ...checked.audit, strict: strictRecheck(ops, audit.finals, nodeIds) };
+  // The report's timeline and availability: one register op per S3 op (a listing as one read).
+  const asOps = reportOps(ops);
+  const avail = availability(asOps, 0, workloadEnd);
+  const valid =
+    verdict.linearizable.ok === true &&
+    verdict.durability.ok &&
+    s3audit.ok &&
+    audit.unreadable.length === 0 &&
+    s.problems.length === 0;
+  const report: RunReport = {
+    workload: o.workload,
+    seed: o.seed,
+    replay: replayCommand(o),
+    dir,
+    network: s.network,
+    notes: s.notes,
+    durationMs: workloadEnd,
+    events,
+    availability: avail,
+    verdict,
+    divergence: [],
+    unreadable: audit.unreadable,
+    problems: s.problems,
+    valid,
+    s3: s3audit,
+  };
+  writeFileSync(
+    join(dir, "history.jsonl"),
+    [...ops, ...audit.finals].map((x) => JSON.stringify(x)).join("\n") + "\n",
+  );
+  const text = textReport(report);
+  writeFileSync(join(dir, "report.txt"), text + "\n");
+  writeFileSync(
+    join(dir, "report.json"),
+    JSON.stringify({ ...report, summary: summaryLine(report) }, null, 2),
+  );
+  writeFileSync(join(dir, "report.html"), htmlReport(report, asOps));
+  await cluster.stop();
+  if (valid && !o.keepData) rmSync(join(dir, "data"), { recursive: true, force: true });
+  const exitCode = valid
+    ? 0
+    : verdict.linearizable.ok === false || !verdict.durability.ok || !s3audit.ok
       ? 1
       : 2;
   return { report, text, exitCode };

@@ -17,6 +17,7 @@ import { initialShardMap } from "../shard/index.js";
 import type { ChaosCluster } from "./cluster.js";
 import { type ChaosOp, classify, type KvOpKind } from "./history.js";
 import { send } from "./http.js";
+import { OpSchedule } from "./schedule.js";
 
 export interface WorkloadOptions {
   readonly clients: number;
@@ -44,8 +45,6 @@ const MIX: readonly [KvOpKind, number][] = [
   ["delete", 10],
 ];
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** What some client has seen a key hold, with its revision: the basis of a cas. */
 interface Known {
   readonly value: string | null;
@@ -56,7 +55,7 @@ export class KvWorkload {
   readonly ops: ChaosOp[] = [];
   /** Every key used, for the final audit. */
   readonly keysUsed = new Set<string>();
-  private readonly slots: { gen: number; used: number }[];
+  private readonly schedule: OpSchedule<KvOpKind>;
   private readonly known = new Map<string, Known>();
   private readonly rnd: Prng;
   private readonly t0: number;
@@ -66,7 +65,6 @@ export class KvWorkload {
   /** Recent operations per shard, for "the leader of a busy shard". */
   private readonly shardOf: (key: string) => string;
   private readonly shardHits = new Map<string, number>();
-  private nextSendAt = 0;
 
   constructor(
     private readonly cluster: ChaosCluster,
@@ -76,7 +74,7 @@ export class KvWorkload {
   ) {
     this.t0 = t0;
     this.rnd = new Prng(opts.seed ^ 0x5eed);
-    this.slots = Array.from({ length: opts.keys }, () => ({ gen: 0, used: 0 }));
+    this.schedule = new OpSchedule(this.rnd, { ...opts, keyPrefix: "k", mix: MIX });
     const map = initialShardMap(
       cluster.nodes.map((n) => n.id),
       cluster.cfg.shards,
@@ -114,43 +112,14 @@ export class KvWorkload {
     return best;
   }
 
-  /** Global pacing: each op takes the next send slot, so the total rate stays under rateMax. */
-  private async pace(): Promise<void> {
-    const gapMs = 1000 / this.opts.rateMax;
-    const now = performance.now();
-    const at = Math.max(now, this.nextSendAt);
-    this.nextSendAt = at + gapMs;
-    if (at > now) await sleep(at - now);
-  }
-
-  private pickKey(): string {
-    const slot = this.rnd.int(this.slots.length);
-    const s = this.slots[slot]!;
-    if (s.used >= this.opts.opsPerKeyMax) {
-      s.gen++;
-      s.used = 0;
-    }
-    s.used++;
-    return `k${slot}.${s.gen}`;
-  }
-
-  private pickKind(): KvOpKind {
-    let r = this.rnd.int(100);
-    for (const [kind, share] of MIX) {
-      if (r < share) return kind;
-      r -= share;
-    }
-    return "read";
-  }
-
   private async worker(client: number): Promise<void> {
     let seq = 0;
     while (!this.stopping) {
-      await this.pace();
+      await this.schedule.pace();
       if (this.stopping) break;
       const node = this.cluster.nodes[this.rnd.int(this.cluster.nodes.length)]!;
-      const key = this.pickKey();
-      const kind = this.pickKind();
+      const key = this.schedule.pickKey();
+      const kind = this.schedule.pickKind();
       const value = `${client}.${++seq}`;
       this.keysUsed.add(key);
       const shard = this.shardOf(key);

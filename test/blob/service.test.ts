@@ -108,6 +108,14 @@ describe("BlobService: reads", () => {
     assert.equal(r3.ok ? "ok" : r3.code, "UNAVAILABLE");
   });
 
+  test("a node that knows no ring yet answers UNAVAILABLE for a chunk it lacks, never NOT_FOUND", async () => {
+    const c = await start();
+    const hash = await putEverywhere(c, chunk(2000));
+    c.view = undefined as unknown as typeof c.view; // as on a node that just started
+    const r = await c.node("d").svc.getChunk(hash);
+    assert.equal(r.ok ? "ok" : r.code, "UNAVAILABLE");
+  });
+
   test("an owner's corrupt local file: quarantined, served from a peer, repaired locally", async () => {
     const c = await start();
     const data = chunk(40_000);

@@ -77,9 +77,12 @@ test("the CLI refuses what it cannot do, with exit code 2", async () => {
         resolve({ code: e ? (typeof e.code === "number" ? e.code : 1) : 0, out: stdout + stderr }),
       );
     });
-  const s3 = await run(["--workload", "s3"]);
-  assert.equal(s3.code, 2, s3.out);
-  assert.match(s3.out, /not available yet/);
+  const unknown = await run(["--workload", "sql"]);
+  assert.equal(unknown.code, 2, unknown.out);
+  assert.match(unknown.out, /unknown workload/);
+  const stale = await run(["--workload", "s3", "--stale-reads"]);
+  assert.equal(stale.code, 2, stale.out);
+  assert.match(stale.out, /kv workload only/);
   const bad = await run(["--nemesis", "meteor"]);
   assert.notEqual(bad.code, 0, bad.out);
   assert.match(bad.out, /unknown nemesis/);
