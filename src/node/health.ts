@@ -12,6 +12,23 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { GroupStatus } from "../multiraft/index.js";
 
 /** Event-loop delay as a p99 over fixed windows (reset every window so it shows the present). */
+function cpuMsNow(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/**
+ * The delay a window reports: its p99 loop delay, or this timer's own lateness when larger (a
+ * loop blocked across the whole window leaves few samples), but never more than the CPU time
+ * the process used in the window. A loop delayed by its own work burns CPU for as long as it
+ * is late; a process that was stopped (SIGSTOP, a paused container, a VM descheduled) is late
+ * without having worked, and is not overloaded: shedding its first requests after it resumes
+ * would only turn a pause into errors.
+ */
+export function effectiveDelayMs(p99Ms: number, lateMs: number, cpuUsedMs: number): number {
+  return Math.min(Math.max(p99Ms, lateMs), Math.max(0, cpuUsedMs));
+}
+
 export class EventLoopMonitor {
   private readonly histogram = monitorEventLoopDelay({ resolution: 20 });
   private timer: NodeJS.Timeout | undefined;
@@ -27,14 +44,16 @@ export class EventLoopMonitor {
     this.timer.unref();
   }
 
+  private lastCpuMs = cpuMsNow();
+
   private roll(): void {
     const now = performance.now();
-    // A loop blocked across the whole window leaves few samples; this timer's own lateness is
-    // evidence of the same delay, so the larger of the two counts.
+    const cpuMs = cpuMsNow();
     const lateMs = Math.max(0, now - this.lastRollMs - this.windowMs);
     this.lastRollMs = now;
     const p99Ms = this.histogram.count > 0 ? this.histogram.percentile(99) / 1e6 : 0;
-    this.p99Ms = Math.max(p99Ms, lateMs);
+    this.p99Ms = effectiveDelayMs(p99Ms, lateMs, cpuMs - this.lastCpuMs);
+    this.lastCpuMs = cpuMs;
     this.histogram.reset();
   }
 

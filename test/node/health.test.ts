@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { GroupStatus } from "../../src/multiraft/index.js";
-import { READY_APPLY_LAG_ENTRIES_MAX, readiness, ShardWatch } from "../../src/node/health.js";
+import {
+  EventLoopMonitor,
+  effectiveDelayMs,
+  READY_APPLY_LAG_ENTRIES_MAX,
+  readiness,
+  ShardWatch,
+} from "../../src/node/health.js";
 
 function setup() {
   const clock = { ms: 0 };
@@ -98,4 +104,34 @@ test("a replica far behind in applying is catching up, not ready", () => {
     [["CATCHING_UP", "s2"]],
   );
   assert.deepEqual(r.unavailableShards, []);
+});
+
+test("event-loop delay: a loop busy with its own work counts; a stopped process does not", () => {
+  // Normal windows: the p99 stands.
+  assert.equal(effectiveDelayMs(4, 0, 120), 4);
+  // Blocked by 2 s of synchronous work: late, and the CPU shows it.
+  assert.equal(effectiveDelayMs(2_000, 2_010, 2_050), 2_010);
+  // SIGSTOPped for 2.6 s, then 30 ms of work: late, but not overloaded (no shedding).
+  assert.equal(effectiveDelayMs(2_600, 2_610, 30), 30);
+  assert.equal(effectiveDelayMs(10, 0, -1), 0);
+});
+
+test("the event-loop monitor sees a loop blocked by work", async () => {
+  const m = new EventLoopMonitor(100);
+  m.start();
+  try {
+    const until = performance.now() + 350;
+    while (performance.now() < until) {
+      // busy: the loop cannot turn
+    }
+    // The window that contained the block reports it (read it before later windows roll).
+    let most = 0;
+    for (let i = 0; i < 15; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      most = Math.max(most, m.delayMsP99());
+    }
+    assert.ok(most >= 150, `delay ${most} ms after a 350 ms block`);
+  } finally {
+    m.stop();
+  }
 });
