@@ -355,7 +355,11 @@ export class BlobService {
    * Stores a chunk on its ring owners. Resolves when W owners have it durably (W = writeQuorum,
    * capped at the number of owners), or QUORUM_FAILED as soon as W can no longer be reached.
    */
-  async putChunk(data: Uint8Array): Promise<PutChunkResult> {
+  async putChunk(
+    data: Uint8Array,
+    /** A write quorum for this chunk instead of the service's (a bucket's setting). */
+    opts: { readonly writeQuorum?: number } = {},
+  ): Promise<PutChunkResult> {
     assert(
       data.byteLength <= CHUNK_BYTES_MAX,
       () => `putChunk: ${data.byteLength} bytes is over CHUNK_BYTES_MAX`,
@@ -375,7 +379,7 @@ export class BlobService {
       return { ok: false, code: "OVERLOADED", message };
     }
     this.foreground++;
-    const w = Math.min(this.writeQuorum, owners.length);
+    const w = Math.min(opts.writeQuorum ?? this.writeQuorum, owners.length);
     const body = encodePut(hash, data);
     const stored: NodeId[] = [];
     const failed: NodeId[] = [];

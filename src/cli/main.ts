@@ -322,6 +322,55 @@ withClient(keyCmd.command("allow <id> <bucket> <access>"))
     }),
   );
 
+const bucketCmd = program.command("bucket").description("S3 bucket settings (admin token)");
+withClient(bucketCmd.command("ls"))
+  .description("list buckets with their owner and settings")
+  .action((o: ClientOptions) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(c, "GET", "/v1/admin/buckets");
+      await failOnError(r);
+      const { buckets } = (await r.json()) as {
+        buckets: {
+          name: string;
+          owner: string;
+          versioning?: string;
+          publicRead?: boolean;
+          chunkWriteQuorum?: number;
+        }[];
+      };
+      console.log("BUCKET\tOWNER\tVERSIONING\tPUBLIC READ\tCHUNK WRITE QUORUM");
+      for (const b of buckets)
+        console.log(
+          `${b.name}\t${b.owner}\t${b.versioning ?? "-"}\t${b.publicRead ? "yes" : "no"}\t${b.chunkWriteQuorum ?? "default"}`,
+        );
+    }),
+  );
+withClient(bucketCmd.command("set <name>"))
+  .description("change a bucket's settings")
+  .option(
+    "--chunk-write-quorum <n>",
+    'chunk copies durable before an upload is acknowledged (1..--chunk-replicas; "default" resets)',
+  )
+  .action((name: string, o: ClientOptions & { chunkWriteQuorum?: string }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const settings: Record<string, unknown> = {};
+      if (o.chunkWriteQuorum !== undefined)
+        settings.chunkWriteQuorum =
+          o.chunkWriteQuorum === "default" ? null : Number(o.chunkWriteQuorum);
+      const r = await request(
+        c,
+        "PUT",
+        `/v1/admin/buckets/${encodeURIComponent(name)}`,
+        new TextEncoder().encode(JSON.stringify(settings)),
+        { "content-type": "application/json" },
+      );
+      await failOnError(r);
+      console.log(JSON.stringify(await r.json()));
+    }),
+  );
+
 withClient(program.command("status"))
   .description("show nodes, shards and their leaders")
   .option("--json", "print the raw JSON", false)

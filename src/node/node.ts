@@ -195,7 +195,7 @@ export class KumoNode {
     });
     this.blob = blob;
     const chunks: ChunkPort = {
-      put: (data) => blob.putChunk(data),
+      put: (data, opts) => blob.putChunk(data, opts),
       get: (hash) => blob.getChunk(hash),
     };
     const s3meta = new S3Meta(kv);
@@ -212,6 +212,7 @@ export class KumoNode {
     const s3keys = new S3KeysHttpApi(
       s3meta,
       cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
+      cfg.chunkReplicas,
     );
     this.s3keys = s3keys;
     blob.startBackground({

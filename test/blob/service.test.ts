@@ -56,6 +56,17 @@ describe("BlobService: quorum writes", () => {
     assert.equal(c.node("a").svc.stats().resyncQueueLength, 1);
   });
 
+  test("a per-call write quorum: W=3 fails with an owner down, W=1 succeeds with two down", async () => {
+    const c = await start();
+    c.faults.isolate("c");
+    const strict = await c.node("a").svc.putChunk(chunk(1000), { writeQuorum: 3 });
+    assert.equal(strict.ok ? "ok" : strict.code, "QUORUM_FAILED");
+    c.faults.isolate("b");
+    const lax = await c.node("a").svc.putChunk(chunk(1000), { writeQuorum: 1 });
+    assert.ok(lax.ok);
+    assert.deepEqual([...lax.stored], ["a"]);
+  });
+
   test("a gateway that owns nothing writes to the owners", async () => {
     const c = await start();
     c.faults.isolate("b");

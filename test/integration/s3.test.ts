@@ -660,6 +660,43 @@ describe("authentication and access", () => {
     assert.match(await late.text(), /<Code>AccessDenied<\/Code>[\s\S]*expired/);
   });
 
+  test("bucket settings through the admin API: a chunk write quorum within 1..replicas", async () => {
+    const path = `/v1/admin/buckets/${bucket}`;
+    const set = await c.req("n2", "PUT", path, { body: JSON.stringify({ chunkWriteQuorum: 3 }) });
+    assert.equal(set.status, 200, set.text);
+    assert.equal((JSON.parse(set.text) as { chunkWriteQuorum?: number }).chunkWriteQuorum, 3);
+    for (const bad of [{ chunkWriteQuorum: 4 }, { chunkWriteQuorum: 0 }, { replicas: 2 }]) {
+      const r = await c.req("n1", "PUT", path, { body: JSON.stringify(bad) });
+      assert.equal(r.status, 400, `${JSON.stringify(bad)}: ${r.text}`);
+    }
+    assert.equal(
+      (await c.req("n1", "PUT", "/v1/admin/buckets/no-such-bucket-q", { body: "{}" })).status,
+      404,
+    );
+    const got = await c.req("n3", "GET", path);
+    assert.equal((JSON.parse(got.text) as { chunkWriteQuorum?: number }).chunkWriteQuorum, 3);
+    // Uploads still work with every node up (all three copies durable before the answer).
+    await new Promise((res) => setTimeout(res, 1200)); // every node's bucket cache refreshes
+    const body = randomBytes(1_200_000);
+    await a.send(new PutObjectCommand({ Bucket: bucket, Key: "w3", Body: body }));
+    const g = await b3.send(new GetObjectCommand({ Bucket: bucket, Key: "w3" }));
+    assert.equal(sha(await bytesOf(g.Body)), sha(body));
+    const reset = await c.req("n1", "PUT", path, {
+      body: JSON.stringify({ chunkWriteQuorum: null }),
+    });
+    assert.equal(reset.status, 200, reset.text);
+    assert.equal(
+      (JSON.parse(reset.text) as { chunkWriteQuorum?: number }).chunkWriteQuorum,
+      undefined,
+    );
+    const list = await c.req("n1", "GET", "/v1/admin/buckets");
+    assert.ok(
+      (JSON.parse(list.text) as { buckets: { name: string }[] }).buckets.some(
+        (x) => x.name === bucket,
+      ),
+    );
+  });
+
   test("wrong secret, unknown key and anonymous requests are refused", async () => {
     const wrong = client("n1", {
       accessKeyId: ROOT.accessKeyId,

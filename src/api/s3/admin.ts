@@ -8,6 +8,10 @@
  *   DELETE /v1/admin/keys/{id}       → 200
  *   PUT    /v1/admin/keys/{id}/grants {"bucket":"photos","access":"read"|"write"|"owner"|null}
  *                                    → 200 the key (without its secret)
+ *   GET    /v1/admin/buckets         → {"buckets":[{name,owner,createdMs,versioning,...}]}
+ *   GET    /v1/admin/buckets/{name}  → the bucket's record (its settings)
+ *   PUT    /v1/admin/buckets/{name}  {"chunkWriteQuorum": 3 | null}
+ *                                    → 200 the record (null: back to the nodes' default)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { authorized, HttpError, readBody, sendJson } from "../kv/http.js";
@@ -62,15 +66,72 @@ export class S3KeysHttpApi {
   constructor(
     private readonly meta: S3Meta,
     private readonly adminTokens: readonly string[],
+    /** The largest per-bucket write quorum: the chunk ring's replicas (--chunk-replicas). */
+    private readonly writeQuorumMax: number = 3,
   ) {}
 
-  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
-    const m = /^\/v1\/admin\/keys(?:\/([^/]+)(\/grants)?)?$/.exec(url.pathname);
-    if (!m) return false;
+  private authorize(req: IncomingMessage): void {
     if (!authorized(req, this.adminTokens))
       throw new HttpError(401, "UNAUTHORIZED", "missing or invalid admin bearer token", {
         "www-authenticate": 'Bearer realm="kumo-admin"',
       });
+  }
+
+  /** /v1/admin/buckets[/{name}]: bucket records and their settings. */
+  private async buckets(req: IncomingMessage, res: ServerResponse, name: string | undefined) {
+    this.authorize(req);
+    if (name === undefined) {
+      if (req.method !== "GET")
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
+      const r = await this.meta.listBuckets();
+      if (!r.ok) fail(r);
+      sendJson(res, 200, { buckets: r.buckets });
+      return true;
+    }
+    if (req.method === "GET") {
+      const b = await this.meta.bucket(name, true);
+      if (!b) throw new HttpError(404, "NOT_FOUND", `no bucket ${JSON.stringify(name)}`);
+      sendJson(res, 200, b);
+      return true;
+    }
+    if (req.method !== "PUT")
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET or PUT", { allow: "GET, PUT" });
+    const body = await json(req);
+    const known = new Set(["chunkWriteQuorum"]);
+    for (const k of Object.keys(body))
+      if (!known.has(k))
+        throw new HttpError(400, "BAD_REQUEST", `unknown setting ${JSON.stringify(k)}`);
+    const w = body.chunkWriteQuorum;
+    if (
+      w !== undefined &&
+      w !== null &&
+      (!Number.isInteger(w) || (w as number) < 1 || (w as number) > this.writeQuorumMax)
+    )
+      throw new HttpError(
+        400,
+        "BAD_REQUEST",
+        `"chunkWriteQuorum" is an integer from 1 to ${this.writeQuorumMax} (the chunk replicas), or null`,
+      );
+    const r = await this.meta.updateBucket(name, (b) => {
+      if (w === undefined) return b;
+      const { chunkWriteQuorum: _old, ...rest } = b;
+      return w === null ? rest : { ...rest, chunkWriteQuorum: w as number };
+    });
+    if (!r.ok) {
+      if (r.code === "NoSuchBucket") throw new HttpError(404, "NOT_FOUND", r.message);
+      fail(r);
+    }
+    sendJson(res, 200, r.record);
+    return true;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
+    const bm = /^\/v1\/admin\/buckets(?:\/([^/]+))?$/.exec(url.pathname);
+    if (bm)
+      return this.buckets(req, res, bm[1] === undefined ? undefined : decodeURIComponent(bm[1]));
+    const m = /^\/v1\/admin\/keys(?:\/([^/]+)(\/grants)?)?$/.exec(url.pathname);
+    if (!m) return false;
+    this.authorize(req);
     const id = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
     const grants = m[2] !== undefined;
     if (id === undefined) {

@@ -57,6 +57,11 @@ export interface BucketRecord {
   readonly cors?: readonly CorsRuleRecord[];
   /** Anonymous GET/HEAD of objects (and listing) allowed. */
   readonly publicRead?: boolean;
+  /**
+   * Chunk copies that must be durable before an upload to this bucket is acknowledged (W);
+   * absent: the nodes' --chunk-write-quorum. Between 1 and the ring's replica count.
+   */
+  readonly chunkWriteQuorum?: number;
 }
 
 export const META_KEYSPACE = "_meta";

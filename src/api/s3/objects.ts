@@ -141,7 +141,10 @@ export interface PartRecord {
 
 /** The chunk layer, as the index needs it (src/blob/ implements it). */
 export interface ChunkPort {
-  put(data: Uint8Array): Promise<{ ok: true; hash: Uint8Array } | { ok: false; message: string }>;
+  put(
+    data: Uint8Array,
+    opts?: { readonly writeQuorum?: number },
+  ): Promise<{ ok: true; hash: Uint8Array } | { ok: false; message: string }>;
   get(
     hash: Uint8Array,
   ): Promise<{ ok: true; data: Uint8Array } | { ok: false; code: string; message: string }>;
@@ -262,6 +265,8 @@ export class ObjectIndex {
     observe: (chunk: Uint8Array) => void = () => {},
     /** Small bodies inline (objects); false for parts, whose bodies are always chunked. */
     inline = true,
+    /** Chunk copies durable before a chunk counts as written (the bucket's setting). */
+    writeQuorum?: number,
   ): Promise<{ ok: true; body: WrittenBody } | IndexError> {
     const md5 = createHash("md5");
     const dataId = newDataId();
@@ -293,23 +298,25 @@ export class ObjectIndex {
     const refWrites: Promise<void>[] = [];
     const storeChunk = async (data: Uint8Array, slot: number) => {
       await this.budget.acquire(data.byteLength);
-      const p = this.chunks.put(data).then((r) => {
-        this.budget.release(data.byteLength);
-        if (!r.ok) {
-          failure ??= { ok: false, code: "CHUNKS_UNAVAILABLE", message: r.message };
-          return;
-        }
-        refs[slot] = { hash: r.hash, size: data.byteLength };
-        // The reference is written in the background: the slot (and the chunk's memory) is
-        // free once the chunk is durable; the head entry waits for every reference below.
-        refWrites.push(
-          this.kv
-            .put(INDEX_KEYSPACE, refKey(r.hash, dataId), new Uint8Array(0), { kind: "none" })
-            .then((w) => {
-              if (!w.ok) failure ??= w;
-            }),
-        );
-      });
+      const p = this.chunks
+        .put(data, writeQuorum === undefined ? {} : { writeQuorum })
+        .then((r) => {
+          this.budget.release(data.byteLength);
+          if (!r.ok) {
+            failure ??= { ok: false, code: "CHUNKS_UNAVAILABLE", message: r.message };
+            return;
+          }
+          refs[slot] = { hash: r.hash, size: data.byteLength };
+          // The reference is written in the background: the slot (and the chunk's memory) is
+          // free once the chunk is durable; the head entry waits for every reference below.
+          refWrites.push(
+            this.kv
+              .put(INDEX_KEYSPACE, refKey(r.hash, dataId), new Uint8Array(0), { kind: "none" })
+              .then((w) => {
+                if (!w.ok) failure ??= w;
+              }),
+          );
+        });
       const tracked = p.finally(() => inflight.delete(tracked));
       inflight.add(tracked);
       return tracked;

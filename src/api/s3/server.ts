@@ -899,7 +899,7 @@ export class S3Api {
     const meta = collectUserMetadata(r.raw.headers);
     if (meta instanceof S3Error) throw meta;
     const stored = storedHeaders(r.raw.headers);
-    const written = await this.receive(r, this.opts.putBytesMax);
+    const written = await this.receive(r, b, this.opts.putBytesMax);
     const now = Date.now();
     const sortId = b.versioning ? newSortId(now) : undefined;
     const rec: ObjectRecord = {
@@ -969,6 +969,7 @@ export class S3Api {
    */
   private async receive(
     r: Req,
+    b: BucketRecord,
     sizeMax: number,
     inline = true,
   ): Promise<{
@@ -1000,7 +1001,13 @@ export class S3Api {
         streamError = e;
       }
     })();
-    const w = await this.index.writeBody(guarded, sizeMax, (c) => digests.update(c), inline);
+    const w = await this.index.writeBody(
+      guarded,
+      sizeMax,
+      (c) => digests.update(c),
+      inline,
+      b.chunkWriteQuorum,
+    );
     const drop = () => {
       if (w.ok && w.body.data) void this.index.removeBody(w.body.data);
     };
@@ -1252,9 +1259,9 @@ export class S3Api {
     let copy: ObjectRecord | undefined;
     if (header(r.raw, "x-amz-copy-source") !== undefined) {
       copy = (await this.copySource(r)).rec;
-      written = await this.copyRange(copy, header(r.raw, "x-amz-copy-source-range"));
+      written = await this.copyRange(copy, header(r.raw, "x-amz-copy-source-range"), b);
     } else {
-      written = await this.receive(r, this.opts.putBytesMax, false);
+      written = await this.receive(r, b, this.opts.putBytesMax, false);
     }
     // Parts are always chunked (even small ones), so the object's body is a list of parts.
     const data = written.data as DataRef;
@@ -1293,6 +1300,7 @@ export class S3Api {
   private async copyRange(
     rec: ObjectRecord,
     rangeHeader: string | undefined,
+    b: BucketRecord,
   ): Promise<{ size: number; md5: string; inline?: Uint8Array; data?: DataRef }> {
     let start = 0;
     let end = rec.size;
@@ -1312,6 +1320,7 @@ export class S3Api {
       this.opts.putBytesMax,
       undefined,
       false,
+      b.chunkWriteQuorum,
     );
     if (!w.ok) throw kvError(w);
     return w.body;
