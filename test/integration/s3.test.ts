@@ -635,6 +635,27 @@ describe("versioning", () => {
       lv.Versions?.map((v) => v.VersionId),
       [v2.VersionId, v1.VersionId, "null"],
     );
+    // Pages of one version each walk the same list with key and version-id markers.
+    const paged: string[] = [];
+    let keyMarker: string | undefined;
+    let versionIdMarker: string | undefined;
+    for (let i = 0; i < 10; i++) {
+      const p = await b3.send(
+        new ListObjectVersionsCommand({
+          Bucket: vb,
+          MaxKeys: 1,
+          KeyMarker: keyMarker,
+          VersionIdMarker: versionIdMarker,
+        }),
+      );
+      const got = [...(p.DeleteMarkers ?? []), ...(p.Versions ?? [])];
+      assert.ok(got.length <= 1, `page ${i}: ${got.length} entries`);
+      paged.push(...got.map((v) => v.VersionId as string));
+      if (!p.IsTruncated) break;
+      keyMarker = p.NextKeyMarker;
+      versionIdMarker = p.NextVersionIdMarker;
+    }
+    assert.deepEqual(paged, [del.VersionId, v2.VersionId, v1.VersionId, "null"]);
     // Removing the delete marker brings "two" back.
     await a.send(new DeleteObjectCommand({ Bucket: vb, Key: "k", VersionId: del.VersionId }));
     const back = await b3.send(new GetObjectCommand({ Bucket: vb, Key: "k" }));

@@ -232,6 +232,13 @@ export interface WrittenBody {
   readonly data?: DataRef;
 }
 
+export interface VersionEntry {
+  readonly key: string;
+  readonly record: ObjectRecord;
+  /** The key's current version. */
+  readonly latest: boolean;
+}
+
 export interface ListEntry {
   readonly key: string;
   readonly record: ObjectRecord;
@@ -806,28 +813,39 @@ export class ObjectIndex {
     );
   }
 
-  /** One page of versions (v/ entries, then null versions never recorded there), S3's order. */
+  /**
+   * One page of versions in S3's order (by key, newest first): v/ entries, then a null version
+   * never recorded there. `max` counts versions and common prefixes; a page may end inside a
+   * key's versions (`lastVersionId` then says where, for version-id-marker).
+   */
   async listVersions(
     bid: string,
-    o: { prefix: string; delimiter: string; after: string | undefined; max: number },
+    o: {
+      prefix: string;
+      delimiter: string;
+      after: string | undefined;
+      /** With `after`: resume after this version of that key (version-id-marker). */
+      afterVersionId?: string;
+      max: number;
+    },
   ): Promise<
     | {
         ok: true;
-        entries: { key: string; record: ObjectRecord; latest: boolean }[];
+        entries: VersionEntry[];
         prefixes: string[];
         truncated: boolean;
         last: string | undefined;
+        lastVersionId: string | undefined;
       }
     | KvError
   > {
-    // Versions are listed per key: a page ends at a key boundary (simpler markers; a key with
-    // more versions than a page still comes whole, bounded by PARTS_MAX-like limits in practice).
-    const page = await this.list(bid, { ...o, max: o.max });
+    // Each key holds at least one version, so `max` keys of each source cover a page.
+    const page = await this.list(bid, o);
     if (!page.ok) return page;
     // Keys whose head is a delete marker are skipped by `list`; fetch them through v/ scans.
     const keys = await this.scanRollup(
       versionPrefix(bid),
-      { ...o },
+      o,
       (k) => k.slice(0, k.indexOf("\0")),
       (item) => parse<ObjectRecord>(item.value),
     );
@@ -836,40 +854,72 @@ export class ObjectIndex {
       ...page.page.entries.map((e) => e.key),
       ...keys.page.entries.map((e) => e.key),
     ]);
-    const prefixes = [...new Set([...page.page.prefixes, ...keys.page.prefixes])].sort(cmpUtf8);
-    const all = [...names].sort(cmpUtf8);
-    const out: { key: string; record: ObjectRecord; latest: boolean }[] = [];
-    let count = 0;
-    let last: string | undefined;
-    let truncated = page.page.truncated || keys.page.truncated;
+    const prefixes = [...new Set([...page.page.prefixes, ...keys.page.prefixes])];
     const items = [
-      ...all.map((k) => ({ k, prefix: false })),
+      ...[...names].map((k) => ({ k, prefix: false })),
       ...prefixes.map((k) => ({ k, prefix: true })),
     ].sort((a, b) => cmpUtf8(a.k, b.k));
+    const out: VersionEntry[] = [];
     const outPrefixes: string[] = [];
+    let last: string | undefined;
+    let lastVersionId: string | undefined;
+    const truncated = page.page.truncated || keys.page.truncated;
+    const take = (v: VersionEntry): boolean => {
+      if (out.length + outPrefixes.length >= o.max) return false;
+      out.push(v);
+      last = v.key;
+      lastVersionId = v.record.versionId;
+      return true;
+    };
+    const done = () => ({
+      ok: true as const,
+      entries: out,
+      prefixes: outPrefixes,
+      truncated: true,
+      last,
+      lastVersionId,
+    });
+    // The rest of the marker key's versions first.
+    if (o.after !== undefined && o.afterVersionId !== undefined) {
+      const vs = await this.versionsForListing(bid, o.after);
+      if (!vs.ok) return vs;
+      const at = vs.versions.findIndex((v) => v.record.versionId === o.afterVersionId);
+      for (const v of at >= 0 ? vs.versions.slice(at + 1) : []) if (!take(v)) return done();
+    }
     for (const it of items) {
-      if (count >= o.max) {
-        truncated = true;
-        break;
-      }
+      if (out.length + outPrefixes.length >= o.max) return done();
       if (it.prefix) {
         outPrefixes.push(it.k);
-        count++;
         last = it.k;
+        lastVersionId = undefined;
         continue;
       }
-      const h = await this.head(bid, it.k);
-      if (!h.ok) return h;
-      const vs = await this.versionsOf(bid, it.k);
+      const vs = await this.versionsForListing(bid, it.k);
       if (!vs.ok) return vs;
-      const versions = vs.items.map((v) => v.record);
-      if (h.record && h.record.sortId === undefined) versions.push(h.record);
-      for (const v of versions)
-        out.push({ key: it.k, record: v, latest: h.record?.versionId === v.versionId });
-      count++;
-      last = it.k;
+      for (const v of vs.versions) if (!take(v)) return done();
     }
-    return { ok: true, entries: out, prefixes: outPrefixes, truncated, last };
+    return { ok: true, entries: out, prefixes: outPrefixes, truncated, last, lastVersionId };
+  }
+
+  /** One key's versions as listed: v/ entries (newest first), then an unrecorded null version. */
+  private async versionsForListing(
+    bid: string,
+    key: string,
+  ): Promise<{ ok: true; versions: VersionEntry[] } | KvError> {
+    const h = await this.head(bid, key);
+    if (!h.ok) return h;
+    const vs = await this.versionsOf(bid, key);
+    if (!vs.ok) return vs;
+    const records = vs.items.map((v) => v.record);
+    if (h.record && h.record.sortId === undefined) records.push(h.record);
+    return {
+      ok: true,
+      versions: records.map((record) => ({
+        key,
+        record,
+        latest: h.record?.versionId === record.versionId,
+      })),
+    };
   }
 
   private async scanRollup(

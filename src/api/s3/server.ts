@@ -707,7 +707,14 @@ export class S3Api {
     const max = this.maxKeys(r);
     const url = q.get("encoding-type") === "url";
     const keyMarker = q.get("key-marker") ?? undefined;
-    const page = await this.index.listVersions(b.id, { prefix, delimiter, after: keyMarker, max });
+    const versionIdMarker = q.get("version-id-marker") ?? undefined;
+    const page = await this.index.listVersions(b.id, {
+      prefix,
+      delimiter,
+      after: keyMarker,
+      ...(keyMarker !== undefined && versionIdMarker ? { afterVersionId: versionIdMarker } : {}),
+      max,
+    });
     if (!page.ok) throw kvError(page);
     const enc = (s: string) => (url ? encodeS3Url(s) : s);
     this.send(
@@ -722,6 +729,9 @@ export class S3Api {
         maxKeys: max,
         isTruncated: page.truncated,
         ...(page.truncated && page.last !== undefined ? { nextKeyMarker: enc(page.last) } : {}),
+        ...(page.truncated && page.lastVersionId !== undefined
+          ? { nextVersionIdMarker: page.lastVersionId }
+          : {}),
         ...(url ? { encodingType: "url" } : {}),
         versions: page.entries.map((e) => ({
           deleteMarker: e.record.deleteMarker === true,
