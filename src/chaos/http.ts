@@ -32,48 +32,23 @@ export interface Request {
 }
 
 /** Sends one request; never throws. A timeout is an error with code TIMEOUT. */
-export function send(t: HttpTarget, req: Request): Promise<HttpOutcome> {
-  const [host, port] = splitAddress(t.address);
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (o: HttpOutcome): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      resolve(o);
-    };
-    const headers: Record<string, string | number> = { ...req.headers };
-    if (req.body !== undefined) headers["content-length"] = Buffer.byteLength(req.body);
-    const r = request(
-      { host, port, method: req.method, path: req.path, headers, agent: t.agent },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on("data", (d: Buffer) => parts.push(d));
-        res.on("end", () => {
-          const etag = res.headers.etag ?? res.headers["x-kumo-revision"];
-          const rev =
-            typeof etag === "string" ? Number(etag.replace(/^W\//, "").replace(/"/g, "")) : NaN;
-          finish({
-            kind: "answer",
-            status: res.statusCode ?? 0,
-            body: Buffer.concat(parts).toString("utf8"),
-            revision: Number.isSafeInteger(rev) ? rev : undefined,
-          });
-        });
-        res.on("error", (e: NodeJS.ErrnoException) =>
-          finish({ kind: "error", code: e.code ?? "ERESPONSE", message: e.message }),
-        );
-      },
-    );
-    const timer = setTimeout(() => {
-      finish({ kind: "error", code: "TIMEOUT", message: `no answer within ${req.timeoutMs} ms` });
-      r.destroy();
-    }, req.timeoutMs);
-    r.on("error", (e: NodeJS.ErrnoException) =>
-      finish({ kind: "error", code: e.code ?? "EREQUEST", message: e.message }),
-    );
-    r.end(req.body);
+export async function send(t: HttpTarget, req: Request): Promise<HttpOutcome> {
+  const { body, ...rest } = req;
+  const o = await exchange(t, {
+    ...rest,
+    ...(body !== undefined ? { body: Buffer.from(body) } : {}),
   });
+  // A cut answer is what node:http reports as a reset connection.
+  if (o.kind === "cut") return { kind: "error", code: "ECONNRESET", message: "aborted" };
+  if (o.kind === "error") return { kind: "error", code: o.code, message: o.message };
+  const etag = o.headers.etag ?? o.headers["x-kumo-revision"];
+  const rev = typeof etag === "string" ? Number(etag.replace(/^W\//, "").replace(/"/g, "")) : NaN;
+  return {
+    kind: "answer",
+    status: o.status,
+    body: o.body.toString("utf8"),
+    revision: Number.isSafeInteger(rev) ? rev : undefined,
+  };
 }
 
 /** A request whose body is bytes (the S3 workload); the answer's body and headers come back raw. */
@@ -106,18 +81,38 @@ export type RawOutcome =
  * answer cut short (the server closed the connection mid-body, as the S3 door does when a
  * download fails after its first bytes) is an error (ABORTED), never a short body.
  */
-export function sendRaw(t: HttpTarget, req: RawRequest): Promise<RawOutcome> {
+export async function sendRaw(t: HttpTarget, req: RawRequest): Promise<RawOutcome> {
+  // (Always with a Content-Length, 0 without a body.)
+  const o = await exchange(t, { ...req, body: req.body ?? new Uint8Array(0) });
+  if (o.kind === "cut")
+    return { kind: "error", code: "ABORTED", message: "answer cut short", status: o.status };
+  return o;
+}
+
+type Exchanged =
+  | Extract<RawOutcome, { kind: "answer" }>
+  | {
+      readonly kind: "error";
+      readonly code: string;
+      readonly message: string;
+      readonly status?: number;
+    }
+  /** The answer started (status line) but its body was cut short. */
+  | { readonly kind: "cut"; readonly status: number };
+
+/** One request on the wire, its whole answer or what went wrong; never throws. */
+function exchange(t: HttpTarget, req: RawRequest): Promise<Exchanged> {
   const [host, port] = splitAddress(t.address);
   return new Promise((resolve) => {
     let done = false;
-    const finish = (o: RawOutcome): void => {
+    const finish = (o: Exchanged): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       resolve(o);
     };
     const headers: Record<string, string | number> = { ...req.headers };
-    headers["content-length"] = req.body?.byteLength ?? 0;
+    if (req.body !== undefined) headers["content-length"] = req.body.byteLength;
     const r = request(
       { host, port, method: req.method, path: req.path, headers, agent: t.agent },
       (res) => {
@@ -125,18 +120,12 @@ export function sendRaw(t: HttpTarget, req: RawRequest): Promise<RawOutcome> {
         const status = res.statusCode ?? 0;
         res.on("data", (d: Buffer) => parts.push(d));
         res.on("end", () => {
-          if (!res.complete) {
-            finish({ kind: "error", code: "ABORTED", message: "answer cut short", status });
-            return;
-          }
+          if (!res.complete) return finish({ kind: "cut", status });
           finish({ kind: "answer", status, headers: res.headers, body: Buffer.concat(parts) });
         });
-        res.on("aborted", () =>
-          finish({ kind: "error", code: "ABORTED", message: "answer cut short", status }),
-        );
+        res.on("aborted", () => finish({ kind: "cut", status }));
         res.on("close", () => {
-          if (!res.complete)
-            finish({ kind: "error", code: "ABORTED", message: "answer cut short", status });
+          if (!res.complete) finish({ kind: "cut", status });
         });
         res.on("error", (e: NodeJS.ErrnoException) =>
           finish({ kind: "error", code: e.code ?? "ERESPONSE", message: e.message, status }),

@@ -336,9 +336,32 @@ async function runInside(o: RunOptions, s: Setup): Promise<RunResult> {
     problems: s.problems,
     valid,
   };
+  return finishRun(o, cluster, dir, report, [...ops, ...finals], ops, {
+    violation:
+      verdict.linearizable.ok === false ||
+      !verdict.durability.ok ||
+      !verdict.revisions.ok ||
+      divergence.length > 0,
+  });
+}
+
+/**
+ * Writes the history and the reports into the run's folder, stops the cluster, and decides
+ * the exit code: 0 valid; 1 a violation found by the checkers; 2 a harness-level failure (the
+ * run could not heal or read back) without a violation.
+ */
+async function finishRun(
+  o: RunOptions,
+  cluster: ChaosCluster,
+  dir: string,
+  report: RunReport,
+  history: readonly unknown[],
+  timeline: readonly ChaosOp[],
+  found: { violation: boolean },
+): Promise<RunResult> {
   writeFileSync(
     join(dir, "history.jsonl"),
-    [...ops, ...finals].map((x) => JSON.stringify(x)).join("\n") + "\n",
+    history.map((x) => JSON.stringify(x)).join("\n") + "\n",
   );
   const text = textReport(report);
   writeFileSync(join(dir, "report.txt"), text + "\n");
@@ -346,20 +369,11 @@ async function runInside(o: RunOptions, s: Setup): Promise<RunResult> {
     join(dir, "report.json"),
     JSON.stringify({ ...report, summary: summaryLine(report) }, null, 2),
   );
-  writeFileSync(join(dir, "report.html"), htmlReport(report, ops));
+  writeFileSync(join(dir, "report.html"), htmlReport(report, timeline));
   await cluster.stop();
   // The data directories are evidence when something was found; otherwise they only take space.
-  if (valid && !o.keepData) rmSync(join(dir, "data"), { recursive: true, force: true });
-  // A violation found by the checkers is exit 1; a run that could not heal or read back is a
-  // harness-level failure (2) unless the checkers found a violation too.
-  const exitCode = valid
-    ? 0
-    : verdict.linearizable.ok === false ||
-        !verdict.durability.ok ||
-        !verdict.revisions.ok ||
-        divergence.length > 0
-      ? 1
-      : 2;
+  if (report.valid && !o.keepData) rmSync(join(dir, "data"), { recursive: true, force: true });
+  const exitCode = report.valid ? 0 : found.violation ? 1 : 2;
   return { report, text, exitCode };
 }
 
@@ -414,25 +428,9 @@ async function finishS3(
     valid,
     s3: s3audit,
   };
-  writeFileSync(
-    join(dir, "history.jsonl"),
-    [...ops, ...audit.finals].map((x) => JSON.stringify(x)).join("\n") + "\n",
-  );
-  const text = textReport(report);
-  writeFileSync(join(dir, "report.txt"), text + "\n");
-  writeFileSync(
-    join(dir, "report.json"),
-    JSON.stringify({ ...report, summary: summaryLine(report) }, null, 2),
-  );
-  writeFileSync(join(dir, "report.html"), htmlReport(report, asOps));
-  await cluster.stop();
-  if (valid && !o.keepData) rmSync(join(dir, "data"), { recursive: true, force: true });
-  const exitCode = valid
-    ? 0
-    : verdict.linearizable.ok === false || !verdict.durability.ok || !s3audit.ok
-      ? 1
-      : 2;
-  return { report, text, exitCode };
+  return finishRun(o, cluster, dir, report, [...ops, ...audit.finals], asOps, {
+    violation: verdict.linearizable.ok === false || !verdict.durability.ok || !s3audit.ok,
+  });
 }
 
 function problems(s: Setup, p: string): void {

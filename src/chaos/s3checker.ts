@@ -118,6 +118,12 @@ export function strictRecheck(
 
 const VIOLATIONS_MAX = 12;
 
+/** What a register op keeps of any S3 op. */
+function commonFields(op: S3Op) {
+  const { id, client, node, key, call, ret, status, http } = op;
+  return { id, client, node, key, call, ret, status, http };
+}
+
 /**
  * The S3 history as register operations (see the module comment). The per-key reads a listing
  * becomes get fresh ids from `firstIdFree` on.
@@ -135,14 +141,7 @@ export function toRegisterOps(
   const out: ChaosOp[] = [];
   for (const op of ops) {
     const base = {
-      id: op.id,
-      client: op.client,
-      node: op.node,
-      key: op.key,
-      call: op.call,
-      ret: op.ret,
-      status: op.status,
-      http: op.http,
+      ...commonFields(op),
       ...(op.code !== undefined ? { code: op.code } : {}),
       ...(op.error !== undefined ? { error: op.error } : {}),
       ...(op.final ? { final: true as const } : {}),
@@ -203,16 +202,7 @@ export function toRegisterOps(
  */
 export function reportOps(ops: readonly S3Op[]): ChaosOp[] {
   return ops.map((op) => {
-    const base = {
-      id: op.id,
-      client: op.client,
-      node: op.node,
-      key: op.key,
-      call: op.call,
-      ret: op.ret,
-      status: op.status,
-      http: op.http,
-    };
+    const base = commonFields(op);
     switch (op.op) {
       case "get":
       case "list":
