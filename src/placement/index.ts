@@ -6,6 +6,7 @@
 export * from "./chunkring.js";
 export * from "./keyspaces.js";
 export * from "./liveness.js";
+export * from "./membership.js";
 export * from "./planner.js";
 export * from "./ring.js";
 export * from "./types.js";

@@ -36,6 +36,7 @@ import {
   type MemberRecord,
   moveInFlight,
   type NodeState,
+  nextMembershipChange,
   PLAN_LIMITS_DEFAULT,
   type PlacementOp,
   planAll,
@@ -47,6 +48,7 @@ import {
   ringMoves,
   type Sharding,
   type ShardStats,
+  unlistedVoters,
 } from "../placement/index.js";
 import {
   applyConfChange,
@@ -950,61 +952,26 @@ class PlacementSim {
   }
 
   /**
-   * KeyspaceAdmin.reconcile, for the shards this node leads: a missing listed node joins as a
-   * learner; once caught up it is promoted and unlisted voters removed in one change (joint
-   * when it changes more than one voter); then leftover unlisted voters or learners go.
+   * KeyspaceAdmin.reconcile, for the shards this node leads: the same decision
+   * (`nextMembershipChange`), plus the planted bug "removeBeforeAdd".
    */
   private reconcile(n: SimNode): void {
     for (const rec of n.records) {
       for (const s of rec.shards) {
         const g = this.groups.get(s.id);
         if (g === undefined || g.leader !== n.id || isJoint(g.conf)) continue;
-        const want = new Set(s.replicas);
-        const voters = new Set(g.conf.voters);
-        const learners = new Set(g.conf.learners);
-        const missing = s.replicas.filter((r) => !voters.has(r) && !learners.has(r));
-        const caughtUp = g.conf.learners.filter(
-          (l) => want.has(l) && (g.match.get(l) ?? 0) >= g.commit,
-        );
-        // As KeyspaceAdmin.reconcile: unlisted voters that are not alive go first.
-        const extraVoters = g.conf.voters
-          .filter((v) => !want.has(v))
-          .sort(
-            (a, b) =>
-              Number(this.livenessOf(n, a) === "alive") - Number(this.livenessOf(n, b) === "alive"),
-          );
-        const extraLearners = g.conf.learners.filter((l) => !want.has(l));
-        let cc: ConfChange | undefined;
-        if (this.bug === "removeBeforeAdd" && extraVoters.length > 0 && g.conf.voters.length > 1) {
-          cc = { changes: [{ type: "removeNode", node: extraVoters[0] as NodeId }] };
-        } else if (caughtUp.length > 0) {
-          // Never fewer voters than the shard wants (up-replicate before removing).
-          const removable = Math.max(
-            0,
-            Math.min(
-              extraVoters.length,
-              g.conf.voters.length + caughtUp.length - s.replicas.length,
-            ),
-          );
-          cc = {
-            changes: [
-              ...caughtUp.map((node) => ({ type: "addVoter" as const, node })),
-              ...extraVoters
-                .slice(0, removable)
-                .map((node) => ({ type: "removeNode" as const, node })),
-            ],
-          };
-        } else if (missing.length > 0) {
-          cc = { changes: [{ type: "addLearner", node: missing[0] as NodeId }] };
-        } else if (
-          extraLearners.length > 0 ||
-          (extraVoters.length > 0 && g.conf.learners.length === 0)
-        ) {
-          // Never below the wanted size: only voters beyond the listed replicas go.
-          const node = (extraLearners[0] ?? extraVoters[0]) as NodeId;
-          if (voters.has(node) && g.conf.voters.length - 1 < s.replicas.length) continue;
-          cc = { changes: [{ type: "removeNode", node }] };
-        }
+        const membership = {
+          voters: g.conf.voters,
+          learners: g.conf.learners,
+          match: g.match,
+          commit: g.commit,
+        };
+        const alive = (id: NodeId) => this.livenessOf(n, id) === "alive";
+        const extraVoters = unlistedVoters(membership, s.replicas, alive);
+        const cc =
+          this.bug === "removeBeforeAdd" && extraVoters.length > 0 && g.conf.voters.length > 1
+            ? { changes: [{ type: "removeNode" as const, node: extraVoters[0] as NodeId }] }
+            : nextMembershipChange(membership, s.replicas, alive);
         if (cc) this.proposeCc(g, n.id, cc);
       }
     }

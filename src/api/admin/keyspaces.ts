@@ -31,6 +31,7 @@ import {
   MEMBER_RECORD_PREFIX,
   type MemberRecord,
   type NodeState,
+  nextMembershipChange,
   PLAN_LIMITS_DEFAULT,
   parseKeyspaceRecord,
   planAll,
@@ -40,7 +41,7 @@ import {
   SPLIT_BYTES_DEFAULT,
   validateKeyspaceSpec,
 } from "../../placement/index.js";
-import type { ConfChange, NodeId } from "../../raft/index.js";
+import type { NodeId } from "../../raft/index.js";
 import {
   type ApplyResult,
   type ShardInfo,
@@ -342,62 +343,20 @@ export class KeyspaceAdmin {
 
   /**
    * Membership reconciliation, run on every node for the shards it leads: moves the shard's
-   * Raft configuration toward the replicas its record lists, one safe step at a time.
-   * 1. a listed node that is not in the group joins as a learner (it catches up by snapshot);
-   * 2. once caught up it is promoted, and voters no longer listed are removed, in one joint
-   *    change (up-replicate before removing: the group never has fewer voters than it needs);
-   * 3. leftover unlisted voters or learners are removed.
+   * Raft configuration toward the replicas its record lists, one safe step at a time
+   * (`nextMembershipChange`, src/placement/membership.ts).
    */
   reconcile(): void {
     for (const rec of this.lastRecords) {
       for (const s of rec.shards) {
         const st = this.host.status(s.id);
         if (st?.role !== "leader" || st.joint) continue;
-        const want = new Set(s.replicas);
-        const voters = new Set(st.voters);
-        const learners = new Set(st.learners);
-        const missing = s.replicas.filter((r) => !voters.has(r) && !learners.has(r));
-        const caughtUp = st.learners.filter(
-          (l) => want.has(l) && (st.match.get(l) ?? 0) >= st.commit,
-        );
-        // Unlisted voters, those that are not alive first (they are the ones to lose first).
         const now = Date.now();
-        const extraVoters = st.voters
-          .filter((v) => !want.has(v))
-          .sort(
-            (a, b) =>
-              Number(this.livenessOf(a, now) === "alive") -
-              Number(this.livenessOf(b, now) === "alive"),
-          );
-        const extraLearners = st.learners.filter((l) => !want.has(l));
-        let cc: ConfChange | undefined;
-        if (caughtUp.length > 0) {
-          // Up-replicate before removing: a change never leaves fewer voters than the shard
-          // wants, so with two replacements pending and one learner caught up, one unlisted
-          // voter goes now and the other with the next learner (the simulator's "replica-dip").
-          const removable = Math.max(
-            0,
-            Math.min(extraVoters.length, st.voters.length + caughtUp.length - s.replicas.length),
-          );
-          cc = {
-            changes: [
-              ...caughtUp.map((node) => ({ type: "addVoter" as const, node })),
-              ...extraVoters
-                .slice(0, removable)
-                .map((node) => ({ type: "removeNode" as const, node })),
-            ],
-          };
-        } else if (missing.length > 0) {
-          cc = { changes: [{ type: "addLearner", node: missing[0] as NodeId }] };
-        } else if (
-          extraLearners.length > 0 ||
-          (extraVoters.length > 0 && st.learners.length === 0)
-        ) {
-          // Never below the wanted size: only voters beyond the listed replicas go.
-          const node = (extraLearners[0] ?? extraVoters[0]) as NodeId;
-          if (voters.has(node) && st.voters.length - 1 < s.replicas.length) continue;
-          cc = { changes: [{ type: "removeNode", node }] };
-        }
+        const cc = nextMembershipChange(
+          st,
+          s.replicas,
+          (id) => this.livenessOf(id, now) === "alive",
+        );
         if (cc) this.host.proposeConfChange(s.id, cc);
       }
     }
