@@ -296,8 +296,7 @@ export class KumoNode {
     const ring = this.ring;
     const meta = this.s3meta;
     if (!ring || !meta || this.stopping) return;
-    await ring.update(Date.now());
-    await ring.refresh();
+    await ring.round(Date.now());
     await meta.refresh();
     if (this.host?.status("meta")?.role !== "leader") return;
     // (The object index keyspace is created with the first bucket: a cluster used only for

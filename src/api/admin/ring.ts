@@ -41,10 +41,17 @@ export class RingKeeper {
     }
   }
 
-  /** On the metadata leader: writes a new ring when the data-holding nodes changed. */
-  async update(nowMs: number): Promise<void> {
-    if (this.host.status(META_SHARD)?.role !== "leader") return;
+  /**
+   * Once per placement round: every node re-reads the ring; the metadata leader also writes a
+   * new one when the data-holding nodes changed.
+   */
+  async round(nowMs: number): Promise<void> {
     await this.refresh();
+    if (this.host.status(META_SHARD)?.role === "leader") await this.update(nowMs);
+  }
+
+  /** Writes a new ring when the data-holding nodes changed (on a freshly read record). */
+  private async update(nowMs: number): Promise<void> {
     const members = this.admin.members.map((id) => ({
       id,
       record: this.admin.memberRecord(id),

@@ -293,25 +293,6 @@ export class ObjectIndex {
     const refs: { hash: Uint8Array; size: number }[] = [];
     const inflight = new Set<Promise<void>>();
     let failure: IndexError | undefined;
-    let pagesWritten = 0;
-    const pageWrites: Promise<void>[] = [];
-
-    const flushPages = (final: boolean) => {
-      // Full pages are written as soon as their chunks are all stored, in order.
-      while (
-        refs.length - pagesWritten * PAGE_CHUNKS >= PAGE_CHUNKS ||
-        (final && refs.length > pagesWritten * PAGE_CHUNKS)
-      ) {
-        const page = pagesWritten++;
-        const slice = refs.slice(page * PAGE_CHUNKS, (page + 1) * PAGE_CHUNKS);
-        pageWrites.push(
-          this.writePage(dataId, page, slice).then((r) => {
-            if (!r.ok) failure ??= r;
-          }),
-        );
-      }
-    };
-
     const refWrites: Promise<void>[] = [];
     const storeChunk = async (data: Uint8Array, slot: number) => {
       await this.budget.acquire(data.byteLength);
@@ -378,9 +359,18 @@ export class ObjectIndex {
     if (!failure) await cut(true);
     await Promise.all(inflight);
     await Promise.all(refWrites);
-    if (!failure) flushPages(true);
-    await Promise.all(pageWrites);
-    const data: DataRef = { id: dataId, size, pages: pagesWritten };
+    // The chunk list is written once every chunk is stored (chunks finish out of order), in
+    // pages of PAGE_CHUNKS written together.
+    const pages = Math.ceil(refs.length / PAGE_CHUNKS);
+    if (!failure) {
+      const written = await Promise.all(
+        Array.from({ length: pages }, (_, p) =>
+          this.writePage(dataId, p, refs.slice(p * PAGE_CHUNKS, (p + 1) * PAGE_CHUNKS)),
+        ),
+      );
+      for (const w of written) if (!w.ok) failure ??= w;
+    }
+    const data: DataRef = { id: dataId, size, pages };
     if (failure) {
       // Nothing points at this body: drop what was written of it (best effort; a leftover
       // reference only delays the collection of its chunk).
@@ -527,10 +517,6 @@ export class ObjectIndex {
       );
       await this.kv.delete(INDEX_KEYSPACE, pageKey(data.id, p), { kind: "none" });
     }
-  }
-
-  async removeRecordBodies(rec: ObjectRecord): Promise<void> {
-    for (const part of rec.parts ?? []) await this.removeBody(part);
   }
 
   /** Whether any body references the chunk (for the chunk collector; undefined: cannot tell). */
