@@ -11,7 +11,7 @@
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AdminHttpApi } from "../api/admin/limits-http.js";
-import { HttpError, sendError, sendJson } from "../api/kv/http.js";
+import { HttpError, sendError, sendJson, statusAtClose } from "../api/kv/http.js";
 import type { Limiter } from "../api/limits.js";
 import type { EventLoopMonitor, Readiness } from "./health.js";
 import { READY_REASONS_MAX } from "./health.js";
@@ -29,12 +29,6 @@ export interface GatewayOptions {
   readonly tokens: readonly string[];
   readonly readiness: () => Readiness;
 }
-
-/**
- * Status recorded for a request whose client went away before it was answered (nginx's
- * convention), so that such requests neither vanish from the metrics nor count as successes.
- */
-const CLIENT_CLOSED_STATUS = 499;
 
 export function route(method: string, path: string): { door: Door; op: string } {
   if (path === "/v1/kv" || path.startsWith("/v1/kv/")) {
@@ -107,7 +101,7 @@ export class Gateway {
     let release: (() => void) | undefined;
     res.once("close", () => {
       release?.();
-      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_STATUS;
+      const status = statusAtClose(res);
       const seconds = (performance.now() - t0) / 1000;
       const ms = Math.round(seconds * 10_000) / 10;
       metrics.observeRequest(door, op, status, seconds);

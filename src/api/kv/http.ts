@@ -23,6 +23,15 @@ export interface KvHttpOptions {
   readonly listLimitMax: number;
 }
 
+/**
+ * The status a finished exchange is recorded with: the answer's, or 499 when the client went
+ * away before it was answered (nginx's convention), so that such requests neither vanish from
+ * the metrics nor count as successes.
+ */
+export function statusAtClose(res: ServerResponse): number {
+  return res.writableFinished ? res.statusCode : 499;
+}
+
 export class HttpError extends Error {
   constructor(
     readonly status: number,

@@ -10,6 +10,7 @@
  */
 import { once } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { statusAtClose } from "../kv/http.js";
 import type { KvError } from "../kv/service.js";
 import type { Admission, Refusal } from "../limits.js";
 import { BodyDigests, multipartEtag, parseChecksumHeaders } from "./checksums.js";
@@ -119,9 +120,6 @@ export interface S3Gate {
   observe(op: string, status: number, seconds: number): void;
 }
 
-/** Status recorded for a request whose client went away before it was answered (nginx's 499). */
-const CLIENT_CLOSED_STATUS = 499;
-
 export class S3Api {
   private gate: S3Gate | undefined;
 
@@ -148,7 +146,7 @@ export class S3Api {
     gate?.started();
     res.once("close", () => {
       release?.();
-      const status = res.writableFinished ? res.statusCode : CLIENT_CLOSED_STATUS;
+      const status = statusAtClose(res);
       gate?.observe(op, status, (performance.now() - t0) / 1000);
     });
     try {
