@@ -225,11 +225,10 @@ export class S3Api {
     // stays usable); a large one is not worth reading, and the connection closes after the
     // answer.
     const req = res.req;
+    // (The body's declared size bounds what is left; the socket's byte count would not: it
+    // includes earlier requests on a keep-alive connection.)
     const declared = Number(req.headers["content-length"] ?? Number.NaN);
-    const rest = Number.isFinite(declared)
-      ? declared - req.socket.bytesRead
-      : Number.POSITIVE_INFINITY;
-    const close = !req.complete && !(rest <= DRAIN_BYTES_MAX);
+    const close = !req.complete && !(declared <= DRAIN_BYTES_MAX);
     res.writeHead(e.status, {
       ...e.headers,
       ...(body ? { "content-type": "application/xml" } : {}),
