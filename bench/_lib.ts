@@ -23,7 +23,7 @@ import {
 } from "node:fs";
 import { Agent, request } from "node:http";
 import { createServer as createNetServer } from "node:net";
-import { cpus, release, totalmem } from "node:os";
+import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ClusterOptions, sleep, TestCluster } from "../test/integration/_cluster.js";
@@ -49,6 +49,31 @@ export function numberOption(flag: string, env: string, fallback: number): numbe
   const v = Number(option(flag, env, String(fallback)));
   if (!Number.isFinite(v) || v < 0) throw new Error(`--${flag} / ${env} must be a number >= 0`);
   return v;
+}
+
+/**
+ * How the benchmarks run their `kumo server` processes (the same flags for every benchmark):
+ * --node-args / BENCH_NODE_ARGS, --node-logs / BENCH_NODE_LOGS, --cpu-prof / BENCH_CPU_PROF and
+ * --cpu-prof-dir / BENCH_CPU_PROF_DIR.
+ */
+export function serverProcessOptions(): {
+  nodeArgs: string[];
+  showLogs: boolean;
+  profNodes: string;
+  profDir: string;
+} {
+  return {
+    nodeArgs: option("node-args", "BENCH_NODE_ARGS", "")
+      .split(" ")
+      .filter((a) => a !== ""),
+    showLogs: option("node-logs", "BENCH_NODE_LOGS", "0") === "1",
+    profNodes: option("cpu-prof", "BENCH_CPU_PROF", ""),
+    profDir: option(
+      "cpu-prof-dir",
+      "BENCH_CPU_PROF_DIR",
+      join(tmpdir(), `kumo-bench-prof-${process.pid}`),
+    ),
+  };
 }
 
 /** The command that reproduces this run: BENCH_* variables, node, the script and its flags. */

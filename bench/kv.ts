@@ -33,7 +33,6 @@
  *   --cpu-prof-dir / BENCH_CPU_PROF_DIR       where the .cpuprofile files go (a new temp directory)
  */
 import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
 import { initialShardMap } from "../src/shard/index.js";
 import {
   type BenchCluster,
@@ -53,6 +52,7 @@ import {
   profilesIn,
   rawFsync,
   STOP_GRACE_MS,
+  serverProcessOptions,
   startBenchCluster,
   summarizeProfile,
   systemCpu,
@@ -77,16 +77,7 @@ const waitQuietS = numberOption("wait-quiet", "BENCH_WAIT_QUIET", 0);
 const retryNoisy = numberOption("retry-noisy", "BENCH_RETRY_NOISY", 0);
 const noisyMax = numberOption("noisy-max", "BENCH_NOISY_MAX", 15);
 const doPreload = option("preload", "BENCH_PRELOAD", "1") !== "0";
-const nodeArgs = option("node-args", "BENCH_NODE_ARGS", "")
-  .split(" ")
-  .filter((a) => a !== "");
-const showLogs = option("node-logs", "BENCH_NODE_LOGS", "0") === "1";
-const profNodes = option("cpu-prof", "BENCH_CPU_PROF", "");
-const profDir = option(
-  "cpu-prof-dir",
-  "BENCH_CPU_PROF_DIR",
-  join(tmpdir(), `kumo-bench-prof-${process.pid}`),
-);
+const { nodeArgs, showLogs, profNodes, profDir } = serverProcessOptions();
 
 /**
  * put: PUT round-robin over the nodes; mix: 90% linearizable GET / 10% PUT, round-robin.

@@ -90,6 +90,7 @@ import {
   REPO,
   rawSeqWrite,
   STOP_GRACE_MS,
+  serverProcessOptions,
   sleep,
   startBenchCluster,
   summarizeProfile,
@@ -115,16 +116,7 @@ const diskRunCount = numberOption("disk-runs", "BENCH_DISK_RUNS", quick ? 1 : 3)
 const loopbackSeconds = numberOption("loopback-seconds", "BENCH_LOOPBACK_SECONDS", quick ? 1 : 2);
 const waitQuietS = numberOption("wait-quiet", "BENCH_WAIT_QUIET", 0);
 const baseDir = option("dir", "BENCH_DIR", tmpdir());
-const nodeArgs = option("node-args", "BENCH_NODE_ARGS", "")
-  .split(" ")
-  .filter((a) => a !== "");
-const showLogs = option("node-logs", "BENCH_NODE_LOGS", "0") === "1";
-const profNodes = option("cpu-prof", "BENCH_CPU_PROF", "");
-const profDir = option(
-  "cpu-prof-dir",
-  "BENCH_CPU_PROF_DIR",
-  join(tmpdir(), `kumo-bench-prof-${process.pid}`),
-);
+const { nodeArgs, showLogs, profNodes, profDir } = serverProcessOptions();
 
 // ------------------------------------------------------------------ cells
 
