@@ -9,12 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  S3Client,
-} from "@aws-sdk/client-s3";
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import {
   freePortRange,
   http,
@@ -24,6 +19,7 @@ import {
   spawnTracked,
   waitFor,
 } from "./_cluster.js";
+import { s3Client } from "./_s3.js";
 
 interface ClusterFile {
   nodes: { id: string; pid: number; api: string; s3: string; peer: string }[];
@@ -167,12 +163,7 @@ describe("kumo dev", () => {
 
     // The S3 endpoint, with the printed key (stored as the cluster's root key by the nodes), and
     // `kumo key create` for an application key.
-    const s3 = new S3Client({
-      endpoint: `http://${c.nodes[0]?.s3}`,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: { ...c.s3 }, // (a copy: the SDK annotates the object it is given)
-    });
+    const s3 = s3Client(c.nodes[0]?.s3 as string, c.s3);
     try {
       await waitFor(
         async () => {
@@ -204,12 +195,7 @@ describe("kumo dev", () => {
     const id = /Access key id:\s+(\S+)/.exec(mk.stdout)?.[1];
     const secret = /Secret access key:\s+(\S+)/.exec(mk.stdout)?.[1];
     assert.ok(id && secret, mk.stdout);
-    const app = new S3Client({
-      endpoint: `http://${c.nodes[2]?.s3}`,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: id, secretAccessKey: secret },
-    });
+    const app = s3Client(c.nodes[2]?.s3 as string, { accessKeyId: id, secretAccessKey: secret });
     try {
       const g = await app.send(new GetObjectCommand({ Bucket: "dev-bucket", Key: "hello.txt" }));
       assert.equal(await g.Body?.transformToString(), value);

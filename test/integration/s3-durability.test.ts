@@ -28,11 +28,13 @@ import {
   ListBucketsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
   S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { forEachLimited } from "../../src/base/index.js";
 import { TestCluster, waitFor } from "./_cluster.js";
+import { s3Client, sha256Hex } from "./_s3.js";
 
 const ARGS = ["--tick-ms", "20", "--election-ticks", "10", "--anti-entropy-interval", "5s"];
 const ROOT = {
@@ -63,7 +65,7 @@ const SEED = envInt("KUMO_S3_DURABILITY_SEED", Date.now() % 2 ** 31, 0, 2 ** 31 
 /** The campaign's time bound: uploads not started by then are left out (not failed). */
 const CAMPAIGN_MS = envInt("KUMO_S3_DURABILITY_CAMPAIGN_SEC", 600, 10, 86_400) * 1000;
 
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const sha = sha256Hex;
 
 /** mulberry32: a small seeded PRNG, so a failing plan can be replayed with its seed. */
 function prng(seed: number): () => number {
@@ -79,11 +81,7 @@ function prng(seed: number): () => number {
 
 const clients: S3Client[] = [];
 function client(c: TestCluster, node: string): S3Client {
-  const s = new S3Client({
-    endpoint: `http://${c.node(node).s3}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: ROOT,
+  const s = s3Client(c.node(node).s3, ROOT, {
     maxAttempts: 3,
     // Bounds every request: a connection to a dead node, or a stalled answer, fails in time.
     requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
@@ -129,19 +127,6 @@ function errName(e: unknown): string {
   if (e instanceof S3ServiceException) return `${e.name}/${e.$metadata.httpStatusCode}`;
   if (e instanceof Error) return (e as Error & { code?: string }).code ?? e.name;
   return String(e);
-}
-
-/** Runs `fn` over `items`, `limit` at a time. */
-async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** Every key of the bucket (ListObjectsV2, paged; bounded number of pages). */
@@ -455,13 +440,7 @@ describe("a node that has not cached a key or bucket yet", () => {
     });
     assert.equal(mk.status, 201, mk.text);
     const key = JSON.parse(mk.text) as { accessKeyId: string; secretAccessKey: string };
-    const fresh = new S3Client({
-      endpoint: `http://${cluster.node("n3").s3}`,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: key,
-      maxAttempts: 1,
-    });
+    const fresh = s3Client(cluster.node("n3").s3, key, { maxAttempts: 1 });
     clients.push(fresh);
     const freshKey = await burst(8, () => readSha(fresh, bucket, "k"));
 

@@ -8,7 +8,7 @@
  * refused write, nothing may escape the data directory, and the node must keep serving.
  */
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from "node:http";
@@ -21,11 +21,12 @@ import {
   GetObjectCommand,
   ListBucketsCommand,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
 } from "@aws-sdk/client-s3";
 import { HttpRequest } from "@smithy/protocol-http";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { TestCluster, waitFor } from "./_cluster.js";
+import { s3Client, sha256Hex } from "./_s3.js";
 
 const ARGS = ["--tick-ms", "20", "--election-ticks", "10"];
 const ROOT = { accessKeyId: "GKROOTHOSTILE0000001", secretAccessKey: "root-secret-hostile-0001" };
@@ -36,7 +37,7 @@ let host: string;
 let port: number;
 const bucket = `hostile-${randomBytes(3).toString("hex")}`;
 
-const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
+const sha = sha256Hex;
 
 /** RFC 3986 encoding of one component, as the S3 SDK does it. */
 function rfc3986(s: string): string {
@@ -263,13 +264,7 @@ before(async () => {
   const addr = c.node("n1").s3;
   host = addr.slice(0, addr.lastIndexOf(":"));
   port = Number(addr.slice(addr.lastIndexOf(":") + 1));
-  sdk = new S3Client({
-    endpoint: `http://${addr}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: ROOT,
-    maxAttempts: 1,
-  });
+  sdk = s3Client(addr, ROOT, { maxAttempts: 1 });
   await waitFor(
     async () => {
       await sdk.send(new ListBucketsCommand({}));

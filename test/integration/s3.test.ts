@@ -29,13 +29,14 @@ import {
   ListPartsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
-  S3Client,
-  S3ServiceException,
+  type S3Client,
+  type S3ServiceException,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { TestCluster } from "./_cluster.js";
+import { bytesOf, s3Client, s3Error, sha256Hex } from "./_s3.js";
 
 const ARGS = ["--tick-ms", "20", "--election-ticks", "10"];
 const ROOT = { accessKeyId: "GKROOTTESTKEY0000001", secretAccessKey: "root-secret-for-tests-0001" };
@@ -44,35 +45,13 @@ let c: TestCluster;
 const clients: S3Client[] = [];
 
 function client(node: string, creds = ROOT): S3Client {
-  const s = new S3Client({
-    endpoint: `http://${c.node(node).s3}`,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: creds,
-    maxAttempts: 3,
-  });
+  const s = s3Client(c.node(node).s3, creds, { maxAttempts: 3 });
   clients.push(s);
   return s;
 }
 
-async function s3Error(p: Promise<unknown>): Promise<{ name: string; status: number | undefined }> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof S3ServiceException)
-      return { name: e.name, status: e.$metadata.httpStatusCode };
-    throw e;
-  }
-  assert.fail("expected an S3 error");
-}
-
-const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const sha = sha256Hex;
 const md5 = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
-
-async function bytesOf(body: unknown): Promise<Buffer> {
-  const b = body as { transformToByteArray(): Promise<Uint8Array> };
-  return Buffer.from(await b.transformToByteArray());
-}
 
 let a: S3Client;
 let b2: S3Client;

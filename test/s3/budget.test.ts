@@ -19,6 +19,7 @@ test("acquisitions past the budget wait until enough is released, first come fir
   assert.deepEqual(order, []);
   b.release(6);
   await tick();
+  await Promise.all([big, small]);
   assert.deepEqual(order, ["big", "small"]);
   b.release(6);
   b.release(1);
