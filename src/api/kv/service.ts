@@ -76,6 +76,9 @@ function unb64(s: string): Uint8Array {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The metadata group's keyspace: always known (refreshing the map reads it). */
+const META_KEYSPACE_NAME = "_meta";
+
 /** How long an unavailable answer waits to learn whether its keyspace was deleted meanwhile. */
 const GONE_CHECK_MS = 250;
 
@@ -159,6 +162,15 @@ export class KvService {
     for (let attempt = 0; ; attempt++) {
       const r = await op();
       if (r.ok) return r;
+      // A keyspace created through another node a moment ago (for instance the object index,
+      // created with the first bucket): learn of it once, then try again.
+      if (
+        r.code === "KEYSPACE_NOT_FOUND" &&
+        attempt === 0 &&
+        keyspace !== META_KEYSPACE_NAME &&
+        (await this.knowsKeyspace(keyspace))
+      )
+        continue;
       // System keyspaces ("_meta") never move or go away, and refreshing reads "_meta" itself.
       if ((r.code !== "UNAVAILABLE" && r.code !== "STALE_ROUTE") || keyspace.startsWith("_"))
         return r;

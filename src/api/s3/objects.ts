@@ -259,16 +259,6 @@ export class ObjectIndex {
     private readonly budget = new ByteBudget(CHUNK_INFLIGHT_BYTES_MAX),
   ) {}
 
-  /**
-   * Makes sure this node's shard map has the index keyspace: it is created with the first
-   * bucket, possibly through another node a moment ago, and a node learns of new keyspaces
-   * within a second otherwise. False when it does not exist (no bucket was ever created).
-   */
-  async ready(): Promise<boolean> {
-    if (this.kv.hasKeyspace(INDEX_KEYSPACE)) return true;
-    return this.kv.knowsKeyspace(INDEX_KEYSPACE);
-  }
-
   // ---------------------------------------------------------------- bodies
 
   /**

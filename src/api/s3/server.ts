@@ -365,11 +365,6 @@ export class S3Api {
     // the browser's Origin: a browser multipart upload needs them on UploadPart and Complete.
     for (const [k, v] of Object.entries(this.corsHeaders(r, b))) r.res.setHeader(k, v);
     if (!this.meta.can(r.who, b, need)) throw new S3Error("AccessDenied");
-    // A bucket exists, so its index does: a node that has not heard of it yet learns it now.
-    if (!(await this.index.ready()))
-      throw new S3Error("ServiceUnavailable", "The object index is not known here yet; retry.", {
-        headers: { "retry-after": "1" },
-      });
     return b;
   }
 
