@@ -91,11 +91,14 @@ async function cluster(groups: number, opts = {}, faults?: NetworkFaults): Promi
   );
   for (let g = 0; g < groups; g++) for (const n of nodes) await n.host.createGroup(`g${g}`, ids);
   for (let g = 0; g < groups; g++) (nodes[g % 3] as Node).host.campaign(`g${g}`);
+  // Every node, not just the campaigner, must know each group's leader: a follower that has
+  // not yet heard the first append would answer a write with NOT_LEADER (no hint).
   await waitFor(
     () =>
-      Array.from({ length: groups }, (_, g) => (nodes[0] as Node).host.leaderOf(`g${g}`)).every(
-        Boolean,
-      ),
+      Array.from({ length: groups }, (_, g) => `g${g}`).every((g) => {
+        const l = (nodes[0] as Node).host.leaderOf(g);
+        return Boolean(l) && nodes.every((n) => n.host.leaderOf(g) === l);
+      }),
     5000,
     "leaders",
   );
