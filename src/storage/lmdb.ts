@@ -1,40 +1,97 @@
 /**
  * The LMDB engine (lmdb-js), for real nodes.
  *
- * Durability mechanism (see docs/storage.md, "Why a write buffer"): lmdb-js offers per-batch
- * durability only through MDB_NOSYNC transactions (env `noSync`, or `transactionSync` with the
- * NO_SYNC flag) followed by an explicit `env.sync()`. LMDB documents that NOSYNC commits can
- * corrupt the whole database on an OS crash or power loss (a later commit may overwrite pages the
- * last synced snapshot still uses), which is not acceptable for a store that acknowledges
- * writes. In its safe default mode (`overlappingSync`), every commit is fsynced inside
- * `mdb_txn_commit` and the write promise resolves only after that fsync (measured: commit and
- * `flushed` resolve together, also with `separateFlushed`).
+ * Durability mechanism (see docs/storage.md, "Why a write buffer" and "The write-ahead log"):
+ * lmdb-js offers per-batch durability only through MDB_NOSYNC transactions (env `noSync`, or
+ * `transactionSync` with the NO_SYNC flag) followed by an explicit `env.sync()`. LMDB documents
+ * that NOSYNC commits can corrupt the whole database on an OS crash or power loss (a later commit
+ * may overwrite pages the last synced snapshot still uses), which is not acceptable for a store
+ * that acknowledges writes. In its safe default mode (`overlappingSync`), every commit is fsynced
+ * inside `mdb_txn_commit`, and costs far more than an append plus fdatasync.
  *
- * So the engine never hands LMDB an unsynced commit. Instead it keeps batches that are visible
- * but not yet committed in an in-memory write buffer (point writes plus range tombstones, read
- * through by `get`/`scan`), and commits the buffer as ONE LMDB transaction (one fsync) when a
- * `sync: true` batch asks for it, when the buffer grows past `flushBytes`, or `flushDelayMs` after
- * the first buffered `sync: false` batch. At most one commit is in flight; batches written
- * meanwhile join the next one (group commit). So:
+ * So the engine never hands LMDB an unsynced commit, and does not wait for LMDB to acknowledge a
+ * batch either. Every batch goes to an in-memory write buffer (point writes plus range
+ * tombstones, read through by `get`/`scan`) and to the write-ahead log (wal.ts): one segment per
+ * buffer generation. The buffer drains into LMDB as ONE transaction per generation (group
+ * commit), `flushDelayMs` after its first batch, when it grows past `flushBytes`, or on flush().
+ * So:
  * - a batch is visible as soon as `write()` is called, in call order;
- * - `sync: true` resolves once the commit holding it (and everything before it) is durable;
- * - `sync: false` resolves at once (unless the buffer is over `bufferBytesMax`: backpressure) and
- *   becomes durable with the next commit;
- * - every LMDB transaction holds whole batches, so batches are atomic across kill -9 and power loss;
- * - `stats().syncs` counts LMDB commits, each of which is exactly one fsynced transaction.
+ * - `sync: true` resolves once a WAL round (write + fdatasync of every segment not yet in LMDB,
+ *   oldest first; batches that arrive meanwhile share the next round) or the LMDB commit of its
+ *   generation has made it, and everything before it, durable;
+ * - `sync: false` resolves at once (unless the buffer is over `bufferBytesMax`: backpressure,
+ *   it then waits for the LMDB commit) and becomes durable with the next round or commit;
+ * - every LMDB transaction holds whole generations plus the meta key naming the newest one, and
+ *   recovery replays only later segments, up to the first torn record: batches are atomic across
+ *   kill -9 and power loss;
+ * - `stats().syncs` counts WAL rounds plus LMDB commits.
  *
- * A failed commit is fatal (fail-stop): the engine rejects every later write with
- * `EngineFailedError`, because the buffer and the disk may now disagree.
+ * A failed commit, log write or fsync is fatal (fail-stop): the engine rejects every later
+ * write with `EngineFailedError`, because the buffer and the disk may now disagree.
  */
-import { statSync } from "node:fs";
+import {
+  closeSync,
+  fdatasync,
+  fsync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  write,
+} from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { open, type RootDatabase } from "lmdb";
 import { assert } from "../base/index.js";
 import type { EngineStats, ScanOptions, StorageEngine, WriteOp } from "./engine.js";
-import { compareBytes } from "./keys.js";
+import { compareBytes, decodeU64, u64 } from "./keys.js";
 import { checkOps, scanLimit } from "./ops.js";
 import { SortedMap } from "./sorted.js";
+import { decodeSegment, encodeRecord, segmentGen, segmentName } from "./wal.js";
+
+const fdatasyncP = promisify(fdatasync);
+const fsyncP = promisify(fsync);
+const writeP = promisify(write);
+
+/**
+ * The newest write-buffer generation LMDB holds, written in the same transaction as the data
+ * (see wal.ts). Outside every key Kumo writes (they start with a printable prefix); `scan` hides
+ * it and `write` refuses it.
+ */
+const META_KEY = Buffer.from("\u0000kumo.wal.gen", "latin1");
+
+function isMetaKey(k: Uint8Array): boolean {
+  return k.length === META_KEY.length && k[0] === 0 && compareBytes(k, META_KEY) === 0;
+}
+
+/** One WAL segment: the records of one generation, not yet in LMDB. */
+interface Segment {
+  readonly gen: number;
+  /** -1 until its first record is written. */
+  fd: number;
+  readonly path: string;
+  /** Records not written to the file yet, in order. */
+  queued: WriteOp[][];
+  /** Bytes written to the file. */
+  bytes: number;
+  /** Its directory entry is durable. */
+  dirSynced: boolean;
+  /** Its generation is in LMDB: no longer synced, about to be closed and removed. */
+  retired: boolean;
+  /** An fdatasync of it in progress (the fd must stay open until it ends). */
+  inflight: Promise<void> | undefined;
+}
+
+/** What recovery found in the WAL when the engine opened (logged by the node). */
+export interface WalRecovery {
+  readonly segments: number;
+  readonly records: number;
+  /** Bytes after the last intact record: a torn write that was never acknowledged. */
+  readonly tornBytes: number;
+}
 
 export interface LmdbEngineOptions {
   /**
@@ -49,7 +106,7 @@ export interface LmdbEngineOptions {
 }
 
 const DEFAULTS = {
-  flushDelayMs: 50,
+  flushDelayMs: 100,
   flushBytes: 4 << 20,
   bufferBytesMax: 32 << 20,
 } as const;
@@ -109,6 +166,8 @@ function plain(b: Uint8Array): Uint8Array {
 const openDirs = new Set<string>();
 
 export class LmdbEngine implements StorageEngine {
+  /** What the last open() replayed from the WAL. */
+  recovery: WalRecovery = { segments: 0, records: 0, tornBytes: 0 };
   private readonly flushDelayMs: number;
   private readonly flushBytes: number;
   private readonly bufferBytesMax: number;
@@ -131,7 +190,21 @@ export class LmdbEngine implements StorageEngine {
   private failure: EngineFailedError | undefined;
   private closed = false;
 
+  // The write-ahead log: what makes a sync batch durable without waiting for an LMDB commit.
+  private readonly walDir: string;
+  private walDirFd = -1;
+  /** Segments not yet in LMDB, oldest first (Map order is insertion order = generation order). */
+  private readonly segments = new Map<number, Segment>();
+  /** Records appended so far (one per non-empty batch). */
+  private lastRec = 0;
+  /** Every record <= durableRec is durable: in synced WAL segments or in LMDB. */
+  private durableRec = 0;
+  private requestedRec = 0;
+  private walLoop: Promise<void> | undefined;
+  private readonly recWaiters = new Map<number, Deferred>();
+
   private syncs = 0;
+  private walSyncs = 0;
   private batches = 0;
   private bytesWritten = 0;
 
@@ -143,6 +216,7 @@ export class LmdbEngine implements StorageEngine {
     this.flushDelayMs = opts.flushDelayMs;
     this.flushBytes = opts.flushBytes;
     this.bufferBytesMax = opts.bufferBytesMax;
+    this.walDir = join(dir, "wal");
   }
 
   /** Opens (creating if needed) the LMDB environment in directory `dir`. */
@@ -161,7 +235,14 @@ export class LmdbEngine implements StorageEngine {
     openDirs.add(path);
     try {
       await mkdir(path, { recursive: true });
-      return new LmdbEngine(path, LmdbEngine.openEnv(path), o);
+      const engine = new LmdbEngine(path, LmdbEngine.openEnv(path), o);
+      try {
+        await engine.recover();
+      } catch (err) {
+        await engine.db.close().catch(() => {});
+        throw err;
+      }
+      return engine;
     } catch (err) {
       openDirs.delete(path);
       throw err;
@@ -182,6 +263,71 @@ export class LmdbEngine implements StorageEngine {
       noMetaSync: false,
       cache: false,
     });
+  }
+
+  /**
+   * Replays the WAL segments LMDB does not hold yet (generation > the meta key), in order, up to
+   * the first torn record, in ONE LMDB transaction that also advances the meta key; then removes
+   * every segment file. Replaying a segment twice is harmless (every op is a blind write), but it
+   * never happens: the meta key says which generations LMDB has.
+   */
+  private async recover(): Promise<void> {
+    mkdirSync(this.walDir, { recursive: true });
+    this.walDirFd = openSync(this.walDir, "r");
+    const meta = this.db.get(META_KEY);
+    const inLmdb = meta ? decodeU64(meta) : 0;
+    const gens = readdirSync(this.walDir)
+      .map((n) => segmentGen(n))
+      .filter((g): g is number => g !== undefined)
+      .sort((a, b) => a - b);
+    let newest = inLmdb;
+    let torn = false;
+    let records = 0;
+    let tornBytes = 0;
+    let segments = 0;
+    const batches: WriteOp[][] = [];
+    for (const gen of gens) {
+      if (gen <= inLmdb || torn) continue;
+      newest = Math.max(newest, gen);
+      const buf = readFileSync(join(this.walDir, segmentName(gen)));
+      const d = decodeSegment(buf);
+      segments++;
+      records += d.batches.length;
+      batches.push(...d.batches);
+      if (d.validBytes < buf.length) {
+        // Nothing after a torn record was acknowledged (see wal.ts): drop it and what follows.
+        torn = true;
+        tornBytes = buf.length - d.validBytes;
+      }
+    }
+    if (gens.length > 0) newest = Math.max(newest, gens[gens.length - 1] as number);
+    if (newest > inLmdb) {
+      await this.db.childTransaction(() => {
+        for (const ops of batches) this.applyToLmdb(ops);
+        this.db.put(META_KEY, Buffer.from(u64(newest)));
+      });
+      this.syncs++;
+    }
+    for (const gen of gens) unlinkSync(join(this.walDir, segmentName(gen)));
+    if (gens.length > 0) await fsyncP(this.walDirFd);
+    this.openGen = newest + 1;
+    this.committedGen = newest;
+    this.requestedGen = newest;
+    this.recovery = { segments, records, tornBytes };
+  }
+
+  /** Applies one batch inside an LMDB transaction (the caller's). */
+  private applyToLmdb(ops: readonly WriteOp[]): void {
+    for (const o of ops) {
+      if (o.op === "put") this.db.put(Buffer.from(o.key), Buffer.from(o.value));
+      else if (o.op === "del") this.db.remove(Buffer.from(o.key));
+      else {
+        const keys = Array.from(
+          this.db.getKeys({ start: Buffer.from(o.start), end: Buffer.from(o.end) }),
+        );
+        for (const k of keys) this.db.remove(k);
+      }
+    }
   }
 
   // ------------------------------------------------------------------ reads
@@ -223,7 +369,7 @@ export class LmdbEngine implements StorageEngine {
         if (r.done) return undefined;
         const key = r.value.key;
         // Keys the buffer holds are merged from the buffer; tombstoned ones are gone.
-        if (this.points.get(key) !== undefined || this.tombstoned(key)) continue;
+        if (this.points.get(key) !== undefined || this.tombstoned(key) || isMetaKey(key)) continue;
         return { key: plain(key), value: plain(r.value.value) };
       }
     };
@@ -259,32 +405,165 @@ export class LmdbEngine implements StorageEngine {
     assert(!this.closed, "LmdbEngine is closed");
     if (this.failure) return Promise.reject(this.failure);
     const bytes = checkOps(ops);
+    for (const o of ops) assert(o.op === "delRange" || !isMetaKey(o.key), "reserved key");
     const gen = this.openGen;
-    for (const o of ops) {
-      if (o.op === "put") this.points.set(o.key.slice(), { value: o.value.slice(), gen });
-      else if (o.op === "del") this.points.set(o.key.slice(), { value: null, gen });
+    if (ops.length === 0) {
+      this.batches++;
+      // Nothing to write: a sync barrier only waits for what is already written.
+      return opts.sync ? this.walDurable(this.lastRec) : Promise.resolve();
+    }
+    // One private copy of the batch, shared by the buffer and the log (neither mutates it).
+    const own: WriteOp[] = ops.map((o) =>
+      o.op === "put"
+        ? { op: "put", key: o.key.slice(), value: o.value.slice() }
+        : o.op === "del"
+          ? { op: "del", key: o.key.slice() }
+          : { op: "delRange", start: o.start.slice(), end: o.end.slice() },
+    );
+    for (const o of own) {
+      if (o.op === "put") this.points.set(o.key, { value: o.value, gen });
+      else if (o.op === "del") this.points.set(o.key, { value: null, gen });
       else if (compareBytes(o.start, o.end) < 0) {
         // Buffered writes in the range are gone (an in-flight commit still holds its own copy
         // of them); the tombstone hides committed keys until this generation commits.
         this.points.deleteRange(o.start, o.end);
-        this.tombstones.push({ start: o.start.slice(), end: o.end.slice(), gen });
+        this.tombstones.push({ start: o.start, end: o.end, gen });
       }
     }
+    const rec = this.append(gen, own);
     this.batches++;
     this.bytesWritten += bytes;
-    if (ops.length === 0) {
-      // Nothing to commit: a sync barrier only waits for what is already buffered.
-      if (!opts.sync) return Promise.resolve();
-      if (this.openBatches > 0) return this.durable(gen);
-      return this.waitFor(gen - 1);
-    }
     this.openBatches++;
     this.openBytes += bytes + ops.length * OP_OVERHEAD_BYTES;
-    if (opts.sync) return this.durable(gen);
+    // The buffer drains into LMDB by size and time; a full one holds the writer back (memory).
     if (this.openBytes + this.inflightBytes > this.bufferBytesMax) return this.durable(gen);
     if (this.openBytes >= this.flushBytes) this.requestCommit(gen);
     else this.armTimer();
-    return Promise.resolve();
+    return opts.sync ? this.walDurable(rec) : Promise.resolve();
+  }
+
+  /**
+   * Queues one record for generation `gen`'s segment; its number. Nothing touches the file
+   * here: the next sync round writes the queue. A generation that reaches LMDB before any round
+   * asks for it (sync: false batches) never costs a write to the log at all.
+   */
+  private append(gen: number, ops: WriteOp[]): number {
+    let seg = this.segments.get(gen);
+    if (!seg) {
+      seg = {
+        gen,
+        fd: -1,
+        path: join(this.walDir, segmentName(gen)),
+        queued: [],
+        bytes: 0,
+        dirSynced: false,
+        retired: false,
+        inflight: undefined,
+      };
+      this.segments.set(gen, seg);
+    }
+    seg.queued.push(ops);
+    this.lastRec++;
+    return this.lastRec;
+  }
+
+  /** Writes a segment's queued records to its file (created on first use). */
+  private async writeQueued(s: Segment): Promise<void> {
+    if (s.fd < 0) {
+      // "ax": a segment of this generation cannot exist (recovery removed every segment and
+      // generations only grow); if one did, appending to it would mix two histories.
+      s.fd = openSync(s.path, "ax");
+    }
+    const buf = Buffer.concat(s.queued.map((ops) => encodeRecord(ops)));
+    s.queued = [];
+    let at = 0;
+    while (at < buf.length) at += (await writeP(s.fd, buf, at, buf.length - at)).bytesWritten;
+    s.bytes += buf.length;
+  }
+
+  /** Resolves once record `rec` (and so every earlier one) is durable. */
+  private walDurable(rec: number): Promise<void> {
+    if (rec <= this.durableRec) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    if (rec > this.requestedRec) this.requestedRec = rec;
+    let d = this.recWaiters.get(rec);
+    if (!d) {
+      d = deferred();
+      this.recWaiters.set(rec, d);
+    }
+    if (!this.walLoop) {
+      // Start on a microtask, so that every batch written in the same synchronous run joins.
+      this.walLoop = new Promise<void>((r) => queueMicrotask(r)).then(() => this.walSyncLoop());
+    }
+    return d.promise;
+  }
+
+  /**
+   * Group commit on the WAL: one round fdatasyncs every segment written since its last sync,
+   * oldest first (a record is durable only together with every older one), plus the directory
+   * once for a new segment, then acknowledges every record written before the round started.
+   */
+  private async walSyncLoop(): Promise<void> {
+    try {
+      while (!this.failure && this.durableRec < this.requestedRec) {
+        const upto = this.lastRec;
+        for (const s of [...this.segments.values()]) {
+          // Checked right before the I/O: a retired segment is in LMDB and may be closing.
+          if (s.queued.length === 0 || s.retired) continue;
+          s.inflight = this.writeQueued(s).then(() => fdatasyncP(s.fd));
+          try {
+            await s.inflight;
+          } finally {
+            s.inflight = undefined;
+          }
+          if (!s.dirSynced) {
+            await fsyncP(this.walDirFd);
+            s.dirSynced = true;
+          }
+        }
+        this.syncs++;
+        this.walSyncs++;
+        this.advanceDurable(upto);
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.walLoop = undefined;
+    }
+  }
+
+  private advanceDurable(rec: number): void {
+    if (rec <= this.durableRec) return;
+    this.durableRec = rec;
+    for (const [r, d] of this.recWaiters) {
+      if (r > rec) continue;
+      this.recWaiters.delete(r);
+      d.resolve();
+    }
+  }
+
+  /** Fail-stop: the buffer, the log and LMDB may disagree now; refuse everything after. */
+  private fail(err: unknown): void {
+    if (!this.failure)
+      this.failure = err instanceof EngineFailedError ? err : new EngineFailedError(err);
+    for (const d of this.waiters.values()) d.reject(this.failure);
+    this.waiters.clear();
+    for (const d of this.recWaiters.values()) d.reject(this.failure);
+    this.recWaiters.clear();
+  }
+
+  /** Closes and removes the segments of generations LMDB now holds. */
+  private async retireSegments(gen: number): Promise<void> {
+    for (const s of [...this.segments.values()]) {
+      if (s.gen > gen) continue;
+      s.retired = true;
+      this.segments.delete(s.gen);
+      await s.inflight?.catch(() => {});
+      if (s.fd < 0) continue;
+      closeSync(s.fd);
+      // Removal need not be durable: recovery skips generations the meta key covers.
+      unlinkSync(s.path);
+    }
   }
 
   /** Commits every buffered batch (durably) and waits for it. */
@@ -341,6 +620,7 @@ export class LmdbEngine implements StorageEngine {
         // committed, so the whole buffer belongs to it.
         const gen = this.openGen;
         this.openGen++;
+        const recs = this.lastRec;
         const batches = this.openBatches;
         this.inflightBytes = this.openBytes;
         this.openBatches = 0;
@@ -371,10 +651,13 @@ export class LmdbEngine implements StorageEngine {
               if (v) this.db.put(k, v);
               else this.db.remove(k);
             }
+            // Last, so no range delete above can remove it: recovery's "LMDB has up to here".
+            this.db.put(META_KEY, Buffer.from(u64(gen)));
           });
           this.syncs++;
         }
         this.committedGen = gen;
+        this.advanceDurable(recs);
         this.inflightBytes = 0;
         this.points.filter((_, p) => p.gen > gen);
         this.tombstones = this.tombstones.filter((t) => t.gen > gen);
@@ -383,11 +666,10 @@ export class LmdbEngine implements StorageEngine {
           this.waiters.delete(g);
           d.resolve();
         }
+        await this.retireSegments(gen);
       }
     } catch (err) {
-      this.failure = new EngineFailedError(err);
-      for (const d of this.waiters.values()) d.reject(this.failure);
-      this.waiters.clear();
+      this.fail(err);
     } finally {
       this.committing = false;
     }
@@ -400,6 +682,11 @@ export class LmdbEngine implements StorageEngine {
     return { syncs: this.syncs, batches: this.batches, bytesWritten: this.bytesWritten };
   }
 
+  /** The write-ahead log: sync rounds so far and segments not yet in LMDB (metrics, tests). */
+  walStats(): { syncs: number; segments: number } {
+    return { syncs: this.walSyncs, segments: this.segments.size };
+  }
+
   /** The write buffer: batches written but not yet committed (open and in flight; metrics). */
   bufferStats(): { bytes: number; keys: number; tombstones: number } {
     return {
@@ -409,9 +696,11 @@ export class LmdbEngine implements StorageEngine {
     };
   }
 
-  /** Size of the LMDB data file on disk (metrics). */
+  /** Bytes on disk: the LMDB data file plus the WAL segments not yet in it (metrics). */
   dataBytes(): number {
-    return statSync(join(this.dir, "data.mdb")).size;
+    let wal = 0;
+    for (const s of this.segments.values()) wal += s.bytes;
+    return statSync(join(this.dir, "data.mdb")).size + wal;
   }
 
   /** Commits everything buffered, then closes the environment. */
@@ -423,6 +712,12 @@ export class LmdbEngine implements StorageEngine {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;
       this.closed = true;
+      await this.walLoop?.catch(() => {});
+      // After a clean flush no segment is left; after a failure they stay for recovery.
+      for (const s of this.segments.values()) if (s.fd >= 0) closeSync(s.fd);
+      this.segments.clear();
+      if (this.walDirFd >= 0) closeSync(this.walDirFd);
+      this.walDirFd = -1;
       try {
         await this.db.close();
       } finally {

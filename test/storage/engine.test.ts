@@ -75,14 +75,42 @@ describe("LmdbEngine specifics", () => {
     ));
 
   test("an empty sync batch is a barrier for earlier batches, and costs no sync on its own", () =>
-    withLmdb(async (engine) => {
-      await engine.write([], { sync: true });
-      assert.equal(engine.stats().syncs, 0);
-      await engine.write([{ op: "put", key: b(1), value: b(1) }], { sync: false });
-      await engine.write([], { sync: true });
-      assert.equal(engine.stats().syncs, 1);
-      assert.deepEqual(engine.bufferStats(), { bytes: 0, keys: 0, tombstones: 0 });
-    }));
+    withLmdb(
+      async (engine) => {
+        await engine.write([], { sync: true });
+        assert.equal(engine.stats().syncs, 0);
+        await engine.write([{ op: "put", key: b(1), value: b(1) }], { sync: false });
+        await engine.write([], { sync: true });
+        // Durable in the write-ahead log; LMDB gets it with the next (timed) commit.
+        assert.equal(engine.stats().syncs, 1);
+        assert.equal(engine.walStats().syncs, 1);
+        assert.equal(engine.bufferStats().keys, 1);
+        await engine.flush();
+        assert.deepEqual(engine.bufferStats(), { bytes: 0, keys: 0, tombstones: 0 });
+        assert.equal(engine.walStats().segments, 0, "segments in LMDB are removed");
+      },
+      { flushDelayMs: 60_000 },
+    ));
+
+  test("sync batches are durable after one WAL round each, without an LMDB commit", () =>
+    withLmdb(
+      async (engine) => {
+        for (let i = 0; i < 5; i++) {
+          await engine.write([{ op: "put", key: b(i), value: b(i) }], { sync: true });
+        }
+        assert.equal(engine.walStats().syncs, 5);
+        assert.equal(engine.stats().syncs, 5, "no LMDB commit yet");
+        // Concurrent sync batches share rounds (group commit).
+        await Promise.all(
+          Array.from({ length: 50 }, (_, i) =>
+            engine.write([{ op: "put", key: b(100, i), value: b(i) }], { sync: true }),
+          ),
+        );
+        assert.ok(engine.walStats().syncs <= 7, `${engine.walStats().syncs} rounds`);
+        assert.equal(engine.walStats().segments, 1);
+      },
+      { flushDelayMs: 60_000 },
+    ));
 
   test("a directory can be open in one engine at a time", () =>
     withLmdb(async (_engine, dir) => {
