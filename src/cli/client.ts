@@ -4,7 +4,10 @@
  * cluster.json written by `kumo dev` (--cluster, KUMO_CLUSTER, default .kumo/cluster.json).
  */
 import { existsSync, readFileSync } from "node:fs";
+import { parseDurationMs } from "../node/config.js";
 import type { ClusterFile } from "./dev.js";
+import type { OutputMode } from "./output.js";
+import { Progress } from "./progress.js";
 
 export interface ClientOptions {
   endpoint?: string;
@@ -73,4 +76,68 @@ export async function failOnError(r: Response): Promise<void> {
     // not JSON
   }
   throw new Error(msg);
+}
+
+interface ClusterView {
+  nodes: { id: string; replicas?: number }[];
+  summary?: { underReplicated: number; movesInProgress: number };
+}
+
+/**
+ * Waits, with a progress bar and ETA on a terminal, until node `id` holds no replica (drain)
+ * and, for a removal, until no shard is under-replicated any more (the replicas it held were
+ * re-created elsewhere). Polls GET /v1/cluster twice a second; any node may answer.
+ */
+export async function waitForMoves(
+  c: Client,
+  id: string,
+  repairs: boolean,
+  timeoutMs: number,
+  mode: OutputMode,
+): Promise<{ movedReplicas: number; seconds: number }> {
+  const t0 = performance.now();
+  const view = async (): Promise<ClusterView> => {
+    const r = await request(c, "GET", "/v1/cluster");
+    await failOnError(r);
+    return (await r.json()) as ClusterView;
+  };
+  const remaining = (v: ClusterView) =>
+    (v.nodes.find((n) => n.id === id)?.replicas ?? 0) +
+    (repairs ? (v.summary?.underReplicated ?? 0) : 0);
+  const first = remaining(await view());
+  let total = first;
+  const progress = new Progress({
+    label: `${repairs ? "remove" : "drain"} ${id}`,
+    unit: "items",
+    total,
+    quiet: mode.json,
+  });
+  for (;;) {
+    let left: number;
+    try {
+      left = remaining(await view());
+    } catch {
+      left = Number.NaN; // a node restarting: ask again
+    }
+    if (!Number.isNaN(left)) {
+      // Work can appear meanwhile (a split, a failed move retried): the total only grows.
+      total = Math.max(total, left);
+      progress.update(total - left, total);
+      if (left === 0) break;
+    }
+    if (performance.now() - t0 > timeoutMs) {
+      progress.finish("timed out");
+      throw new Error(`still ${left} replicas to move after ${Math.round(timeoutMs / 1000)} s`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  progress.finish("done");
+  return { movedReplicas: total, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** A duration flag ("30m", "90s", "1h"), or a clear error. */
+export function parseDuration(raw: string): number {
+  const ms = parseDurationMs(raw);
+  if (ms === undefined || ms <= 0) throw new Error(`not a duration: ${JSON.stringify(raw)}`);
+  return ms;
 }

@@ -4,8 +4,18 @@ import { Command, InvalidArgumentError } from "commander";
 import { ConfigError, envName, OPTIONS, resolveConfig } from "../node/config.js";
 import { createLogger } from "../node/log.js";
 import { KumoNode } from "../node/node.js";
-import { type ClientOptions, failOnError, keyPath, request, resolveClient } from "./client.js";
+import {
+  type ClientOptions,
+  failOnError,
+  keyPath,
+  parseDuration,
+  request,
+  resolveClient,
+  waitForMoves,
+} from "./client.js";
 import { runDev } from "./dev.js";
+import { outputMode, paint, renderTable, stateStyle } from "./output.js";
+import { PART_MIB_MAX, PART_MIB_MIN, type S3Options, s3ClientFor, s3Copy, s3List } from "./s3.js";
 
 const program = new Command()
   .name("kumo")
@@ -224,17 +234,38 @@ for (const [action, what] of [
   ["remove", "retire a node for good: its replicas are re-created on the others"],
   ["activate", "undo a drain"],
 ] as const) {
-  withClient(nodeCmd.command(`${action} <id>`))
+  const cmd = withClient(nodeCmd.command(`${action} <id>`))
     .description(what)
-    .action((id: string, o: ClientOptions) =>
-      run(async () => {
-        const c = resolveClient(o);
-        const r = await request(c, "POST", `/v1/nodes/${encodeURIComponent(id)}/${action}`);
-        await failOnError(r);
-        const body = (await r.json()) as { node: string; admin: string };
-        console.log(`${body.node}: ${body.admin}`);
-      }),
-    );
+    .option("--json", "print JSON", false);
+  if (action !== "activate")
+    cmd
+      .option("--wait", "wait until every replica has moved, with a progress bar and ETA", false)
+      .option("--timeout <duration>", "give up waiting after this long (e.g. 30m)", "1h");
+  cmd.action((id: string, o: ClientOptions & { json: boolean; wait?: boolean; timeout?: string }) =>
+    run(async () => {
+      const c = resolveClient(o);
+      const r = await request(c, "POST", `/v1/nodes/${encodeURIComponent(id)}/${action}`);
+      await failOnError(r);
+      const body = (await r.json()) as { node: string; admin: string };
+      const mode = outputMode(o);
+      if (!o.wait) {
+        console.log(mode.json ? JSON.stringify(body) : `${body.node}: ${body.admin}`);
+        return;
+      }
+      const done = await waitForMoves(
+        c,
+        id,
+        action === "remove",
+        parseDuration(o.timeout ?? "1h"),
+        mode,
+      );
+      console.log(
+        mode.json
+          ? JSON.stringify({ ...body, ...done })
+          : `${body.node}: ${body.admin}, ${done.movedReplicas} replicas moved`,
+      );
+    }),
+  );
 }
 
 const keyCmd = program.command("key").description("S3 access keys (admin token)");
@@ -269,7 +300,8 @@ withClient(keyCmd.command("create <name>"))
   );
 withClient(keyCmd.command("ls"))
   .description("list access keys and their grants (never their secrets)")
-  .action((o: ClientOptions) =>
+  .option("--json", "print JSON", false)
+  .action((o: ClientOptions & { json: boolean }) =>
     run(async () => {
       const c = resolveClient(o);
       const r = await request(c, "GET", "/v1/admin/keys");
@@ -282,15 +314,22 @@ withClient(keyCmd.command("ls"))
           createBuckets: boolean;
         }[];
       };
-      console.log("ACCESS KEY ID\tNAME\tCREATE BUCKETS\tGRANTS");
-      for (const k of keys)
-        console.log(
-          `${k.accessKeyId}\t${k.name}\t${k.createBuckets ? "yes" : "no"}\t${Object.entries(
-            k.grants,
-          )
-            .map(([b, a]) => `${b}:${a}`)
-            .join(",")}`,
-        );
+      const mode = outputMode(o);
+      if (mode.json) return console.log(JSON.stringify({ keys }, null, 2));
+      console.log(
+        renderTable(
+          mode,
+          ["ACCESS KEY ID", "NAME", "CREATE BUCKETS", "GRANTS"],
+          keys.map((k) => [
+            k.accessKeyId,
+            k.name,
+            k.createBuckets ? "yes" : "no",
+            Object.entries(k.grants)
+              .map(([b, a]) => `${b}:${a}`)
+              .join(","),
+          ]),
+        ),
+      );
     }),
   );
 withClient(keyCmd.command("rm <id>"))
@@ -325,7 +364,8 @@ withClient(keyCmd.command("allow <id> <bucket> <access>"))
 const bucketCmd = program.command("bucket").description("S3 bucket settings (admin token)");
 withClient(bucketCmd.command("ls"))
   .description("list buckets with their owner and settings")
-  .action((o: ClientOptions) =>
+  .option("--json", "print JSON", false)
+  .action((o: ClientOptions & { json: boolean }) =>
     run(async () => {
       const c = resolveClient(o);
       const r = await request(c, "GET", "/v1/admin/buckets");
@@ -339,11 +379,21 @@ withClient(bucketCmd.command("ls"))
           chunkWriteQuorum?: number;
         }[];
       };
-      console.log("BUCKET\tOWNER\tVERSIONING\tPUBLIC READ\tCHUNK WRITE QUORUM");
-      for (const b of buckets)
-        console.log(
-          `${b.name}\t${b.owner}\t${b.versioning ?? "-"}\t${b.publicRead ? "yes" : "no"}\t${b.chunkWriteQuorum ?? "default"}`,
-        );
+      const mode = outputMode(o);
+      if (mode.json) return console.log(JSON.stringify({ buckets }, null, 2));
+      console.log(
+        renderTable(
+          mode,
+          ["BUCKET", "OWNER", "VERSIONING", "PUBLIC READ", "CHUNK WRITE QUORUM"],
+          buckets.map((b) => [
+            b.name,
+            b.owner,
+            b.versioning ?? "-",
+            b.publicRead ? "yes" : "no",
+            String(b.chunkWriteQuorum ?? "default"),
+          ]),
+        ),
+      );
     }),
   );
 withClient(bucketCmd.command("set <name>"))
@@ -409,23 +459,73 @@ withClient(program.command("status"))
         console.log(JSON.stringify(st, null, 2));
         return;
       }
+      const mode = outputMode(o);
       console.log(`as seen by ${st.node}:`);
-      console.log("NODE\tPEER\tSTATE\tREPLICAS\tLEADERS");
-      for (const n of st.nodes)
-        console.log(
-          `${n.id}\t${n.peer}\t${n.self ? "self" : (n.state ?? (n.reachable ? "alive" : "unreachable"))}${n.admin && n.admin !== "active" ? ` (${n.admin})` : ""}\t${n.replicas ?? "-"}\t${n.leaders ?? "-"}`,
-        );
+      console.log(
+        renderTable(
+          mode,
+          ["NODE", "PEER", "STATE", "REPLICAS", "LEADERS"],
+          st.nodes.map((n) => {
+            const state = n.self ? "self" : (n.state ?? (n.reachable ? "alive" : "unreachable"));
+            const admin = n.admin && n.admin !== "active" ? ` (${n.admin})` : "";
+            return [
+              n.id,
+              n.peer,
+              { text: state + admin, style: stateStyle(state) },
+              String(n.replicas ?? "-"),
+              String(n.leaders ?? "-"),
+            ];
+          }),
+        ),
+      );
       if (st.summary) {
         const s = st.summary;
+        const bad = (n: number) => paint(mode, n > 0 ? "yellow" : undefined, String(n));
         console.log(
-          `\n${s.shards} shards: ${s.underReplicated} under-replicated, ${s.unavailable} without a leader here, ${s.movesInProgress} moves in progress (led here)`,
+          `\n${s.shards} shards: ${bad(s.underReplicated)} under-replicated, ${bad(s.unavailable)} without a leader here, ${s.movesInProgress} moves in progress (led here)`,
         );
       }
-      console.log("\nSHARD\tLEADER\tTERM\tCOMMIT\tREPLICAS");
-      for (const s of st.shards)
-        console.log(
-          `${s.id}\t${s.leader ?? "NONE"}\t${s.term}\t${s.commit}\t${s.replicas.join(",")}`,
-        );
+      console.log(
+        `\n${renderTable(
+          mode,
+          ["SHARD", "LEADER", "TERM", "COMMIT", "REPLICAS"],
+          st.shards.map((s) => [
+            s.id,
+            s.leader ? s.leader : { text: "NONE", style: "red" },
+            String(s.term),
+            String(s.commit),
+            s.replicas.join(","),
+          ]),
+        )}`,
+      );
+    }),
+  );
+
+const s3Cmd = program.command("s3").description("objects through the S3 door (AWS SDK)");
+function withS3(cmd: Command): Command {
+  return cmd
+    .option("--s3-endpoint <url>", "a node's S3 address (env KUMO_S3_ENDPOINT)")
+    .option("--access-key <id>", "access key id (env AWS_ACCESS_KEY_ID)")
+    .option("--secret-key <secret>", "secret access key (env AWS_SECRET_ACCESS_KEY)")
+    .option("--cluster <file>", "cluster.json from kumo dev (env KUMO_CLUSTER)", undefined)
+    .option("--json", "print JSON (and no progress bar)", false);
+}
+withS3(s3Cmd.command("cp <src> <dst>"))
+  .description("upload a file to s3://bucket/key or download one (streamed, progress and ETA)")
+  .option("--part-size <MiB>", `multipart part size (${PART_MIB_MIN}..${PART_MIB_MAX})`, "8")
+  .action((src: string, dst: string, o: S3Options & { json: boolean; partSize: string }) =>
+    run(async () => {
+      const mode = outputMode(o);
+      const r = await s3Copy(s3ClientFor(o), src, dst, { partMiB: Number(o.partSize), mode });
+      if (mode.json) console.log(JSON.stringify(r));
+      else if (!process.stderr.isTTY) console.log(`${r.from} -> ${r.to} (${r.bytes} bytes)`);
+    }),
+  );
+withS3(s3Cmd.command("ls [url]"))
+  .description("list buckets, or objects and prefixes under s3://bucket/prefix")
+  .action((url: string | undefined, o: S3Options & { json: boolean }) =>
+    run(async () => {
+      console.log(await s3List(s3ClientFor(o), url, outputMode(o)));
     }),
   );
 

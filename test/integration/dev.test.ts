@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -209,6 +209,45 @@ describe("kumo dev", () => {
         ls.stdout.includes("dev-bucket:read") &&
         !ls.stdout.includes(secret),
     );
+    const lsJson = await runCli(["key", "ls", "--json", "--cluster", file]);
+    assert.equal(lsJson.code, 0, lsJson.stderr);
+    const listed = JSON.parse(lsJson.stdout) as { keys: { accessKeyId: string }[] };
+    assert.ok(listed.keys.some((k) => k.accessKeyId === id));
+
+    // `kumo s3 cp` both ways, multipart (5 MiB parts for a 12 MiB + 1 byte file), and `s3 ls`.
+    const local = join(dir, "big.bin");
+    const bytes = randomBytes(12 * 2 ** 20 + 1);
+    writeFileSync(local, bytes);
+    const up = await runCli(
+      ["s3", "cp", local, "s3://dev-bucket/dir/", "--part-size", "5", "--cluster", file],
+      60_000,
+    );
+    assert.equal(up.code, 0, `s3 cp up: ${up.stderr}`);
+    assert.match(up.stdout, /-> s3:\/\/dev-bucket\/dir\/big\.bin \(12582913 bytes\)/);
+    // Not a terminal: no bar drawn, one summary line on stderr.
+    assert.ok(!up.stderr.includes("\r") && /upload big\.bin: uploaded, 12\.0 MiB/.test(up.stderr));
+    const back = join(dir, "back.bin");
+    const down = await runCli(
+      ["s3", "cp", "s3://dev-bucket/dir/big.bin", back, "--json", "--cluster", file],
+      60_000,
+    );
+    assert.equal(down.code, 0, `s3 cp down: ${down.stderr}`);
+    assert.equal(JSON.parse(down.stdout).bytes, bytes.length);
+    assert.ok(readFileSync(back).equals(bytes), "downloaded bytes differ");
+    const s3ls = await runCli(["s3", "ls", "s3://dev-bucket/", "--cluster", file]);
+    assert.equal(s3ls.code, 0, s3ls.stderr);
+    assert.deepEqual(
+      s3ls.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.split("\t")[0]),
+      ["KEY", "dir/", "hello.txt"],
+    );
+    const absent = await runCli(["s3", "cp", "s3://dev-bucket/nope", back, "--cluster", file]);
+    assert.equal(absent.code, 1);
+    assert.match(absent.stderr, /NoSuchKey|does not exist/);
+    assert.ok(readFileSync(back).equals(bytes), "a failed download leaves the old file alone");
+
     const missing = await runCli(["kv", "get", `${key}-absent`, "--cluster", file]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /NOT_FOUND/);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { TestCluster, waitFor } from "./_cluster.js";
+import { runCli, TestCluster, waitFor } from "./_cluster.js";
 
 const ARGS = ["--tick-ms", "20", "--election-ticks", "10", "--shards", "6"];
 let c: TestCluster;
@@ -103,10 +103,28 @@ test("a drained node gives up every replica; a removed one is retired", async ()
     return ks.shards.filter((s) => s.replicas.includes(id)).length;
   };
   assert.ok((await replicasOf("n5")) > 0, "n5 holds replicas before the drain");
-  const d = await c.req("n2", "POST", "/v1/nodes/n5/drain");
-  assert.equal(d.status, 200, d.text);
-  assert.deepEqual(JSON.parse(d.text), { node: "n5", admin: "draining" });
-  await waitFor(async () => (await replicasOf("n5")) === 0, 60_000, "n5 drained");
+  // Through the CLI, which waits for the moves (a progress bar on a terminal; JSON here).
+  const d = await runCli(
+    [
+      "node",
+      "drain",
+      "n5",
+      "--wait",
+      "--timeout",
+      "60s",
+      "--json",
+      "--endpoint",
+      c.node("n2").api,
+      "--token",
+      c.token,
+    ],
+    90_000,
+  );
+  assert.equal(d.code, 0, d.stderr);
+  const drained = JSON.parse(d.stdout) as { node: string; admin: string; movedReplicas: number };
+  assert.deepEqual([drained.node, drained.admin], ["n5", "draining"]);
+  assert.ok(drained.movedReplicas > 0, d.stdout);
+  assert.equal(await replicasOf("n5"), 0, "--wait returned before n5 was empty");
   // Every key is still readable, through the drained node too.
   const w = await c.req("n5", "PUT", "/v1/kv/default/after-drain", { body: "ok" });
   assert.equal(w.status, 200, w.text);
