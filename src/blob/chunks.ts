@@ -208,6 +208,23 @@ export class ChunkStore {
     return s;
   }
 
+  /**
+   * The chunk files under a store directory, by hash (hex) → path, without opening a store:
+   * for audits from outside the node (the chaos runner, tests). Quarantine and temp files are
+   * not chunks.
+   */
+  static async filesIn(dir: string): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const a of (await readdirOrEmpty(dir)).filter((n) => HEX_FANOUT.test(n))) {
+      for (const b of (await readdirOrEmpty(join(dir, a))).filter((n) => HEX_FANOUT.test(n))) {
+        for (const f of await readdirOrEmpty(join(dir, a, b))) {
+          if (HEX_CHUNK.test(f)) out.set(f, join(dir, a, b, f));
+        }
+      }
+    }
+    return out;
+  }
+
   /** The path of a chunk's file (whether or not it exists). */
   pathOf(hash: Uint8Array | string): string {
     const hex = typeof hash === "string" ? hash : hashHex(hash);

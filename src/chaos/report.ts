@@ -124,6 +124,13 @@ function s3AuditLines(a: S3Audit): string[] {
   if (a.violationCount > a.violations.length)
     lines.push(`  (${a.violationCount - a.violations.length} more violations)`);
   if (a.oddities.length > 0) lines.push(`  error answers worth a look: ${a.oddities.join("; ")}`);
+  const c = a.chunks;
+  if (c)
+    lines.push(
+      c.underReplicated === 0
+        ? `  chunk copies restored: ${c.chunks} chunks on ${c.copiesExpected} nodes each, ${c.restoredMs} ms after the final reads`
+        : `  chunk copies NOT restored: ${c.underReplicated} of ${c.chunks} chunks on fewer than ${c.copiesExpected} nodes (${c.examples.join("; ")})`,
+    );
   const st = a.strict;
   if (st && st.reclassified > 0) {
     const held = st.linearizable === true && st.lost === 0 && st.auditOk;

@@ -8,6 +8,8 @@
  * return, on a thrown error, and on SIGINT/SIGTERM/exit through synchronous handlers.
  */
 import { randomBytes } from "node:crypto";
+import { ChunkStore } from "../blob/index.js";
+import { OPTIONS } from "../node/config.js";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,7 +25,7 @@ import {
 } from "./nemesis.js";
 import { NetLab, probe } from "./netns.js";
 import { htmlReport, type RunReport, summaryLine, textReport } from "./report.js";
-import { checkS3, reportOps, strictRecheck } from "./s3checker.js";
+import { checkS3, chunkCopies, reportOps, strictRecheck } from "./s3checker.js";
 import { S3Workload } from "./s3workload.js";
 import { KvWorkload } from "./workload.js";
 
@@ -70,6 +72,11 @@ const FINAL_READ_ATTEMPTS_MAX = 20;
 const CONVERGE_TIMEOUT_MS = 15_000;
 /** S3 workload: the final audit's retries stop after this long (then one attempt per read). */
 const S3_AUDIT_BUDGET_MS = 120_000;
+/** How long the chunk copies may take to come back after the final reads. */
+const CHUNK_REPAIR_BUDGET_MS = 60_000;
+/** Anti-entropy period of S3 runs' servers (the default is 10 minutes, longer than a run). */
+const CHAOS_ANTI_ENTROPY = "5s";
+const CHUNK_REPLICAS_DEFAULT = OPTIONS.find((x) => x.key === "chunkReplicas")?.def as number;
 /** S3 workload: the default bound on the body bytes sent in one run. */
 export const S3_BYTES_MAX = 256 * 1024 * 1024;
 /** The S3 root key of chaos clusters (a throwaway cluster's only key). */
@@ -174,7 +181,10 @@ export async function runChaos(o: RunOptions): Promise<RunResult> {
         readMode: o.readMode,
         token: randomBytes(16).toString("hex"),
         dir,
-        serverArgs: o.serverArgs,
+        serverArgs:
+          o.workload === "s3"
+            ? ["--anti-entropy-interval", CHAOS_ANTI_ENTROPY, ...o.serverArgs]
+            : o.serverArgs,
         ...(o.workload === "s3"
           ? { env: { KUMO_S3_ROOT_KEY: `${S3_ROOT.accessKeyId}:${S3_ROOT.secretAccessKey}` } }
           : {}),
@@ -400,8 +410,15 @@ async function finishS3(
     oddities: s3.oddities,
   });
   const verdict = checked.verdict;
+  const chunks = await chunkCopiesAfterHeal(cluster, CHUNK_REPAIR_BUDGET_MS);
+  if (chunks.underReplicated > 0)
+    problems(s, `${chunks.underReplicated} chunks not back to ${chunks.copiesExpected} copies`);
   // Informational: the same checks with the door's "not executed" 503 messages believed.
-  const s3audit = { ...checked.audit, strict: strictRecheck(ops, audit.finals, nodeIds) };
+  const s3audit = {
+    ...checked.audit,
+    strict: strictRecheck(ops, audit.finals, nodeIds),
+    chunks,
+  };
   // The report's timeline and availability: one register op per S3 op (a listing as one read).
   const asOps = reportOps(ops);
   const avail = availability(asOps, 0, workloadEnd);
@@ -431,6 +448,25 @@ async function finishS3(
   return finishRun(o, cluster, dir, report, [...ops, ...audit.finals], asOps, {
     violation: verdict.linearizable.ok === false || !verdict.durability.ok || !s3audit.ok,
   });
+}
+
+/**
+ * Waits (bounded) until every chunk file on any node's disk is on min(chunk replicas, nodes)
+ * nodes: the resync queue re-sends what a dead or cut-off replica missed, anti-entropy (every
+ * CHAOS_ANTI_ENTROPY here) finds the rest. Assumes the servers' default --chunk-replicas.
+ */
+async function chunkCopiesAfterHeal(cluster: ChaosCluster, budgetMs: number) {
+  const t0 = Date.now();
+  const expected = Math.min(CHUNK_REPLICAS_DEFAULT, cluster.nodes.length);
+  for (;;) {
+    const inventories = new Map<string, Set<string>>();
+    for (const n of cluster.nodes)
+      inventories.set(n.id, new Set((await ChunkStore.filesIn(join(n.data, "chunks"))).keys()));
+    const elapsed = Date.now() - t0;
+    const c = chunkCopies(inventories, expected, elapsed);
+    if (c.underReplicated === 0 || elapsed > budgetMs) return c;
+    await sleep(500);
+  }
 }
 
 function problems(s: Setup, p: string): void {

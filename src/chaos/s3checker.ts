@@ -49,6 +49,46 @@ export interface S3Audit {
   readonly ok: boolean;
   /** The informational re-check with "not executed" 503s as failed (the runner adds it). */
   readonly strict?: StrictRecheck;
+  /** Chunk copies on the nodes' disks after healing (the runner adds it). */
+  readonly chunks?: ChunkCopies;
+}
+
+/**
+ * Whether chunk replica counts were restored after healing: every chunk file found on any node's
+ * disk must come to be on `copiesExpected` nodes (min(chunk replicas, nodes)).
+ */
+export interface ChunkCopies {
+  readonly chunks: number;
+  readonly copiesExpected: number;
+  /** Chunks still on fewer nodes when the wait ended (0: restored). */
+  readonly underReplicated: number;
+  /** How long after the post-heal reads every chunk had its copies (null: never, in the budget). */
+  readonly restoredMs: number | null;
+  /** A few under-replicated chunks with the nodes holding them. */
+  readonly examples: readonly string[];
+}
+
+/** Counts copies per chunk over the nodes' chunk inventories (hex names). */
+export function chunkCopies(
+  inventories: ReadonlyMap<string, ReadonlySet<string>>,
+  copiesExpected: number,
+  restoredMs: number | null,
+): ChunkCopies {
+  const holders = new Map<string, string[]>();
+  for (const [node, hexes] of inventories)
+    for (const h of hexes) {
+      const l = holders.get(h);
+      if (l) l.push(node);
+      else holders.set(h, [node]);
+    }
+  const under = [...holders].filter(([, nodes]) => nodes.length < copiesExpected);
+  return {
+    chunks: holders.size,
+    copiesExpected,
+    underReplicated: under.length,
+    restoredMs: under.length === 0 ? restoredMs : null,
+    examples: under.slice(0, 3).map(([h, nodes]) => `${h.slice(0, 12)}… on ${nodes.join(",")}`),
+  };
 }
 
 export interface S3Verdict {

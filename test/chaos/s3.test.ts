@@ -12,7 +12,7 @@ import { verifyRequest } from "../../src/api/s3/sigv4.js";
 import { FINAL_CLIENT } from "../../src/chaos/history.js";
 import type { RawOutcome } from "../../src/chaos/http.js";
 import { type RunOptions, runChaos } from "../../src/chaos/runner.js";
-import { checkS3, strictRecheck } from "../../src/chaos/s3checker.js";
+import { checkS3, chunkCopies, strictRecheck } from "../../src/chaos/s3checker.js";
 import { sha256Hex, signS3Request } from "../../src/chaos/s3sign.js";
 import { classifyS3, parseListing, type S3Op } from "../../src/chaos/s3workload.js";
 
@@ -229,6 +229,21 @@ test("listings are checked: a hidden object, a listed key that does not read bac
   assert.ok(missing.audit.violations.some((v) => /does not show it/.test(v)));
 });
 
+test("chunk copies: a chunk on fewer nodes than expected is counted, with its holders", () => {
+  const inv = new Map([
+    ["n1", new Set(["a".repeat(64), "b".repeat(64)])],
+    ["n2", new Set(["a".repeat(64), "b".repeat(64)])],
+    ["n3", new Set(["a".repeat(64)])],
+  ]);
+  const c = chunkCopies(inv, 3, 1200);
+  assert.deepEqual(
+    { chunks: c.chunks, under: c.underReplicated, restoredMs: c.restoredMs },
+    { chunks: 2, under: 1, restoredMs: null },
+  );
+  assert.deepEqual(c.examples, [`${"b".repeat(12)}… on n1,n2`]);
+  assert.equal(chunkCopies(inv, 2, 1200).restoredMs, 1200);
+});
+
 test("503 'not executed' writes are unknown, and the strict re-check believes their message", () => {
   const noLeader = (value: string, call: number, ret: number) =>
     op({
@@ -290,6 +305,10 @@ test("S3 workload under kill -9 and SIGSTOP on loopback: no violation", async ()
   assert.equal(r.report.valid, true, r.text);
   assert.equal(r.report.workload, "s3");
   assert.ok(r.report.s3?.ok, r.text);
+  // Chunk copies came back on every node (3 nodes, 3 replicas) after the kills.
+  const chunks = r.report.s3?.chunks;
+  assert.ok(chunks && chunks.chunks > 0 && chunks.underReplicated === 0, r.text);
+  assert.equal(chunks.copiesExpected, 3);
   assert.ok(r.report.availability.ok > 50, `only ${r.report.availability.ok} ok ops:\n${r.text}`);
   assert.ok(r.report.events.length >= 2, r.text);
   assert.match(

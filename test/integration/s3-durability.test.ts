@@ -33,6 +33,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { forEachLimited } from "../../src/base/index.js";
+import { ChunkStore } from "../../src/blob/index.js";
 import { TestCluster, waitFor } from "./_cluster.js";
 import { s3Client, sha256Hex } from "./_s3.js";
 
@@ -477,23 +478,8 @@ function chunkHashes(body: Buffer): string[] {
 }
 
 /** Chunk files under `<data>/chunks` (path by hex), skipping quarantine and temp files. */
-async function chunkFiles(dataDir: string): Promise<Map<string, string>> {
-  const root = join(dataDir, "chunks");
-  const out = new Map<string, string>();
-  const walk = async (dir: string, depth: number): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) {
-        if (depth === 0 && e.name === "quarantine") continue;
-        if (depth < 2) await walk(p, depth + 1);
-      } else if (e.isFile() && depth === 2 && /^[0-9a-f]{64}$/.test(e.name)) {
-        out.set(e.name, p);
-      }
-    }
-  };
-  await walk(root, 0);
-  return out;
+function chunkFiles(dataDir: string): Promise<Map<string, string>> {
+  return ChunkStore.filesIn(join(dataDir, "chunks"));
 }
 
 /** Whether the chunk file exists and its content hashes to its name. */
