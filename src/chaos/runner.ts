@@ -8,11 +8,11 @@
  * return, on a thrown error, and on SIGINT/SIGTERM/exit through synchronous handlers.
  */
 import { randomBytes } from "node:crypto";
-import { ChunkStore } from "../blob/index.js";
-import { OPTIONS } from "../node/config.js";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ChunkStore } from "../blob/index.js";
+import { OPTIONS } from "../node/config.js";
 import { availability, checkHistory } from "./checker.js";
 import { ChaosCluster } from "./cluster.js";
 import { type ChaosOp, FINAL_CLIENT } from "./history.js";
