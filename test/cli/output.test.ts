@@ -80,7 +80,10 @@ describe("progress", () => {
       p.update(i * 5 * 2 ** 20); // 5 MiB/s
     }
     const line = p.line();
-    assert.match(line, /^upload x \[#+-+\]  50%  50\.0 MiB\/100 MiB  5\.0 MiB\/s  ETA 10s$/);
+    assert.match(
+      line,
+      /^upload x \[#+-+\] {2}50% {2}50\.0 MiB\/100 MiB {2}5\.0 MiB\/s {2}ETA 10s$/,
+    );
     assert.ok(line.length <= 100);
     assert.ok(
       f.out.every((s) => s.startsWith("\r")),
