@@ -222,6 +222,7 @@ class Round {
     readonly limits: PlanLimits,
   ) {
     checkLimits(limits);
+    let progressingMoves = 0;
     for (const m of view.members) this.members.set(m.id, m);
     this.eligible = view.members
       .filter((m) => m.liveness === "alive" && m.admin === "active")
@@ -233,20 +234,35 @@ class Round {
       this.voters.set(s.id, [...s.voters]);
       for (const v of s.voters) this.replicas.set(v, (this.replicas.get(v) ?? 0) + 1);
       const stats = view.stats[s.id];
-      if (moveInFlight(s, stats)) this.inFlight.add(s.id);
+      if (moveInFlight(s, stats)) {
+        this.inFlight.add(s.id);
+        if (this.progressing(s, stats as ShardStats)) progressingMoves++;
+      }
       const leader = stats?.leader || s.leaderHint;
       if (leader) {
         this.leaderOf.set(s.id, leader);
         this.leaders.set(leader, (this.leaders.get(leader) ?? 0) + 1);
       }
     }
-    this.movesLeft = limits.movesMax - this.inFlight.size;
+    // Only moves that can progress hold the budget: one whose group has no leader, or whose
+    // incoming replica is on a node that is not alive, moves no data and may never finish
+    // (the target lost for good with no other candidate, the quorum lost for good); counting
+    // it would starve every other shard's repair and drain (the `stuck-moves-budget` issue).
+    this.movesLeft = limits.movesMax - progressingMoves;
     this.splitsLeft = limits.splitsMax;
     this.transfersLeft = limits.leaderTransfersMax;
   }
 
   plan(): Plan {
     return { ops: this.ops, blocked: this.blocked };
+  }
+
+  /** Whether a move in flight can make progress: a leader, and every incoming replica alive. */
+  private progressing(shard: ShardDesc, stats: ShardStats): boolean {
+    if (!stats.leader) return false;
+    const current = new Set(stats.voters);
+    const incoming = [...shard.voters.filter((v) => !current.has(v)), ...stats.learners];
+    return incoming.every((n) => this.members.get(n)?.liveness === "alive");
   }
 
   /** Why `node` must leave the shards it is in, or undefined when it may stay. */
