@@ -124,6 +124,13 @@ function s3AuditLines(a: S3Audit): string[] {
   if (a.violationCount > a.violations.length)
     lines.push(`  (${a.violationCount - a.violations.length} more violations)`);
   if (a.oddities.length > 0) lines.push(`  error answers worth a look: ${a.oddities.join("; ")}`);
+  const vs = a.versions;
+  if (vs)
+    lines.push(
+      vs.lost === 0
+        ? `  versions: every acknowledged put (${vs.puts}) is still a version of its key`
+        : `  versions LOST: ${vs.lost} of ${vs.puts} acknowledged puts are not among their key's versions (${vs.examples.join("; ")})`,
+    );
   const c = a.chunks;
   if (c)
     lines.push(

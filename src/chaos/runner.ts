@@ -25,7 +25,7 @@ import {
 } from "./nemesis.js";
 import { NetLab, probe } from "./netns.js";
 import { htmlReport, type RunReport, summaryLine, textReport } from "./report.js";
-import { checkS3, chunkCopies, reportOps, strictRecheck } from "./s3checker.js";
+import { checkS3, checkVersions, chunkCopies, reportOps, strictRecheck } from "./s3checker.js";
 import { S3Workload } from "./s3workload.js";
 import { KvWorkload } from "./workload.js";
 
@@ -235,7 +235,9 @@ async function runInside(o: RunOptions, s: Setup): Promise<RunResult> {
       bytesMax: o.s3BytesMax ?? S3_BYTES_MAX,
       bucket: `chaos-${o.seed}`,
       credentials: S3_ROOT,
+      versioning: s3Versioning(o.seed),
     });
+    s.notes.push(`bucket versioning ${s3Versioning(o.seed) ? "on" : "off"} (odd seeds: on)`);
     const ready = await s3.setup(SERVING_TIMEOUT_MS);
     if (!ready.ok) {
       s3.close();
@@ -413,11 +415,15 @@ async function finishS3(
   const chunks = await chunkCopiesAfterHeal(cluster, CHUNK_REPAIR_BUDGET_MS);
   if (chunks.underReplicated > 0)
     problems(s, `${chunks.underReplicated} chunks not back to ${chunks.copiesExpected} copies`);
+  const md5Of = new Map([...s3.bodies].map(([md5, b]) => [b.sha, md5]));
+  const versions = audit.versions ? checkVersions(ops, audit.versions, md5Of) : undefined;
   // Informational: the same checks with the door's "not executed" 503 messages believed.
   const s3audit = {
     ...checked.audit,
     strict: strictRecheck(ops, audit.finals, nodeIds),
     chunks,
+    ...(versions ? { versions } : {}),
+    ok: checked.audit.ok && (versions?.lost ?? 0) === 0,
   };
   // The report's timeline and availability: one register op per S3 op (a listing as one read).
   const asOps = reportOps(ops);
@@ -467,6 +473,11 @@ async function chunkCopiesAfterHeal(cluster: ChaosCluster, budgetMs: number) {
     if (c.underReplicated === 0 || elapsed > budgetMs) return c;
     await sleep(500);
   }
+}
+
+/** Odd seeds run the S3 workload on a versioned bucket, even seeds on a plain one. */
+export function s3Versioning(seed: number): boolean {
+  return seed % 2 === 1;
 }
 
 function problems(s: Setup, p: string): void {

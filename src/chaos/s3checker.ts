@@ -51,6 +51,46 @@ export interface S3Audit {
   readonly strict?: StrictRecheck;
   /** Chunk copies on the nodes' disks after healing (the runner adds it). */
   readonly chunks?: ChunkCopies;
+  /** With bucket versioning: acknowledged puts still among their key's versions. */
+  readonly versions?: VersionAudit;
+}
+
+/** With bucket versioning: every acknowledged put must still be one of its key's versions. */
+export interface VersionAudit {
+  /** Acknowledged puts checked. */
+  readonly puts: number;
+  /** Acknowledged puts whose body is not among their key's versions. */
+  readonly lost: number;
+  readonly examples: readonly string[];
+}
+
+/**
+ * Checks that the body of every acknowledged put (a put answered ok, a conditional put that
+ * held) is among the versions of its key: in a versioned bucket nothing but an explicit
+ * version delete (which the workload never sends) removes a version. `md5Of` maps a body's
+ * SHA-256 to its MD5 (a version's ETag). Keys whose versions could not be listed are skipped
+ * (the runner reports them as unreadable).
+ */
+export function checkVersions(
+  ops: readonly S3Op[],
+  versions: ReadonlyMap<string, ReadonlySet<string>>,
+  md5Of: ReadonlyMap<string, string>,
+): VersionAudit {
+  let puts = 0;
+  const lost: string[] = [];
+  for (const op of ops) {
+    if (op.status !== "ok" || op.value === undefined) continue;
+    if (op.op !== "put" && !(op.op === "cput" && op.result?.ok === true)) continue;
+    const have = versions.get(op.key);
+    const md5 = md5Of.get(op.value);
+    if (have === undefined || md5 === undefined) continue;
+    puts++;
+    if (!have.has(md5))
+      lost.push(
+        `${op.key}: acknowledged ${op.op} #${op.id} (sha256 ${op.value.slice(0, 12)}…) is not among its ${have.size} versions`,
+      );
+  }
+  return { puts, lost: lost.length, examples: lost.slice(0, 5) };
 }
 
 /**

@@ -94,6 +94,11 @@ export interface S3WorkloadOptions {
   readonly bytesMax: number;
   readonly bucket: string;
   readonly credentials: S3Credentials;
+  /**
+   * Turn bucket versioning on before the run: every put then keeps a version and a delete
+   * leaves a marker, and the audit checks that every acknowledged put is still a version.
+   */
+  readonly versioning?: boolean;
 }
 
 /** Share of each kind of operation, out of 100. */
@@ -107,6 +112,8 @@ const MIX: readonly [S3OpKind, number][] = [
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** Two refreshes of the nodes' bucket caches (1 s each; src/api/s3/meta.ts). */
+const VERSIONING_SETTLE_MS = 2_500;
 /** Bodies up to this size are stored inline in the index entry (objects.ts). */
 const INLINE_BYTES_MAX = 4 * KiB;
 
@@ -180,6 +187,26 @@ export function parseListing(xml: string): {
     });
   }
   return { entries, truncated: /<IsTruncated>true<\/IsTruncated>/.test(xml) };
+}
+
+/** Key, ETag (hex, unquoted; "" for a delete marker) of every entry of a ListObjectVersions answer. */
+export function parseVersions(xml: string): {
+  versions: { key: string; etag: string; marker: boolean }[];
+  truncated: boolean;
+} {
+  const versions: { key: string; etag: string; marker: boolean }[] = [];
+  for (const m of xml.matchAll(/<(Version|DeleteMarker)>([\s\S]*?)<\/\1>/g)) {
+    const block = m[2] ?? "";
+    const key = /<Key>([\s\S]*?)<\/Key>/.exec(block)?.[1];
+    if (key === undefined) continue;
+    const etag = /<ETag>([\s\S]*?)<\/ETag>/.exec(block)?.[1];
+    versions.push({
+      key: unescapeXml(key),
+      etag: unescapeXml(etag ?? "").replace(/"/g, ""),
+      marker: m[1] === "DeleteMarker",
+    });
+  }
+  return { versions, truncated: /<IsTruncated>true<\/IsTruncated>/.test(xml) };
 }
 
 /** The body's MD5 as S3 writes an ETag, without quotes; undefined when absent. */
@@ -257,6 +284,31 @@ export class S3Workload {
     }
     if (!created)
       return { ok: false, reason: `bucket not created within ${timeoutMs} ms: ${last}` };
+    for (let i = 0; this.opts.versioning; i++) {
+      const node = this.cluster.nodes[i % this.cluster.nodes.length]!;
+      const r = await this.request(
+        node.id,
+        "PUT",
+        `/${this.opts.bucket}`,
+        "versioning=",
+        Buffer.from("<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"),
+        {},
+      );
+      if (r.kind === "answer" && r.status === 200) {
+        // Nodes learn bucket settings from a cache refreshed every second (docs/s3.md): a put
+        // through a node that has not seen the change yet still replaces the current object.
+        // S3 itself asks to wait after enabling versioning; so does this workload.
+        await sleep(VERSIONING_SETTLE_MS);
+        break;
+      }
+      last =
+        r.kind === "answer"
+          ? `PutBucketVersioning through ${node.id}: ${r.status} ${s3ErrorCode(r.body) ?? ""}`
+          : `PutBucketVersioning through ${node.id}: ${r.code}`;
+      if (Date.now() > until)
+        return { ok: false, reason: `versioning not enabled within ${timeoutMs} ms: ${last}` };
+      await sleep(500);
+    }
     for (const node of this.cluster.nodes) {
       for (;;) {
         const r = await this.request(
@@ -524,7 +576,13 @@ export class S3Workload {
   async finalAudit(
     attemptsMax: number,
     budgetMs: number,
-  ): Promise<{ finals: S3Op[]; unreadable: string[]; unlisted: string[] }> {
+  ): Promise<{
+    finals: S3Op[];
+    unreadable: string[];
+    unlisted: string[];
+    /** With versioning: the ETags of every version of each key. */
+    versions?: Map<string, Set<string>>;
+  }> {
     const finals: S3Op[] = [];
     const unreadable: string[] = [];
     const unlisted: string[] = [];
@@ -560,6 +618,43 @@ export class S3Workload {
         else unreadable.push(`${key}@${node.id} (last: ${describe(r.last)})`);
       }
     }
-    return { finals, unreadable, unlisted };
+    const versions = this.opts.versioning ? await this.versionsOf([...keys], until) : undefined;
+    if (versions) for (const k of versions.unreadable) unreadable.push(k);
+    return { finals, unreadable, unlisted, ...(versions ? { versions: versions.etags } : {}) };
+  }
+
+  /**
+   * The ETags of every version of each key (ListObjectVersions with the key as prefix, through
+   * the nodes in turn, retried like the reads). Delete markers have none.
+   */
+  private async versionsOf(
+    keys: readonly string[],
+    until: number,
+  ): Promise<{ etags: Map<string, Set<string>>; unreadable: string[] }> {
+    const etags = new Map<string, Set<string>>();
+    const unreadable: string[] = [];
+    for (const [i, key] of keys.entries()) {
+      let got: Set<string> | undefined;
+      let last = "";
+      for (let attempt = 0; attempt < 20 && (attempt === 0 || Date.now() < until); attempt++) {
+        const node = this.cluster.nodes[(i + attempt) % this.cluster.nodes.length]!;
+        const q = `max-keys=1000&prefix=${encodeURIComponent(key)}&versions=`;
+        const r = await this.request(node.id, "GET", `/${this.opts.bucket}`, q, undefined, {});
+        if (r.kind === "answer" && r.status === 200) {
+          const v = parseVersions(Buffer.from(r.body).toString("utf8"));
+          if (v.truncated) {
+            last = "more than 1,000 versions";
+            break;
+          }
+          got = new Set(v.versions.filter((x) => x.key === key && !x.marker).map((x) => x.etag));
+          break;
+        }
+        last = r.kind === "answer" ? `${r.status} ${s3ErrorCode(r.body) ?? ""}` : r.code;
+        await sleep(250);
+      }
+      if (got) etags.set(key, got);
+      else unreadable.push(`versions of ${key} (last: ${last})`);
+    }
+    return { etags, unreadable };
   }
 }

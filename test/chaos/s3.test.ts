@@ -12,9 +12,9 @@ import { verifyRequest } from "../../src/api/s3/sigv4.js";
 import { FINAL_CLIENT } from "../../src/chaos/history.js";
 import type { RawOutcome } from "../../src/chaos/http.js";
 import { type RunOptions, runChaos } from "../../src/chaos/runner.js";
-import { checkS3, chunkCopies, strictRecheck } from "../../src/chaos/s3checker.js";
+import { checkS3, checkVersions, chunkCopies, strictRecheck } from "../../src/chaos/s3checker.js";
 import { sha256Hex, signS3Request } from "../../src/chaos/s3sign.js";
-import { classifyS3, parseListing, type S3Op } from "../../src/chaos/s3workload.js";
+import { classifyS3, parseListing, parseVersions, type S3Op } from "../../src/chaos/s3workload.js";
 
 const CRED = { accessKeyId: "KUMOTESTKEY01", secretAccessKey: "not-a-real-secret-0001" };
 
@@ -229,6 +229,56 @@ test("listings are checked: a hidden object, a listed key that does not read bac
   assert.ok(missing.audit.violations.some((v) => /does not show it/.test(v)));
 });
 
+test("ListObjectVersions answers are parsed into versions and delete markers", () => {
+  const xml =
+    '<ListVersionsResult><Version><Key>a&amp;b</Key><VersionId>2</VersionId><ETag>"e2"</ETag></Version>' +
+    "<DeleteMarker><Key>a&amp;b</Key><VersionId>3</VersionId></DeleteMarker>" +
+    "<Version><Key>a&amp;bc</Key><ETag>&quot;e9&quot;</ETag></Version><IsTruncated>false</IsTruncated></ListVersionsResult>";
+  assert.deepEqual(parseVersions(xml), {
+    versions: [
+      { key: "a&b", etag: "e2", marker: false },
+      { key: "a&b", etag: "", marker: true },
+      { key: "a&bc", etag: "e9", marker: false },
+    ],
+    truncated: false,
+  });
+});
+
+test("versions: an acknowledged put missing from its key's versions is found", () => {
+  const op = (id: number, o: Partial<S3Op>): S3Op => ({
+    id,
+    client: 0,
+    node: "n1",
+    op: "put",
+    key: "k",
+    call: id,
+    ret: id + 1,
+    status: "ok",
+    http: 200,
+    ...o,
+  });
+  const ops = [
+    op(1, { value: "s1" }),
+    op(2, { value: "s2" }),
+    op(3, { op: "cput", value: "s3", result: { ok: false } }), // 412: no version expected
+    op(4, { value: "s4", status: "info", http: 0 }), // unknown: no version required
+  ];
+  const md5Of = new Map([
+    ["s1", "m1"],
+    ["s2", "m2"],
+    ["s3", "m3"],
+    ["s4", "m4"],
+  ]);
+  assert.deepEqual(checkVersions(ops, new Map([["k", new Set(["m1", "m2"])]]), md5Of), {
+    puts: 2,
+    lost: 0,
+    examples: [],
+  });
+  const lost = checkVersions(ops, new Map([["k", new Set(["m2"])]]), md5Of);
+  assert.equal(lost.lost, 1);
+  assert.match(lost.examples[0] as string, /k: acknowledged put #1 .* not among its 1 versions/);
+});
+
 test("chunk copies: a chunk on fewer nodes than expected is counted, with its holders", () => {
   const inv = new Map([
     ["n1", new Set(["a".repeat(64), "b".repeat(64)])],
@@ -305,6 +355,13 @@ test("S3 workload under kill -9 and SIGSTOP on loopback: no violation", async ()
   assert.equal(r.report.valid, true, r.text);
   assert.equal(r.report.workload, "s3");
   assert.ok(r.report.s3?.ok, r.text);
+  // Seed 3 is odd: a versioned bucket, and every acknowledged put is still a version.
+  assert.ok(
+    r.report.notes.some((n) => /versioning on/.test(n)),
+    r.text,
+  );
+  assert.ok(r.report.s3?.versions && r.report.s3.versions.puts > 0, r.text);
+  assert.equal(r.report.s3.versions.lost, 0, r.text);
   // Chunk copies came back on every node (3 nodes, 3 replicas) after the kills.
   const chunks = r.report.s3?.chunks;
   assert.ok(chunks && chunks.chunks > 0 && chunks.underReplicated === 0, r.text);
