@@ -216,7 +216,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     def: 64 << 20,
     min: 1024,
     max: 2 ** 40,
-    help: "a shard of a range keyspace splits in two once it holds more than this many bytes",
+    help: "a shard splits in two once it holds more than this many bytes",
   },
   {
     key: "splitLoadOpsPerSec",
@@ -225,7 +225,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     def: 2000,
     min: 0,
     max: 10_000_000,
-    help: "a shard of a range keyspace applying more writes per second than this for 3 s splits in two (0: never by load)",
+    help: "a shard applying more writes per second than this for 3 s splits in two (0: never by load)",
   },
   {
     key: "suspectAfterMs",

@@ -31,6 +31,11 @@ export type ShardCommand =
       readonly at: Uint8Array;
       readonly newShard: string;
       readonly voters: readonly string[];
+      /**
+       * A shard of a hash keyspace: `at` is a position in hash order (4 bytes, big-endian
+       * murmur3 of the key), and keys move by their hash (see ShardMeta.hashed).
+       */
+      readonly hashed?: boolean;
     };
 
 const NO_COND: Condition = { kind: "none" };
@@ -48,7 +53,13 @@ export function encodeCommand(c: ShardCommand): Uint8Array {
     c.op === "put"
       ? c.value
       : c.op === "split"
-        ? new TextEncoder().encode(JSON.stringify({ newShard: c.newShard, voters: c.voters }))
+        ? new TextEncoder().encode(
+            JSON.stringify({
+              newShard: c.newShard,
+              voters: c.voters,
+              ...(c.hashed ? { hashed: true } : {}),
+            }),
+          )
         : EMPTY;
   const out = new Uint8Array(HEADER_BYTES + key.byteLength + value.byteLength);
   const view = new DataView(out.buffer);
@@ -83,8 +94,15 @@ export function decodeCommand(data: Uint8Array): ShardCommand {
     const v = JSON.parse(new TextDecoder().decode(data.subarray(HEADER_BYTES + keyLength))) as {
       newShard: string;
       voters: string[];
+      hashed?: boolean;
     };
-    return { op: "split", at: key, newShard: v.newShard, voters: v.voters };
+    return {
+      op: "split",
+      at: key,
+      newShard: v.newShard,
+      voters: v.voters,
+      ...(v.hashed === true ? { hashed: true } : {}),
+    };
   }
   assert(op === 2, "unknown shard command");
   return { op: "delete", key, cond };

@@ -23,18 +23,23 @@ import {
   toHex,
 } from "../storage/index.js";
 import { decodeCommand } from "./command.js";
+import { murmur3 } from "./map.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /**
  * A shard's own description, kept with its data (`s/<shard>/meta`) and carried in snapshots.
- * Ranges are user keys in hex; absent = unbounded on that side.
+ * Ranges are positions in hex; absent = unbounded on that side. A key's position is the key
+ * itself, or for a shard of a hash keyspace (`hashed`) its hash prefix followed by the key, as
+ * the shard map orders keys (shard/map.ts encodeKey).
  */
 export interface ShardMeta {
   readonly retired?: boolean;
   readonly start?: string;
   readonly end?: string;
+  /** Set by the first split of a hash keyspace's shard: ranges are in hash order. */
+  readonly hashed?: boolean;
   /** The shard that took [end, old end) in the last split (lets a leader repair the map). */
   readonly child?: string;
 }
@@ -47,7 +52,23 @@ const NO_META: ShardMeta = Object.freeze({});
  */
 const ranges = new WeakMap<ShardMeta, { start?: Uint8Array; end?: Uint8Array }>();
 
+/** Where `key` sorts in the shard's range: itself, or hash prefix + key for a hashed shard. */
+function position(meta: ShardMeta, key: Uint8Array): Uint8Array {
+  return meta.hashed ? hashPosition(key) : key;
+}
+
+export function hashPosition(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + key.byteLength);
+  new DataView(out.buffer).setUint32(0, murmur3(key));
+  out.set(key, 4);
+  return out;
+}
+
 function owns(meta: ShardMeta, key: Uint8Array): boolean {
+  return inRange(meta, position(meta, key));
+}
+
+function inRange(meta: ShardMeta, pos: Uint8Array): boolean {
   let r = ranges.get(meta);
   if (!r) {
     r = {
@@ -56,8 +77,8 @@ function owns(meta: ShardMeta, key: Uint8Array): boolean {
     };
     ranges.set(meta, r);
   }
-  if (r.start !== undefined && compareBytes(key, r.start) < 0) return false;
-  return r.end === undefined || compareBytes(key, r.end) < 0;
+  if (r.start !== undefined && compareBytes(pos, r.start) < 0) return false;
+  return r.end === undefined || compareBytes(pos, r.end) < 0;
 }
 
 function metaKeyOf(shardId: string): Uint8Array {
@@ -286,6 +307,33 @@ export class ShardMachine {
    * The key that halves the shard by size (as of `durableApplied`): the first key at or past
    * the middle byte. Undefined when the shard has fewer than two keys (nothing to split).
    */
+  /**
+   * Where a shard of a hash keyspace splits in two by size: the 4-byte hash position (murmur3,
+   * big-endian) that the most even cut in hash order starts at. Undefined when every key has
+   * the same hash (nothing to split).
+   */
+  middleHash(): Uint8Array | undefined {
+    const byHash: [number, number][] = [];
+    let total = 0;
+    for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
+      const bytes = k.byteLength - this.dataPrefix.byteLength + v.byteLength;
+      byHash.push([murmur3(k.subarray(this.dataPrefix.byteLength)), bytes]);
+      total += bytes;
+    }
+    byHash.sort((a, b) => a[0] - b[0]);
+    let acc = 0;
+    for (const [i, [h, bytes]] of byHash.entries()) {
+      // The first hash past the smallest whose predecessors hold half the bytes.
+      if (i > 0 && acc >= total / 2 && h !== (byHash[0] as [number, number])[0]) {
+        const out = new Uint8Array(4);
+        new DataView(out.buffer).setUint32(0, h);
+        return out;
+      }
+      acc += bytes;
+    }
+    return undefined;
+  }
+
   middleKey(): Uint8Array | undefined {
     const half = this.approximateSize().bytes / 2;
     let acc = 0;
@@ -318,26 +366,42 @@ export class ShardMachine {
    */
   private applySplit(
     e: Entry,
-    cmd: { readonly at: Uint8Array; readonly newShard: string; readonly voters: readonly string[] },
+    cmd: {
+      readonly at: Uint8Array;
+      readonly newShard: string;
+      readonly voters: readonly string[];
+      readonly hashed?: boolean;
+    },
     ops: WriteOp[],
   ): ApplyResult {
-    const start = this.meta.start === undefined ? undefined : fromHex(this.meta.start);
+    // A hash keyspace's shard switches to hash order at its first split (before it, it has no
+    // range of its own: the map routes only its keys to it). Mixing the orders is refused.
+    const hashed = cmd.hashed === true;
+    const unsplit = this.meta.start === undefined && this.meta.end === undefined;
+    if (hashed !== (this.meta.hashed === true) && !(hashed && unsplit))
+      return { ok: false, code: "INVALID_SPLIT" };
+    const meta: ShardMeta = hashed ? { ...this.meta, hashed: true } : this.meta;
+    const start = meta.start === undefined ? undefined : fromHex(meta.start);
     const at = cmd.at;
     if (
-      !owns(this.meta, at) ||
+      !inRange(meta, at) ||
       (start !== undefined && compareBytes(at, start) === 0) ||
       at.byteLength === 0
     )
       return { ok: false, code: "INVALID_SPLIT" };
-    const end = this.meta.end === undefined ? undefined : fromHex(this.meta.end);
+    const end = meta.end === undefined ? undefined : fromHex(meta.end);
     // The right half as of this entry: durable keys with this batch's staged writes on top.
+    // In key order that is one stored range; in hash order it is every key whose hash position
+    // is at or past `at`, found by hashing each key of the shard.
     const moved = new Map<string, Uint8Array | null>();
-    const from = this.storedKey(at);
-    const to = end ? this.storedKey(end) : this.dataEnd;
-    for (const [k, v] of this.engine.scan(from, to)) moved.set(toHex(k), v);
+    const from = hashed ? this.dataPrefix : this.storedKey(at);
+    const to = hashed || !end ? this.dataEnd : this.storedKey(end);
+    const right = (stored: Uint8Array) =>
+      !hashed || compareBytes(hashPosition(stored.subarray(this.dataPrefix.byteLength)), at) >= 0;
+    for (const [k, v] of this.engine.scan(from, to)) if (right(k)) moved.set(toHex(k), v);
     for (const [hk, v] of this.overlay) {
       const k = fromHex(hk);
-      if (compareBytes(k, from) >= 0 && compareBytes(k, to) < 0) moved.set(hk, v);
+      if (compareBytes(k, from) >= 0 && compareBytes(k, to) < 0 && right(k)) moved.set(hk, v);
     }
     const child = new ShardMachineKeys(cmd.newShard);
     for (const [hk, v] of moved) {
@@ -346,10 +410,12 @@ export class ShardMachine {
       ops.push({ op: "put", key: concat(child.dataPrefix, key), value: v });
       this.overlay.set(hk, null);
     }
-    ops.push({ op: "delRange", start: from, end: to });
+    if (hashed) for (const hk of moved.keys()) ops.push({ op: "del", key: fromHex(hk) });
+    else ops.push({ op: "delRange", start: from, end: to });
     const childMeta: ShardMeta = {
       start: toHex(at),
-      ...(this.meta.end === undefined ? {} : { end: this.meta.end }),
+      ...(meta.end === undefined ? {} : { end: meta.end }),
+      ...(hashed ? { hashed: true } : {}),
     };
     ops.push({
       op: "put",
@@ -358,7 +424,7 @@ export class ShardMachine {
     });
     ops.push({ op: "put", key: child.appliedKey, value: encodeApplied(e.index, e.term) });
     GroupStorage.bootstrapAt(cmd.newShard, cmd.voters, e.index, e.term, ops);
-    this.setMeta({ ...this.meta, end: toHex(at), child: cmd.newShard }, ops);
+    this.setMeta({ ...meta, end: toHex(at), child: cmd.newShard }, ops);
     this.size = undefined;
     this.created.push(cmd.newShard);
     return { ok: true, revision: e.index };

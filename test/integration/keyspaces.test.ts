@@ -148,6 +148,53 @@ describe("keyspaces", () => {
     assert.equal((await c.req("n3", "DELETE", "/v1/keyspaces/events")).status, 404);
   });
 
+  test("a growing hash keyspace splits in hash order; routing and the merged listing follow", async () => {
+    assert.equal((await createKs("n2", "accounts", { sharding: "hash", shards: 2 })).status, 201);
+    const value = "u".repeat(100);
+    const keys = Array.from({ length: 600 }, (_, i) => `acct-${String(i).padStart(4, "0")}`);
+    // Eight writers through every node: no write fails while the shards split underneath.
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, w) => {
+        for (let i = next++; i < keys.length; i = next++) {
+          const node = ["n1", "n2", "n3"][(i + w) % 3] as string;
+          await putKey(node, "accounts", keys[i] as string, value);
+        }
+      }),
+    );
+    let d: Described | undefined;
+    await waitFor(
+      async () => {
+        d = JSON.parse((await c.req("n1", "GET", "/v1/keyspaces/accounts")).text) as Described;
+        return d.shards.length >= 4;
+      },
+      30_000,
+      "the hash keyspace to split into 4+ shards",
+    );
+    const shards = (d as Described).shards;
+    for (let i = 1; i < shards.length; i++) assert.equal(shards[i - 1]?.end, shards[i]?.start);
+    // A listing is the scatter-gather over every shard, merged into key order, paged.
+    for (const n of ["n1", "n2", "n3"]) {
+      const got: string[] = [];
+      let after = "";
+      for (;;) {
+        const q = `limit=128&keys_only=true${after ? `&start_after=${after}` : ""}`;
+        const l = await c.req(n, "GET", `/v1/kv/accounts?${q}`);
+        assert.equal(l.status, 200, l.text);
+        const page = JSON.parse(l.text) as { items: { key: string }[]; next: string | null };
+        got.push(...page.items.map((i) => i.key));
+        if (!page.next) break;
+        after = page.next;
+      }
+      assert.deepEqual(got, keys, `listing through ${n}`);
+    }
+    for (const k of [keys[0], keys[300], keys[599]] as string[]) {
+      const g = await c.req("n3", "GET", `/v1/kv/accounts/${k}`);
+      assert.equal(g.status, 200, `${k}: ${g.text}`);
+      assert.equal(g.text, value);
+    }
+  });
+
   test("sequential inserts split a range keyspace into shards led by several nodes", async () => {
     assert.equal((await createKs("n1", "series", { sharding: "range" })).status, 201);
     const nodes = ["n1", "n2", "n3"];

@@ -7,6 +7,7 @@ import {
   decodeCommand,
   encodeCommand,
   encodeKey,
+  hashPosition,
   initialShardMap,
   murmur3,
   SHARD_KEY_BYTES_MAX,
@@ -367,6 +368,83 @@ describe("shard machine: splitting", () => {
     void other.write(ops, { sync: false });
     copy.batchCommitted();
     assert.deepEqual(copy.metaDurable, child.metaDurable);
+  });
+
+  test("a hash keyspace's shard splits in hash order: each half owns a hash range", () => {
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "h");
+    let index = 0;
+    const run = (mm: ShardMachine, c: ShardCommand) => {
+      const ops: WriteOp[] = [];
+      const r = mm.apply({ term: 1, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
+      mm.stageApplied(ops);
+      void engine.write(ops, { sync: false });
+      mm.batchCommitted();
+      return r;
+    };
+    const keys = Array.from({ length: 40 }, (_, i) => `user-${i}`);
+    for (const k of keys)
+      run(m, { op: "put", key: enc.encode(k), value: enc.encode(k), cond: { kind: "none" } });
+    const at = m.middleHash();
+    assert.ok(at && at.byteLength === 4);
+    const hashOf = (k: string) => hashPosition(enc.encode(k)).subarray(0, 4);
+    const cmp = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+    const right = keys.filter((k) => cmp(hashOf(k), at) >= 0);
+    assert.ok(right.length >= 10 && right.length <= 30, `${right.length} of 40 move`);
+    // A key-order split of a hash shard, or a hash-order split of a range-split shard: refused.
+    const split = { op: "split", at, newShard: "h.1", voters: ["n1"] } as const;
+    assert.deepEqual(run(m, { ...split, at: enc.encode("user-5") }), { ok: true, revision: 41 });
+    const ranged = new ShardMachine(engine, "h");
+    assert.deepEqual(run(ranged, { ...split, newShard: "h.x", hashed: true }), {
+      ok: false,
+      code: "INVALID_SPLIT",
+    });
+    // On a fresh shard: the hash split.
+    const e2 = new MemoryEngine();
+    const p = new ShardMachine(e2, "p");
+    const run2 = (mm: ShardMachine, c: ShardCommand) => {
+      const ops: WriteOp[] = [];
+      const r = mm.apply({ term: 1, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
+      mm.stageApplied(ops);
+      void e2.write(ops, { sync: false });
+      mm.batchCommitted();
+      return r;
+    };
+    for (const k of keys)
+      run2(p, { op: "put", key: enc.encode(k), value: enc.encode(k), cond: { kind: "none" } });
+    assert.equal(run2(p, { ...split, hashed: true })?.ok, true);
+    const child = new ShardMachine(e2, "h.1");
+    const names = (mm: ShardMachine) =>
+      mm.scan(new Uint8Array(0), undefined, 100).map((i) => new TextDecoder().decode(i.key));
+    assert.deepEqual(names(child), [...right].sort());
+    assert.deepEqual(
+      names(p),
+      keys.filter((k) => !right.includes(k)).sort(),
+      "the parent keeps the lower hash range",
+    );
+    for (const k of keys) {
+      assert.equal(p.ownsDurable(enc.encode(k)), !right.includes(k), k);
+      assert.equal(child.ownsDurable(enc.encode(k)), right.includes(k), k);
+    }
+    // A moved key written through the parent is a stale route; the child takes it.
+    const moved = right[0] as string;
+    const w = {
+      op: "put",
+      key: enc.encode(moved),
+      value: enc.encode("x"),
+      cond: { kind: "none" },
+    } as const;
+    assert.deepEqual(run2(p, w), { ok: false, code: "WRONG_SHARD" });
+    assert.equal(run2(child, w)?.ok, true);
+    assert.equal(child.metaDurable.hashed, true);
+    // A key-order split of the hashed child is refused; a hash-order one of it works.
+    assert.deepEqual(run2(child, { ...split, newShard: "h.2", at: enc.encode(moved) }), {
+      ok: false,
+      code: "INVALID_SPLIT",
+    });
+    const again = child.middleHash();
+    assert.ok(again);
+    assert.equal(run2(child, { ...split, newShard: "h.2", at: again, hashed: true })?.ok, true);
   });
 
   test("a split sees the writes staged earlier in the same batch", () => {

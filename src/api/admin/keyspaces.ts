@@ -122,9 +122,9 @@ function recordKeyspace(r: KeyspaceRecord): StaticKeyspace {
 }
 
 export interface SplitOptions {
-  /** A range shard holding more than this many bytes splits. */
+  /** A shard holding more than this many bytes splits. */
   readonly bytes: number;
-  /** A range shard applying more writes per second than this for a few rounds splits (0: off). */
+  /** A shard applying more writes per second than this for a few rounds splits (0: off). */
   readonly loadOpsPerSec: number;
 }
 
@@ -382,8 +382,8 @@ export class KeyspaceAdmin {
   }
 
   /**
-   * The split scheduler, run periodically on every node for the shards it leads: a shard of a
-   * range keyspace larger than `splitBytes` splits at its middle key; a shard whose own range
+   * The split scheduler, run periodically on every node for the shards it leads: a shard larger
+   * than `splitBytes` splits at its middle key (for a hash keyspace: its middle hash); a shard whose own range
    * no longer matches its record (a split committed, but the node that made it stopped before
    * recording it) gets its record repaired. One split at a time per shard: a shard splits again
    * only once its record shows the previous split.
@@ -421,7 +421,9 @@ export class KeyspaceAdmin {
   private async splitRound(): Promise<void> {
     const nowMs = Date.now();
     for (const rec of this.lastRecords) {
-      if (rec.sharding !== "range") continue;
+      // A hash keyspace's shard splits in hash order (ShardMeta.hashed): its halves are hash
+      // ranges, as the shard map routes.
+      const hashed = rec.sharding === "hash";
       for (const s of rec.shards) {
         const st = this.host.status(s.id);
         const m = this.host.localMachine(s.id);
@@ -434,14 +436,14 @@ export class KeyspaceAdmin {
         }
         const hot = this.hotRounds(s.id, m.writesApplied, nowMs);
         if (m.approximateSize().bytes < this.splits.bytes && hot < SPLIT_HOT_ROUNDS_MIN) continue;
-        const at = m.middleKey();
+        const at = hashed ? m.middleHash() : m.middleKey();
         const shard = this.kv
           .shardMap()
           .shards(rec.name)
           .find((x) => x.id === s.id);
         if (!at || !shard) continue;
         const child = `${rec.name}.${rec.generation}.${Math.floor(Math.random() * 36 ** 6).toString(36)}`;
-        const r = await this.kv.splitShard(shard, at, child, st.voters);
+        const r = await this.kv.splitShard(shard, at, child, st.voters, hashed);
         if (r.ok) await this.recordSplit(rec.name, s.id);
       }
     }

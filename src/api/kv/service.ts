@@ -268,8 +268,12 @@ export class KvService {
     at: Uint8Array,
     newShard: string,
     voters: readonly NodeId[],
+    hashed = false,
   ): Promise<{ ok: true; revision: number } | KvError> {
-    return this.writeShard(shard, encodeCommand({ op: "split", at, newShard, voters }));
+    return this.writeShard(
+      shard,
+      encodeCommand({ op: "split", at, newShard, voters, ...(hashed ? { hashed: true } : {}) }),
+    );
   }
 
   private async writeShard(
@@ -554,7 +558,15 @@ function readMachine(
     const item = m.get(wire.prefix);
     return { ok: true, items: item ? [item] : [] };
   }
-  // Only range keyspaces split; their encoded bounds are "keyspace 0x00 key".
+  // A hash keyspace's shard has bounds of its own once it split (in hash order: "keyspace 0x00
+  // hash4"); before that, its range is the one it was created with, which only the map knows.
+  if (meta.hashed) {
+    const bound = (hex: string) => encodeKey(expect.keyspace, fromHex(hex), "range");
+    const startOk = meta.start === undefined || sameBytes(expect.start, bound(meta.start));
+    const endOk = meta.end === undefined || sameBytes(expect.end, bound(meta.end));
+    if (!startOk || !endOk) return staleRoute();
+  }
+  // A range keyspace's encoded bounds are "keyspace 0x00 key".
   if (expect.sharding === "range") {
     const encoded = (hexKey: string) => encodeKey(expect.keyspace, fromHex(hexKey), "range");
     const startOk =
