@@ -257,9 +257,12 @@ class Round {
     return { ops: this.ops, blocked: this.blocked };
   }
 
-  /** Whether a move in flight can make progress: a leader, and every incoming replica alive. */
+  /**
+   * Whether a move in flight can make progress: the group has a leader (or no replica yet, so
+   * none to wait for), and every incoming replica is on an alive node.
+   */
   private progressing(shard: ShardDesc, stats: ShardStats): boolean {
-    if (!stats.leader) return false;
+    if (!stats.leader && stats.voters.length > 0) return false;
     const current = new Set(stats.voters);
     const incoming = [...shard.voters.filter((v) => !current.has(v)), ...stats.learners];
     return incoming.every((n) => this.members.get(n)?.liveness === "alive");
