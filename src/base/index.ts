@@ -105,3 +105,4 @@ export class Prng implements Random {
   }
 }
 export { forEachLimited } from "./limited.js";
+export { setTracing, tracing } from "./tracing.js";

@@ -208,7 +208,7 @@ export async function runDev(opts: DevOptions): Promise<void> {
       `Kumo is running: ${cluster.nodes.length} nodes, data in ${dir}`,
       `  KV API:      ${cluster.nodes.map((n) => `http://${n.api}`).join("  ")}`,
       `  S3 endpoint: ${cluster.nodes.map((n) => `http://${n.s3}`).join("  ")}`,
-      `  Console:     http://${first.api}/v1/cluster  (JSON status; web console: coming soon)`,
+      `  Console:     http://${first.api}/console/  (sign in with the token below)`,
       `  Metrics:     ${cluster.nodes.map((n) => `http://${n.api}/metrics`).join("  ")}`,
       `  Token:       ${cluster.token}`,
       `  S3 keys:     ${cluster.s3.accessKeyId} / ${cluster.s3.secretAccessKey}`,

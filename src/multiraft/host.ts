@@ -11,8 +11,31 @@
  * Time: a single interval timer delivers ticks computed from the monotonic clock, so a stalled
  * event loop (GC, SIGSTOP) replays the missed ticks before anything else (this keeps the leader
  * lease sound, see docs/raft.md). Idle groups are quiesced and cost no ticks (see quiescence).
+ *
+ * Tracing (docs/operations.md, "Tracing"; only while `tracing.on`, and only for entries of a
+ * sampled request): a write proposed here inside a traced request gets a `raft.propose` span on
+ * the leader (a follower forwards the request's trace context with its MsgProp), from proposal
+ * to apply; the leader sends the proposal span's context with the MsgApps carrying the entry,
+ * and each follower records a `raft.append` span, from receipt until the entry is durable and
+ * acknowledged; each cycle's durable batch holding a traced entry is a `storage.write` span.
+ * Trace contexts travel in `GroupMessage.traces`, never inside the entries: the log is the same
+ * with tracing on or off.
  */
-import { assert, Prng } from "../base/index.js";
+import {
+  type Context,
+  context,
+  type Link,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  type Tracer,
+  type TracerProvider,
+  trace,
+} from "@opentelemetry/api";
+import { assert, Prng, tracing } from "../base/index.js";
 import {
   type ConfChange,
   type Entry,
@@ -26,7 +49,7 @@ import {
 } from "../raft/index.js";
 import type { StorageEngine, WriteOp } from "../storage/engine.js";
 import { GroupStorage } from "../storage/raftstore.js";
-import type { GroupMessage, Transport } from "../transport/transport.js";
+import type { EntryTrace, GroupMessage, Transport } from "../transport/transport.js";
 import { Envelope } from "./envelope.js";
 
 /**
@@ -103,6 +126,56 @@ interface Waiter<T> {
   readonly timer: NodeJS.Timeout;
 }
 
+/** W3C trace context headers, as `propagation.inject` writes them. */
+type TraceCarrier = { traceparent?: string; tracestate?: string };
+
+/** A traced entry's span here: the leader's `raft.propose`, or a follower's `raft.append`. */
+interface TracedEntry {
+  readonly span: Span;
+  readonly term: number;
+  /** The span's context as headers, made once (a leader sends it to each follower). */
+  carrier: TraceCarrier | undefined;
+}
+
+/** A traced proposal not in a log yet (see MultiRaftHost.pendingTraces). */
+interface PendingTrace {
+  readonly carrier: TraceCarrier;
+  /** The node that proposed it (this one, or the follower that forwarded it). */
+  readonly from: NodeId;
+  /** When it was proposed or received (performance.now()): the proposal span's start. */
+  readonly at: number;
+}
+
+/** Traced entries kept per group at most (a bound against leaks, far above real use). */
+const TRACED_ENTRIES_MAX = 10_000;
+/** Links from one storage.write span to the other traced entries of its batch, at most. */
+const WRITE_LINKS_MAX = 32;
+
+let tracerCache: { readonly provider: TracerProvider; readonly tracer: Tracer } | undefined;
+
+/** This module's tracer, looked up again only when the global provider changes. */
+function tracer(): Tracer {
+  const provider = trace.getTracerProvider();
+  if (tracerCache?.provider !== provider)
+    tracerCache = { provider, tracer: provider.getTracer("kumo.multiraft") };
+  return tracerCache.tracer;
+}
+
+/** Ends (and forgets) the spans of entries up to `index`, as failed when `why` is set. */
+function endSpans(map: Map<number, TracedEntry>, index: number, why: string | undefined): void {
+  for (const [i, t] of map) {
+    if (i > index) continue;
+    map.delete(i);
+    if (why !== undefined) t.span.setStatus({ code: SpanStatusCode.ERROR, message: why });
+    t.span.end();
+  }
+}
+
+function sampledSpan(ctx: Context): Span | undefined {
+  const span = trace.getSpan(ctx);
+  return span && (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0 ? span : undefined;
+}
+
 interface Group<R, M> {
   readonly id: string;
   raft: RawNode;
@@ -120,6 +193,10 @@ interface Group<R, M> {
   idleTicks: number;
   /** Set by removeGroup: the group takes part in no further cycle. */
   removed: boolean;
+  /** Tracing only: this leader's proposal spans by log index, ended when applied. */
+  traced: Map<number, TracedEntry> | undefined;
+  /** Tracing only: this follower's append spans by log index, ended once durable and acked. */
+  appends: Map<number, TracedEntry> | undefined;
 }
 
 export interface GroupStatus {
@@ -183,6 +260,13 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private readonly forwarding = new Set<Group<R, M>>();
   private readonly bootId: string;
   private readonly envelope: Envelope;
+  /**
+   * Tracing only: traced proposals not in a log yet, by their (enveloped) data. On a follower,
+   * the request's context, sent with the MsgProp that forwards the entry; on a leader, the
+   * context a forwarded MsgProp carried, until the entry shows up in a Ready with its index.
+   * Weak: an entry that never gets there (a duplicate, a refusal) leaves nothing behind.
+   */
+  private readonly pendingTraces = new WeakMap<Uint8Array, PendingTrace>();
   readonly stats: HostStats = {
     cycles: 0,
     writes: 0,
@@ -294,6 +378,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       readyReads: [],
       idleTicks: 0,
       removed: false,
+      traced: undefined,
+      appends: undefined,
     };
     slot.g = g;
     this.groups.set(id, g);
@@ -342,10 +428,11 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   /** Groups stepped while a cycle was in flight (their eager messages go out at once). */
   private readonly eagerGroups = new Set<Group<R, M>>();
 
-  receive(_from: NodeId, batch: readonly GroupMessage[]): void {
-    for (const { group, msg } of batch) {
+  receive(from: NodeId, batch: readonly GroupMessage[]): void {
+    for (const { group, msg, traces } of batch) {
       const g = this.groups.get(group);
       if (!g || msg.to !== this.nodeId) continue; // not (or no longer) a replica here
+      if (traces !== undefined && tracing.on) this.traceIncoming(from, g, msg, traces);
       try {
         g.raft.step(msg);
       } catch (err) {
@@ -389,7 +476,9 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
         message: `no replica of ${groupId} here`,
       });
     const seq = ++this.proposalSeq;
-    const r = g.raft.proposeOrForward(this.envelope.wrap(seq, data));
+    const wrapped = this.envelope.wrap(seq, data);
+    const r = g.raft.proposeOrForward(wrapped);
+    if (r.ok && tracing.on) this.traceProposal(g, wrapped, r);
     if (!r.ok) {
       switch (r.code) {
         case "NOT_LEADER":
@@ -614,6 +703,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     if (readies.length === 0 && this.pendingOps.length === 0) return;
     this.stats.cycles++;
     this.stats.readies += readies.length;
+    if (tracing.on) this.traceAppended(readies);
 
     // A leader's appends and heartbeats do not wait for our fsync: replicate in parallel.
     this.sendBatched(readies.map(([g, rd]) => [g, rd.eagerMessages] as const));
@@ -627,6 +717,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       if (rd.snapshot) {
         g.machine.restore(rd.snapshot.data, rd.snapshot.meta.index, rd.snapshot.meta.term, ops);
         this.failCoveredBySnapshot(g, rd.snapshot.meta.term);
+        if (tracing.on) this.endTraces(g, rd.snapshot.meta.index, "covered by a snapshot");
       }
       for (const e of rd.committedEntries) {
         if (e.index <= g.machine.applied) continue; // already applied before a restart
@@ -652,6 +743,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       assert(p.term === e.term, "a proposal committed in another term than it was made in");
       p.waiter.resolve({ ok: true, result });
     }
+    if (tracing.on) this.traceApplied(applied);
     for (const [g, rd] of readies) {
       for (const rp of rd.refusedProposals) this.refused(g, rp.data, rp.reason);
       const last = rd.committedEntries[rd.committedEntries.length - 1];
@@ -659,7 +751,9 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     }
 
     if (ops.length > 0) {
-      await this.engine.write(ops, { sync });
+      const span = tracing.on ? this.storageWriteSpan(readies, ops, sync) : undefined;
+      if (span === undefined) await this.engine.write(ops, { sync });
+      else await this.tracedWrite(ops, sync, span);
       this.stats.writes++;
       if (sync) this.stats.syncWrites++;
     }
@@ -674,6 +768,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
 
     // Acknowledgements and votes go out only now that what they acknowledge is durable.
     this.sendBatched(readies.map(([g, rd]) => [g, rd.messages] as const));
+    if (tracing.on) this.traceAcknowledged(readies);
 
     for (const [g, rd] of readies) {
       // Raft drops unconfirmed reads when leadership changes: fail ours now so callers retry
@@ -717,7 +812,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
           batch = [];
           byNode.set(msg.to, batch);
         }
-        batch.push({ group: g.id, msg });
+        const traces = tracing.on ? this.tracesOf(g, msg) : undefined;
+        batch.push(traces === undefined ? { group: g.id, msg } : { group: g.id, msg, traces });
       }
     }
     for (const [to, batch] of byNode) {
@@ -810,6 +906,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   }
 
   private failAll(g: Group<R, M>, why: string): void {
+    if (g.traced !== undefined || g.appends !== undefined)
+      this.endTraces(g, Number.POSITIVE_INFINITY, why);
     for (const p of g.proposals.values()) {
       clearTimeout(p.waiter.timer);
       p.waiter.resolve({ ok: false, code: "TIMEOUT", message: why });
@@ -825,5 +923,283 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       r.waiter.resolve({ ok: false, code: "TIMEOUT", message: why });
     }
     g.readyReads = [];
+  }
+
+  // ------------------------------------------------------------------ tracing (only when on)
+
+  /** A proposal made here inside a traced request (the caller's context is active). */
+  private traceProposal(
+    g: Group<R, M>,
+    data: Uint8Array,
+    r: { readonly term: number } & ({ readonly index: number } | { readonly forwardedTo: NodeId }),
+  ): void {
+    const parent = context.active();
+    const span = sampledSpan(parent);
+    if (!span) return;
+    if ("forwardedTo" in r) {
+      span.addEvent("forwarded to the shard leader", {
+        "kumo.shard": g.id,
+        "kumo.raft.leader": r.forwardedTo,
+      });
+      const carrier: TraceCarrier = {};
+      propagation.inject(parent, carrier);
+      this.pendingTraces.set(data, { carrier, from: this.nodeId, at: performance.now() });
+    } else {
+      this.startProposalSpan(g, r.index, r.term, data.byteLength, parent, performance.now());
+    }
+  }
+
+  private startProposalSpan(
+    g: Group<R, M>,
+    index: number,
+    term: number,
+    bytes: number,
+    parent: Context,
+    startTime: number,
+    forwardedBy?: NodeId,
+  ): void {
+    g.traced ??= new Map();
+    if (g.traced.size >= TRACED_ENTRIES_MAX) return;
+    const span = tracer().startSpan(
+      "raft.propose",
+      {
+        kind: forwardedBy === undefined ? SpanKind.INTERNAL : SpanKind.SERVER,
+        startTime,
+        attributes: {
+          "kumo.node": this.nodeId,
+          "kumo.shard": g.id,
+          "kumo.raft.index": index,
+          "kumo.raft.term": term,
+          "kumo.raft.entry_bytes": bytes,
+          ...(forwardedBy === undefined ? {} : { "kumo.raft.forwarded_by": forwardedBy }),
+        },
+      },
+      parent,
+    );
+    g.traced.set(index, { span, term, carrier: undefined });
+  }
+
+  /**
+   * Trace contexts that came with a message: a forwarded proposal's (the leader starts its
+   * proposal span when the entry is appended, see traceAppended), or a leader's append of a
+   * traced entry (a follower's `raft.append` span starts now).
+   */
+  private traceIncoming(
+    from: NodeId,
+    g: Group<R, M>,
+    msg: Message,
+    traces: readonly EntryTrace[],
+  ): void {
+    const now = performance.now();
+    if (msg.type === "prop") {
+      for (const t of traces) {
+        const e = msg.entries[t.entry];
+        if (e) this.pendingTraces.set(e.data, { carrier: t, from, at: now });
+      }
+      return;
+    }
+    if (msg.type !== "app") return;
+    let bytes = 0;
+    for (const e of msg.entries) bytes += e.data.byteLength;
+    for (const t of traces) {
+      const e = msg.entries[t.entry];
+      if (!e) continue;
+      // A retransmission of an entry traced already, or that this log already holds.
+      if (g.appends?.has(e.index) || g.raft.termAt(e.index) === e.term) continue;
+      const parent = propagation.extract(ROOT_CONTEXT, t);
+      if (!sampledSpan(parent)) continue;
+      g.appends ??= new Map();
+      if (g.appends.size >= TRACED_ENTRIES_MAX) return;
+      const span = tracer().startSpan(
+        "raft.append",
+        {
+          kind: SpanKind.SERVER,
+          startTime: now,
+          attributes: {
+            "kumo.node": this.nodeId,
+            "kumo.shard": g.id,
+            "kumo.raft.index": e.index,
+            "kumo.raft.term": e.term,
+            "kumo.raft.leader": from,
+            "kumo.raft.entries": msg.entries.length,
+            "kumo.raft.bytes": bytes,
+          },
+        },
+        parent,
+      );
+      g.appends.set(e.index, { span, term: e.term, carrier: undefined });
+    }
+  }
+
+  /** The trace contexts to send with `msg`, or undefined when it carries no traced entry. */
+  private tracesOf(g: Group<R, M>, msg: Message): EntryTrace[] | undefined {
+    let out: EntryTrace[] | undefined;
+    if (msg.type === "app") {
+      for (let i = 0; i < msg.entries.length; i++) {
+        const e = msg.entries[i] as Entry;
+        // An entry appended while a cycle was running can go out before the next cycle sees it.
+        const t = g.traced?.get(e.index) ?? this.adoptForwarded(g, e);
+        if (t === undefined || t.term !== e.term) continue;
+        if (t.carrier === undefined) {
+          t.carrier = {};
+          propagation.inject(trace.setSpan(ROOT_CONTEXT, t.span), t.carrier);
+        }
+        const c = t.carrier;
+        if (c.traceparent === undefined) continue;
+        out ??= [];
+        out.push(
+          c.tracestate
+            ? { entry: i, traceparent: c.traceparent, tracestate: c.tracestate }
+            : { entry: i, traceparent: c.traceparent },
+        );
+      }
+    } else if (msg.type === "prop") {
+      for (let i = 0; i < msg.entries.length; i++) {
+        const p = this.pendingTraces.get((msg.entries[i] as Entry).data);
+        const c = p?.carrier;
+        if (c?.traceparent === undefined) continue;
+        out ??= [];
+        out.push(
+          c.tracestate
+            ? { entry: i, traceparent: c.traceparent, tracestate: c.tracestate }
+            : { entry: i, traceparent: c.traceparent },
+        );
+      }
+    }
+    return out;
+  }
+
+  /** Entries a leader appended this cycle that a traced proposal forwarded to it. */
+  private traceAppended(readies: readonly [Group<R, M>, Ready][]): void {
+    for (const [g, rd] of readies) for (const e of rd.entries) this.adoptForwarded(g, e);
+  }
+
+  /**
+   * Starts the proposal span of an entry this leader appended for a traced forwarded proposal
+   * (now that its index is known), the first time the entry is seen: in a Ready, or in an
+   * append sent before the next cycle (flushEager).
+   */
+  private adoptForwarded(g: Group<R, M>, e: Entry): TracedEntry | undefined {
+    const p = this.pendingTraces.get(e.data);
+    if (p === undefined) return undefined;
+    this.pendingTraces.delete(e.data);
+    // Only the leader that appended it traces the proposal (an in-process network passes the
+    // same bytes to every host, so a follower may recognize its own forward here).
+    const st = g.raft.basicStatus();
+    if (st.role !== "leader" || st.term !== e.term || p.from === this.nodeId) return undefined;
+    const parent = propagation.extract(ROOT_CONTEXT, p.carrier);
+    if (!sampledSpan(parent)) return undefined;
+    this.startProposalSpan(g, e.index, e.term, e.data.byteLength, parent, p.at, p.from);
+    return g.traced?.get(e.index);
+  }
+
+  /**
+   * The span of a cycle's durable write when it holds traced entries: a child of the first
+   * one's span (a leader's proposal or a follower's append), linked to the others'.
+   */
+  private storageWriteSpan(
+    readies: readonly [Group<R, M>, Ready][],
+    ops: readonly WriteOp[],
+    sync: boolean,
+  ): Span | undefined {
+    let first: Span | undefined;
+    let links: Link[] | undefined;
+    let traced = 0;
+    let entries = 0;
+    for (const [g, rd] of readies) {
+      entries += rd.entries.length;
+      if (g.traced === undefined && g.appends === undefined) continue;
+      for (const e of rd.entries) {
+        const t = g.traced?.get(e.index) ?? g.appends?.get(e.index);
+        if (t === undefined || t.term !== e.term) continue;
+        traced++;
+        if (first === undefined) {
+          first = t.span;
+          continue;
+        }
+        links ??= [];
+        if (links.length < WRITE_LINKS_MAX) links.push({ context: t.span.spanContext() });
+      }
+    }
+    if (first === undefined) return undefined;
+    let bytes = 0;
+    for (const op of ops) {
+      if (op.op === "put") bytes += op.key.byteLength + op.value.byteLength;
+      else if (op.op === "del") bytes += op.key.byteLength;
+    }
+    return tracer().startSpan(
+      "storage.write",
+      {
+        attributes: {
+          "kumo.node": this.nodeId,
+          "kumo.storage.ops": ops.length,
+          "kumo.storage.bytes": bytes,
+          "kumo.storage.sync": sync,
+          "kumo.raft.groups": readies.length,
+          "kumo.raft.entries": entries,
+          "kumo.raft.traced_entries": traced,
+        },
+        ...(links ? { links } : {}),
+      },
+      trace.setSpan(ROOT_CONTEXT, first),
+    );
+  }
+
+  private async tracedWrite(ops: WriteOp[], sync: boolean, span: Span): Promise<void> {
+    try {
+      await this.engine.write(ops, { sync });
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  /**
+   * Followers' append spans end once their entries are durable and the acks went out (and, as
+   * a safety net, any whose entry is applied and durable here by now).
+   */
+  private traceAcknowledged(readies: readonly [Group<R, M>, Ready][]): void {
+    for (const [g, rd] of readies) {
+      const appends = g.appends;
+      if (appends === undefined || appends.size === 0) continue;
+      for (const e of rd.entries) {
+        const a = appends.get(e.index);
+        if (a === undefined || a.term !== e.term) continue;
+        appends.delete(e.index);
+        a.span.end();
+      }
+      if (appends.size > 0) endSpans(appends, g.machine.durableApplied, undefined);
+    }
+  }
+
+  /** Leaders' proposal spans end when their entries apply (the proposer is answered then). */
+  private traceApplied(
+    applied: readonly [Group<R, M>, Entry, R | undefined, number | undefined][],
+  ): void {
+    for (const [g, e] of applied) {
+      const traced = g.traced;
+      if (traced === undefined || traced.size === 0) continue;
+      const t = traced.get(e.index);
+      if (t === undefined) continue;
+      traced.delete(e.index);
+      if (t.term !== e.term) {
+        t.span.setStatus({
+          code: SpanStatusCode.ERROR,
+          message: "replaced by another leader's entry; it did not take effect",
+        });
+      }
+      t.span.end();
+    }
+  }
+
+  /**
+   * Ends every span of the group's entries up to `index` that will not finish here: covered by
+   * a snapshot, the replica removed, the node stopping (`why`).
+   */
+  private endTraces(g: Group<R, M>, index: number, why: string): void {
+    if (g.traced !== undefined) endSpans(g.traced, index, why);
+    if (g.appends !== undefined) endSpans(g.appends, index, why);
   }
 }

@@ -7,15 +7,30 @@
  * Probes, /metrics and admin requests are never rate limited or shed: an orchestrator must see a
  * busy node as alive, a scraper must see why it is busy, and an operator must be able to change
  * limits during a flood. They are cheap and answered before anything else.
+ *
+ * With tracing on (src/node/tracing.ts), every request but the probes and /metrics is served
+ * under a server span (`PUT /v1/kv/{keyspace}/{key}`), a child of the caller's `traceparent`
+ * if it sent one; everything the request causes, on this node and others, joins its trace.
  */
 import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
 import type { AdminHttpApi } from "../api/admin/limits-http.js";
 import { HttpError, sendError, sendJson, statusAtClose } from "../api/kv/http.js";
 import type { Limiter } from "../api/limits.js";
+import { tracing } from "../base/index.js";
 import type { EventLoopMonitor, Readiness } from "./health.js";
 import { READY_REASONS_MAX } from "./health.js";
-import { type Logger, requestIdOf } from "./log.js";
+import { type Logger, requestIdOf, traceFields } from "./log.js";
 import type { Door, NodeMetrics } from "./metrics.js";
 
 export interface GatewayOptions {
@@ -62,8 +77,26 @@ export function route(method: string, path: string): { door: Door; op: string } 
   }
   if (path === "/v1/keyspaces" || path.startsWith("/v1/keyspaces/"))
     return { door: "admin", op: "keyspaces" };
+  if (path.startsWith("/v1/admin/console/")) return { door: "admin", op: "console" };
   if (path.startsWith("/v1/admin/")) return { door: "admin", op: "other" };
   return { door: "other", op: "other" };
+}
+
+/** The route template of a request (no keys or names: they may be private), for span names. */
+export function httpRoute(door: Door, op: string, path: string): string | undefined {
+  switch (door) {
+    case "kv": {
+      const rest = path.slice("/v1/kv/".length);
+      if (path === "/v1/kv" || rest === "") return "/v1/kv";
+      return rest.includes("/") ? "/v1/kv/{keyspace}/{key}" : "/v1/kv/{keyspace}";
+    }
+    case "admin":
+      if (op === "keyspaces") return path === "/v1/keyspaces" ? path : "/v1/keyspaces/{name}";
+      if (op === "cluster" || op === "limits") return path;
+      return "/v1/admin/{...}";
+    default:
+      return undefined;
+  }
 }
 
 export class Gateway {
@@ -99,16 +132,28 @@ export class Gateway {
     const { metrics, log } = this.opts;
     metrics.requestStarted();
     let release: (() => void) | undefined;
+    // Probes and scrapes are not traced: they would bury the requests worth looking at.
+    const parent =
+      tracing.on && door !== "system" ? propagation.extract(ROOT_CONTEXT, req.headers) : undefined;
+    const span = parent && this.requestSpan(parent, method, door, op, path, requestId);
     res.once("close", () => {
       release?.();
       const status = statusAtClose(res);
       const seconds = (performance.now() - t0) / 1000;
       const ms = Math.round(seconds * 10_000) / 10;
       metrics.observeRequest(door, op, status, seconds);
+      if (span) {
+        span.setAttribute("http.response.status_code", status);
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+      }
       if (status >= 500 && status !== 503) {
-        log.warn({ reqId: requestId, method, path, status, ms }, "request failed");
+        log.warn(
+          { reqId: requestId, method, path, status, ms, ...traceFields(span) },
+          "request failed",
+        );
       } else if (log.isLevelEnabled("debug")) {
-        log.debug({ reqId: requestId, method, path, status, ms }, "request");
+        log.debug({ reqId: requestId, method, path, status, ms, ...traceFields(span) }, "request");
       }
     });
 
@@ -130,7 +175,7 @@ export class Gateway {
         release = a.release;
       }
     }
-    void (async () => {
+    const handle = async (): Promise<void> => {
       try {
         if (door === "system") return await this.system(op, req, res);
         if (door === "admin") {
@@ -143,7 +188,36 @@ export class Gateway {
         log.error({ reqId: requestId, err }, "internal error");
         sendError(res, new HttpError(500, "INTERNAL", "internal error; see the node's log"));
       }
-    })();
+    };
+    if (parent && span) void context.with(trace.setSpan(parent, span), handle);
+    else void handle();
+  }
+
+  /** The request's server span (only made while tracing is on). */
+  private requestSpan(
+    parent: Context,
+    method: string,
+    door: Door,
+    op: string,
+    path: string,
+    requestId: string,
+  ): Span {
+    const route = httpRoute(door, op, path);
+    return trace.getTracer("kumo.gateway").startSpan(
+      route === undefined ? method : `${method} ${route}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          "http.request.method": method,
+          ...(route === undefined ? {} : { "http.route": route }),
+          "kumo.node": this.opts.nodeId,
+          "kumo.door": door,
+          "kumo.op": op,
+          "kumo.request_id": requestId,
+        },
+      },
+      parent,
+    );
   }
 
   private async system(op: string, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -4,11 +4,17 @@
  * nothing logs request headers or the configuration wholesale, and as a second line of defence
  * the fields that could hold one (authorization, tokens, secret keys) are redacted by pino.
  *
+ * While tracing is on (src/node/tracing.ts), a line written inside a traced request also carries
+ * the trace and span ids (`traceId`, `spanId`) of the active span, to find the request's trace
+ * from its log lines and back.
+ *
  * `kumo dev` turns these lines into short human-readable ones (`prettyLine`).
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { context, isSpanContextValid, type Span, trace } from "@opentelemetry/api";
 import pino from "pino";
+import { tracing } from "../base/index.js";
 
 export type Logger = pino.Logger;
 
@@ -34,6 +40,29 @@ const REDACT_PATHS = [
   '*.headers["x-amz-security-token"]',
 ];
 
+/** What traceMixin returns when there is nothing to add (never mutated: see mergeMixin). */
+const NO_TRACE: Record<string, string> = {};
+
+/** The active span's ids, for every line written inside a traced request. */
+function traceMixin(): Record<string, string> {
+  if (!tracing.on) return NO_TRACE;
+  const sc = trace.getSpanContext(context.active());
+  if (sc === undefined || !isSpanContextValid(sc)) return NO_TRACE;
+  return { traceId: sc.traceId, spanId: sc.spanId };
+}
+
+/** pino's default merge, except that nothing is merged (or allocated) without trace ids. */
+function mergeMixin(fields: object, mixin: object): object {
+  return mixin === NO_TRACE ? fields : Object.assign(mixin, fields);
+}
+
+/** A span's ids as log fields (for lines written outside its context, e.g. on `close`). */
+export function traceFields(span: Span | undefined): Record<string, string> {
+  if (span === undefined) return NO_TRACE;
+  const sc = span.spanContext();
+  return { traceId: sc.traceId, spanId: sc.spanId };
+}
+
 export function createLogger(opts: {
   readonly level: LogLevel;
   readonly node?: string;
@@ -48,6 +77,8 @@ export function createLogger(opts: {
       redact: { paths: REDACT_PATHS, censor: "[redacted]" },
       // Level names ("info") rather than numbers: readable with grep and jq.
       formatters: { level: (label) => ({ level: label }) },
+      mixin: traceMixin,
+      mixinMergeStrategy: mergeMixin,
     },
     // Synchronous writes: a fatal error's line must be out before process.exit.
     opts.destination ?? pino.destination({ fd: 1, sync: true }),

@@ -87,7 +87,7 @@ export interface ChunkStats {
   readonly getFailed: number;
 }
 
-function version(): string {
+export function version(): string {
   try {
     const pkg = JSON.parse(
       readFileSync(new URL("../../../package.json", import.meta.url), "utf8"),

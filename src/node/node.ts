@@ -14,6 +14,7 @@ import {
   staticKeyspaces,
 } from "../api/admin/keyspaces.js";
 import { RingKeeper } from "../api/admin/ring.js";
+import { ConsoleApi } from "../api/console/index.js";
 import { authorized, HttpError, KvHttpApi, sendError, sendJson } from "../api/kv/http.js";
 import { KvService } from "../api/kv/service.js";
 import { S3KeysHttpApi } from "../api/s3/admin.js";
@@ -27,8 +28,9 @@ import { LmdbEngine, type StorageEngine } from "../storage/index.js";
 import { GrpcTransport } from "../transport/index.js";
 import { type NodeConfig, parseLabels, parseRootKey } from "./config.js";
 import { createLogger, type Logger, requestIdOf } from "./log.js";
-import { MeteredEngine, meteredHost } from "./metrics.js";
+import { MeteredEngine, meteredHost, version } from "./metrics.js";
 import { Operability } from "./ops.js";
+import { startTracing, type Tracing } from "./tracing.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -79,6 +81,7 @@ export class KumoNode {
   private blob: BlobService | undefined;
   private ring: RingKeeper | undefined;
   private s3meta: S3Meta | undefined;
+  private tracing: Tracing | undefined;
   readonly log: Logger;
 
   constructor(
@@ -94,9 +97,15 @@ export class KumoNode {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
+    // Off unless the OTEL_* variables ask for traces (docs/operations.md, "Tracing").
+    this.tracing = startTracing({ nodeId: cfg.id, log: this.log, version: version() });
     mkdirSync(cfg.data, { recursive: true });
     const engine = await LmdbEngine.open(join(cfg.data, "db"));
     this.engine = engine;
+    if (engine.recovery.segments > 0) {
+      // Batches acknowledged before a crash that LMDB did not hold yet (docs/storage.md).
+      this.log.info({ ...engine.recovery }, "storage recovered from the write-ahead log");
+    }
     const transport = new GrpcTransport({
       self: cfg.id,
       listen: cfg.peer,
@@ -208,6 +217,7 @@ export class KumoNode {
       partBytesMin: S3_DEFAULTS.partBytesMin,
       log: this.log,
       ensureIndex: () => this.ensureObjectIndex(),
+      nodeId: cfg.id,
     });
     const s3keys = new S3KeysHttpApi(
       s3meta,
@@ -242,6 +252,35 @@ export class KumoNode {
       shardMap: () => kv.shardMap(),
       state: () => (this.stopping ? "stopping" : this.ready ? "serving" : "starting"),
       chunks: () => blob.stats(),
+    });
+    // The web console (/console/ and /v1/admin/console/, docs/console.md).
+    this.console = new ConsoleApi({
+      adminTokens: cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
+      log: this.log,
+      cluster: {
+        nodeId: cfg.id,
+        addresses: { api: cfg.api, s3: cfg.s3, peer: cfg.peer },
+        labels: parseLabels(cfg.labels),
+        dataDir: cfg.data,
+        status: () => this.clusterStatus(),
+        member: (id) => keyspaces.memberRecord(id),
+        shardMap: () => kv.shardMap(),
+        ring: () => ring.current(),
+        dataBytes: () => engine.dataBytes(),
+        chunks: () => blob.stats(),
+        metrics: ops.metrics.registry,
+      },
+      browser: {
+        kv,
+        meta: s3meta,
+        index,
+        ensureIndex: () => this.ensureObjectIndex(),
+        ...(cfg.s3RootKey ? { bucketOwner: parseRootKey(cfg.s3RootKey).accessKeyId } : {}),
+        keyBytesMax: cfg.keyBytesMax,
+        valueBytesMax: cfg.valueBytesMax,
+        objectBytesMax: S3_DEFAULTS.putBytesMax,
+        onError: (what, err) => this.log.warn({ err, what }, "console task failed"),
+      },
     });
     this.api = createServer((req, res) =>
       gateway.serve(req, res, () => this.serveApi(http, keyspacesHttp, req, res)),
@@ -318,6 +357,7 @@ export class KumoNode {
   private rootKeyStored = false;
   private indexCreated: Promise<boolean> | undefined;
   private s3keys: S3KeysHttpApi | undefined;
+  private console: ConsoleApi | undefined;
 
   /** Creates the object index keyspace if it does not exist yet (idempotent; shared). */
   private ensureObjectIndex(): Promise<boolean> {
@@ -441,6 +481,7 @@ export class KumoNode {
         return sendJson(res, 200, this.clusterStatus());
       }
       if (this.s3keys && (await this.s3keys.handle(req, res, url))) return;
+      if (this.console && (await this.console.handle(req, res, url))) return;
       if (await http.handle(req, res, url)) return;
       if (await keyspacesHttp.handle(req, res, url)) return;
       throw new HttpError(404, "NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
@@ -542,5 +583,7 @@ export class KumoNode {
     await this.host?.stop();
     await this.transport?.stop();
     await this.engine?.close();
+    // Last: the spans the steps above ended are exported before the process exits.
+    await this.tracing?.shutdown();
   }
 }

@@ -20,7 +20,7 @@ import type {
   ReadMode,
   Snapshot,
 } from "../raft/index.js";
-import type { GroupMessage } from "./transport.js";
+import type { EntryTrace, GroupMessage } from "./transport.js";
 
 // ---- wire shapes (camelCase, longs as numbers, enums as names; see LOADER_OPTIONS) ----
 
@@ -93,9 +93,17 @@ export interface PbRaftMessage {
   readonly quiesce?: boolean | null;
 }
 
+export interface PbEntryTrace {
+  readonly entry?: number;
+  readonly traceparent?: string;
+  readonly tracestate?: string;
+}
+
 export interface PbGroupMessage {
   readonly group?: string;
   readonly msg?: PbRaftMessage | null;
+  /** Present (non-empty) only when the sender traces an entry of `msg`. */
+  readonly traces?: readonly PbEntryTrace[];
 }
 
 export interface PbRaftBatch {
@@ -315,8 +323,17 @@ export function encodeSnapshotHeader(m: MsgSnap): PbRaftMessage {
   };
 }
 
+function encodeEntryTrace(t: EntryTrace): PbEntryTrace {
+  return t.tracestate
+    ? { entry: t.entry, traceparent: t.traceparent, tracestate: t.tracestate }
+    : { entry: t.entry, traceparent: t.traceparent };
+}
+
 export function encodeGroupMessage(gm: GroupMessage): PbGroupMessage {
-  return { group: gm.group, msg: encodeMessage(gm.msg) };
+  // Trace contexts travel only when the host attached some (tracing on, a sampled entry).
+  return gm.traces && gm.traces.length > 0
+    ? { group: gm.group, msg: encodeMessage(gm.msg), traces: gm.traces.map(encodeEntryTrace) }
+    : { group: gm.group, msg: encodeMessage(gm.msg) };
 }
 
 export function encodeBatch(from: NodeId, batch: readonly GroupMessage[]): PbRaftBatch {
@@ -532,12 +549,45 @@ export function decodeBatch(
     if (!b) throw new Invalid("batch missing");
     const from = str(b.from, "from");
     if (from === "") throw new Invalid("batch without sender");
-    const batch = (b.messages ?? []).map((gm, i) => {
+    const batch = (b.messages ?? []).map((gm, i): GroupMessage => {
       if (!gm) throw new Invalid(`messages[${i}] missing`);
-      return { group: str(gm.group, "group"), msg: decodeMessageOrThrow(gm.msg) };
+      const group = str(gm.group, "group");
+      const msg = decodeMessageOrThrow(gm.msg);
+      const traces = gm.traces && gm.traces.length > 0 ? decodeTraces(gm.traces, msg) : undefined;
+      return traces ? { group, msg, traces } : { group, msg };
     });
     return { from, batch };
   });
+}
+
+/** W3C `traceparent`: version, trace id, parent id, flags (lower-case hex). */
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+/** Bounds what a peer can make us keep per traced entry (W3C allows 512 bytes of tracestate). */
+const TRACESTATE_BYTES_MAX = 512;
+
+/**
+ * The trace contexts of a message's entries. Tracing is best effort: a malformed one (a bad
+ * header, an entry that is not in the message) is skipped, never a reason to drop Raft traffic.
+ */
+function decodeTraces(traces: readonly PbEntryTrace[], msg: Message): EntryTrace[] | undefined {
+  const entries = msg.type === "app" || msg.type === "prop" ? msg.entries.length : 0;
+  const out: EntryTrace[] = [];
+  for (const t of traces) {
+    const entry = t?.entry;
+    const traceparent = t?.traceparent;
+    if (typeof entry !== "number" || !Number.isInteger(entry) || entry < 0 || entry >= entries)
+      continue;
+    if (typeof traceparent !== "string" || !TRACEPARENT.test(traceparent)) continue;
+    const tracestate = t.tracestate;
+    out.push(
+      typeof tracestate === "string" &&
+        tracestate !== "" &&
+        tracestate.length <= TRACESTATE_BYTES_MAX
+        ? { entry, traceparent, tracestate }
+        : { entry, traceparent },
+    );
+  }
+  return out.length > 0 ? out : undefined;
 }
 
 /**
@@ -600,7 +650,14 @@ export function messageBytesUpperBound(m: Message): number {
 }
 
 export function groupMessageBytesUpperBound(gm: GroupMessage): number {
-  return stringBytesMax(gm.group) + 2 * FIELD_BYTES_MAX + messageBytesUpperBound(gm.msg);
+  let n = stringBytesMax(gm.group) + 2 * FIELD_BYTES_MAX + messageBytesUpperBound(gm.msg);
+  if (gm.traces) {
+    for (const t of gm.traces) {
+      n += 3 * FIELD_BYTES_MAX + stringBytesMax(t.traceparent);
+      if (t.tracestate) n += stringBytesMax(t.tracestate);
+    }
+  }
+  return n;
 }
 
 export function batchBytesUpperBound(batch: readonly GroupMessage[]): number {

@@ -180,20 +180,27 @@ export class PeerLink {
    * connection (waiting for one while the channel is connecting, failing at once while it is in
    * TRANSIENT_FAILURE). Once started, failures are unknown outcomes (see callFailure).
    */
-  async call(req: PbCallRequest, timeoutMs: number): Promise<CallResult> {
+  async call(
+    req: PbCallRequest,
+    timeoutMs: number,
+    headers?: Readonly<Record<string, string>>,
+  ): Promise<CallResult> {
     const deadlineMs = Date.now() + timeoutMs;
     const why = await this.whenConnected(deadlineMs);
     const client = this.client;
     if (why !== undefined || !client) {
       return { ok: false, code: "UNREACHABLE", message: `${this.id}: ${why ?? "link closed"}` };
     }
+    const metadata = new Metadata();
+    // Trace context (traceparent, tracestate) of a traced call: see GrpcTransport.call.
+    if (headers) for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
     return new Promise<CallResult>((resolve) => {
       const c = client.makeUnaryRequest(
         this.ctx.rpc.callPath,
         this.ctx.rpc.serializeCall,
         this.ctx.rpc.deserializeCallResponse,
         req,
-        new Metadata(),
+        metadata,
         { deadline: deadlineMs },
         (err, res) => {
           this.calls.delete(c);

@@ -16,7 +16,19 @@ import {
   type ServiceError,
   status,
 } from "@grpc/grpc-js";
-import { assert } from "../base/index.js";
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  TraceFlags,
+  trace,
+} from "@opentelemetry/api";
+import { assert, tracing } from "../base/index.js";
 import type { MsgSnap, NodeId } from "../raft/index.js";
 import {
   batchBytesUpperBound,
@@ -71,6 +83,48 @@ interface IncomingStream {
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** Reads W3C trace headers from gRPC metadata (values are strings for non-binary keys). */
+const METADATA_GETTER: TextMapGetter<Metadata> = {
+  keys: (md) => Object.keys(md.getMap()),
+  get: (md, key) => {
+    const v = md.get(key);
+    return v.length === 0 ? undefined : v.map((x) => (typeof x === "string" ? x : x.toString()));
+  },
+};
+
+function sampled(ctx: Context): boolean {
+  const sc = trace.getSpanContext(ctx);
+  return sc !== undefined && (sc.traceFlags & TraceFlags.SAMPLED) !== 0;
+}
+
+/**
+ * A span for one peer call (`peer kv.proposeBatch`), client or server side. Only made within a
+ * traced request: the caller's active context is sampled, or the metadata carried a sampled one.
+ */
+function peerSpan(
+  kind: SpanKind,
+  self: NodeId,
+  peer: NodeId,
+  method: string,
+  parent: Context,
+): Span {
+  return trace.getTracer("kumo.transport").startSpan(
+    `peer ${method}`,
+    {
+      kind,
+      attributes: {
+        "rpc.system": "grpc",
+        "rpc.service": "kumo.v1.Peer",
+        "rpc.method": "Call",
+        "kumo.peer.method": method,
+        "kumo.node": self,
+        "kumo.peer": peer,
+      },
+    },
+    parent,
+  );
 }
 
 /** Zero-copy view as a plain Uint8Array (handlers should not see Buffer's extra API). */
@@ -239,7 +293,42 @@ export class GrpcTransport implements Transport {
     flush();
   }
 
-  async call(to: NodeId, method: string, body: Uint8Array, timeoutMs: number): Promise<CallResult> {
+  /**
+   * Within a traced request (tracing on, a sampled span active), the call gets a client span and
+   * carries its W3C trace context in the gRPC metadata (`traceparent`, `tracestate`); the peer
+   * serves it under a server span child of it. Otherwise no metadata is added.
+   */
+  call(to: NodeId, method: string, body: Uint8Array, timeoutMs: number): Promise<CallResult> {
+    if (tracing.on) {
+      const parent = context.active();
+      if (sampled(parent)) return this.tracedCall(parent, to, method, body, timeoutMs);
+    }
+    return this.callWith(to, method, body, timeoutMs, undefined);
+  }
+
+  private async tracedCall(
+    parent: Context,
+    to: NodeId,
+    method: string,
+    body: Uint8Array,
+    timeoutMs: number,
+  ): Promise<CallResult> {
+    const span = peerSpan(SpanKind.CLIENT, this.self, to, method, parent);
+    const headers: Record<string, string> = {};
+    propagation.inject(trace.setSpan(parent, span), headers);
+    const r = await this.callWith(to, method, body, timeoutMs, headers);
+    if (!r.ok) span.setStatus({ code: SpanStatusCode.ERROR, message: `${r.code}: ${r.message}` });
+    span.end();
+    return r;
+  }
+
+  private async callWith(
+    to: NodeId,
+    method: string,
+    body: Uint8Array,
+    timeoutMs: number,
+    headers: Record<string, string> | undefined,
+  ): Promise<CallResult> {
     const budgetMs = Number.isFinite(timeoutMs) ? timeoutMs : this.opts.callTimeoutMsDefault;
     if (this.state !== "started") {
       return { ok: false, code: "UNREACHABLE", message: `transport ${this.self} is ${this.state}` };
@@ -252,7 +341,7 @@ export class GrpcTransport implements Transport {
     if (inflight >= this.opts.callsInflightMax) {
       return { ok: false, code: "UNREACHABLE", message: `${inflight} calls in flight already` };
     }
-    return link.call({ from: this.self, method, body }, budgetMs);
+    return link.call({ from: this.self, method, body }, budgetMs, headers);
   }
 
   reachable(to: NodeId): boolean {
@@ -405,17 +494,33 @@ export class GrpcTransport implements Transport {
       return;
     }
     const method = call.request.method ?? "";
+    const body = plainBytes(call.request.body);
+    let span: Span | undefined;
     let answer: Promise<Uint8Array>;
     try {
-      answer = handlers.onCall(from, method, plainBytes(call.request.body));
+      const parent = tracing.on
+        ? propagation.extract(ROOT_CONTEXT, call.metadata, METADATA_GETTER)
+        : undefined;
+      if (parent && sampled(parent)) {
+        const s = peerSpan(SpanKind.SERVER, this.self, from, method, parent);
+        span = s;
+        answer = context.with(trace.setSpan(parent, s), () => handlers.onCall(from, method, body));
+      } else {
+        answer = handlers.onCall(from, method, body);
+      }
     } catch (e) {
       answer = Promise.reject(e);
     }
     answer.then(
       (body) => {
+        span?.end();
         if (!call.cancelled) callback(null, { body });
       },
       (e: unknown) => {
+        if (span) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(e) });
+          span.end();
+        }
         if (call.cancelled) return;
         const errorCode = e instanceof NoHandlerError ? "NO_HANDLER" : "REMOTE_ERROR";
         callback(null, { errorCode, errorMessage: errorMessage(e) });

@@ -11,10 +11,24 @@
  */
 import type { Message, NodeId } from "../raft/index.js";
 
+/**
+ * The W3C trace context of one entry of a message that belongs to a traced client write (a
+ * forwarded proposal, or its replication): set by the multi-Raft host only when tracing is on
+ * and a sampled request's entry is in the message. Peers that do not know it ignore it.
+ */
+export interface EntryTrace {
+  /** Position of the entry in `msg.entries`. */
+  readonly entry: number;
+  readonly traceparent: string;
+  readonly tracestate?: string;
+}
+
 /** A Raft message of one group. Group ids are opaque strings (shard ids, "meta", ...). */
 export interface GroupMessage {
   readonly group: string;
   readonly msg: Message;
+  /** Absent unless tracing is on and a traced entry is in `msg` (see EntryTrace). */
+  readonly traces?: readonly EntryTrace[];
 }
 
 /**

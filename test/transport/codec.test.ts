@@ -3,7 +3,11 @@
  * protobuf bytes (the same serializers the gRPC transport uses) and back.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
+import { loadSync } from "@grpc/proto-loader";
 import fc from "fast-check";
 import type {
   ConfState,
@@ -33,7 +37,7 @@ import {
   encodeSnapshotHeader,
   type PbRaftBatch,
 } from "../../src/transport/codec.js";
-import { method, peerService } from "../../src/transport/protos.js";
+import { LOADER_OPTIONS, method, peerService, protoDir } from "../../src/transport/protos.js";
 import type { GroupMessage } from "../../src/transport/transport.js";
 
 /** The variant of `Message` whose `type` can be `T` (vote/preVote share one interface). */
@@ -270,6 +274,18 @@ function assertPlainBytes(m: Message): void {
   if (m.type === "snap") assert.ok(isPlain(m.snapshot.data), "snapshot data");
 }
 
+const TRACEPARENT_EXAMPLE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+const ARBS_APP_EXAMPLE: MsgApp = {
+  type: "app",
+  from: "a",
+  to: "b",
+  term: 2,
+  index: 4,
+  logTerm: 2,
+  entries: [{ term: 2, index: 5, type: "normal", data: new Uint8Array([1, 2, 3]) }],
+  commit: 4,
+};
+
 describe("codec", () => {
   test("the generators produce every key of every variant", () => {
     for (const [type, arb] of Object.entries(ARBS)) {
@@ -379,6 +395,91 @@ describe("codec", () => {
     for (const c of cases) {
       const r = decodeBatch(c as PbRaftBatch);
       assert.equal(r.ok, false, JSON.stringify(c));
+    }
+  });
+
+  test("trace contexts of entries round-trip; malformed ones are skipped, not fatal", () => {
+    const tp = TRACEPARENT_EXAMPLE;
+    const entry = (index: number): Entry => ({
+      term: 2,
+      index,
+      type: "normal",
+      data: new Uint8Array([index]),
+    });
+    const app: MsgApp = {
+      type: "app",
+      from: "a",
+      to: "b",
+      term: 2,
+      index: 4,
+      logTerm: 2,
+      entries: [entry(5), entry(6)],
+      commit: 4,
+    };
+    const batch: GroupMessage[] = [
+      { group: "g", msg: app, traces: [{ entry: 1, traceparent: tp, tracestate: "k=v" }] },
+      { group: "h", msg: app },
+    ];
+    const back = decodeBatch(throughWire("a", batch) as PbRaftBatch);
+    assert.ok(back.ok);
+    assert.deepStrictEqual(back.value.batch, batch);
+    assert.ok(
+      raft.requestSerialize(encodeBatch("a", batch)).length <= batchBytesUpperBound(batch) + 9,
+    );
+    // A bad header, an entry the message does not have: dropped, the message still delivered.
+    const bad = decodeBatch({
+      from: "a",
+      messages: [
+        {
+          ...encodeBatch("a", [{ group: "g", msg: app }]).messages?.[0],
+          traces: [
+            { entry: 5, traceparent: tp },
+            { entry: 0, traceparent: "garbage" },
+            { entry: 0, traceparent: tp, tracestate: "x".repeat(600) },
+          ],
+        },
+      ],
+    });
+    assert.ok(bad.ok);
+    assert.deepStrictEqual(bad.value.batch, [
+      { group: "g", msg: app, traces: [{ entry: 0, traceparent: tp }] },
+    ]);
+  });
+
+  test("a peer built before trace contexts existed decodes batches that carry them", () => {
+    // That peer's schema: GroupMessage without field 3.
+    const dir = mkdtempSync(join(tmpdir(), "kumo-oldproto-"));
+    try {
+      const current = readFileSync(join(protoDir(), "kumo/v1/peer.proto"), "utf8");
+      const old = current.replace(/\n\s*repeated EntryTrace traces = 3;/, "");
+      assert.notEqual(old, current);
+      writeFileSync(join(dir, "peer.proto"), old);
+      const oldDef = loadSync("peer.proto", { ...LOADER_OPTIONS, includeDirs: [dir] });
+      const oldService = oldDef["kumo.v1.Peer"] as unknown as Parameters<typeof method>[0];
+      const oldRaft = method<PbRaftBatch, PbRaftBatch>(oldService, "Raft");
+      const msg: MsgHeartbeat = {
+        type: "heartbeat",
+        from: "a",
+        to: "b",
+        term: 3,
+        commit: 7,
+        seq: 1,
+        sentTick: 9,
+      };
+      const app = ARBS_APP_EXAMPLE;
+      const batch: GroupMessage[] = [
+        { group: "g", msg: app, traces: [{ entry: 0, traceparent: TRACEPARENT_EXAMPLE }] },
+        { group: "g", msg },
+      ];
+      const bytes = raft.requestSerialize(encodeBatch("a", batch));
+      const back = decodeBatch(oldRaft.requestDeserialize(bytes));
+      assert.ok(back.ok);
+      assert.deepStrictEqual(back.value.batch, [
+        { group: "g", msg: app },
+        { group: "g", msg },
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

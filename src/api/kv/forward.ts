@@ -9,7 +9,8 @@
  * [shardLength u16][shard utf-8][timeoutMs u32][commandLength u32][command]; response = JSON
  * array of outcomes, in order.
  */
-import { assert } from "../../base/index.js";
+import { TraceFlags, trace } from "@opentelemetry/api";
+import { assert, tracing } from "../../base/index.js";
 import type { ProposeOutcome } from "../../multiraft/index.js";
 import type { NodeId } from "../../raft/index.js";
 import type { ApplyResult } from "../../shard/index.js";
@@ -92,7 +93,14 @@ export class ForwardBatcher {
 
   propose(to: NodeId, item: ForwardItem): Promise<ForwardOutcome> {
     return new Promise((resolve) => {
-      const key = `${to}\u0000${item.shard}`;
+      let key = `${to}\u0000${item.shard}`;
+      // A traced request's proposal gets a call of its own, sent from its context (the flush
+      // runs in the context of the proposal that scheduled it): the call carries that request's
+      // trace context, which a batch of many requests could not.
+      if (tracing.on) {
+        const sc = trace.getActiveSpan()?.spanContext();
+        if (sc && (sc.traceFlags & TraceFlags.SAMPLED) !== 0) key += `\u0000${sc.spanId}`;
+      }
       let q = this.queues.get(key);
       if (!q) {
         q = { to, items: [] };

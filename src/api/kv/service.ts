@@ -10,6 +10,8 @@
  * (NOT_LEADER, DROPPED, UNREACHABLE before sending); an attempt whose outcome is unknown
  * (TIMEOUT) is reported as such.
  */
+import { context, type Span, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api";
+import { tracing } from "../../base/index.js";
 import type { MultiRaftHost } from "../../multiraft/index.js";
 import type { NodeId } from "../../raft/index.js";
 import {
@@ -276,9 +278,19 @@ export class KvService {
     );
   }
 
-  private async writeShard(
+  private writeShard(
     shard: ShardInfo,
     cmd: Uint8Array,
+  ): Promise<{ ok: true; revision: number } | KvError> {
+    const span = tracing.on ? routeSpan(this.self, "write", shard) : undefined;
+    if (span === undefined) return this.writeShardRouted(shard, cmd, undefined);
+    return traced(span, () => this.writeShardRouted(shard, cmd, span));
+  }
+
+  private async writeShardRouted(
+    shard: ShardInfo,
+    cmd: Uint8Array,
+    span: Span | undefined,
   ): Promise<{ ok: true; revision: number } | KvError> {
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     // A local replica proposes (a follower forwards inside Raft, see MultiRaftHost.propose);
@@ -297,6 +309,7 @@ export class KvService {
       const replicas = this.currentReplicas(shard);
       target ??= replicas[attempt % replicas.length] as NodeId;
       attempt++;
+      span?.setAttributes({ "kumo.kv.target": target, "kumo.kv.attempts": attempt });
       const outcome =
         target === this.self
           ? await this.host.propose(shard.id, cmd, remaining)
@@ -372,10 +385,22 @@ export class KvService {
    * replica that has it. The replica checks that the shard still covers what `shard` (from our
    * map) says; if not, the answer is STALE_ROUTE and the caller refreshes its map.
    */
-  private async readShard(
+  private readShard(
     shard: ShardInfo,
     consistency: Consistency,
     wire: WireRead,
+  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+    const span = tracing.on ? routeSpan(this.self, "read", shard) : undefined;
+    if (span === undefined) return this.readShardRouted(shard, consistency, wire, undefined);
+    span.setAttribute("kumo.kv.consistency", consistency);
+    return traced(span, () => this.readShardRouted(shard, consistency, wire, span));
+  }
+
+  private async readShardRouted(
+    shard: ShardInfo,
+    consistency: Consistency,
+    wire: WireRead,
+    span: Span | undefined,
   ): Promise<{ ok: true; items: KvItem[] } | KvError> {
     const shardId = shard.id;
     const expect = {
@@ -387,11 +412,13 @@ export class KvService {
     if (!this.servesLocally(shard)) {
       // No local replica: ask one that has it (it runs the same logic locally).
       for (const r of this.currentReplicas(shard)) {
+        span?.setAttribute("kumo.kv.target", r);
         const res = await this.forwardRead(r, shardId, consistency, wire, expect);
         if (res.ok || res.code !== "UNAVAILABLE") return res;
       }
       return unavailable(`no replica of shard ${shardId} answered`);
     }
+    span?.setAttribute("kumo.kv.target", this.self);
     return this.readLocal(shardId, consistency, wire, expect);
   }
 
@@ -597,6 +624,50 @@ function scanMachine(
   // No upper bound for an empty prefix, or one of only 0xff bytes (nothing sorts after it).
   const end = prefix.some((b) => b !== 0xff) ? prefixEnd(prefix) : undefined;
   return m.scan(start, end, limit);
+}
+
+/**
+ * A `kv.route` span (the key's shard, where the request went, how many attempts) when inside a
+ * traced request: a sampled span is active. Background work is not traced.
+ */
+function routeSpan(self: NodeId, op: "read" | "write", shard: ShardInfo): Span | undefined {
+  const parent = context.active();
+  const sc = trace.getSpanContext(parent);
+  if (sc === undefined || (sc.traceFlags & TraceFlags.SAMPLED) === 0) return undefined;
+  return trace.getTracer("kumo.kv").startSpan(
+    "kv.route",
+    {
+      attributes: {
+        "kumo.node": self,
+        "kumo.kv.op": op,
+        "kumo.keyspace": shard.keyspace,
+        "kumo.shard": shard.id,
+      },
+    },
+    parent,
+  );
+}
+
+/** Runs `op` with `span` active and ends it with the outcome. */
+async function traced<T extends { ok: true }>(
+  span: Span,
+  op: () => Promise<T | KvError>,
+): Promise<T | KvError> {
+  try {
+    const r = await context.with(trace.setSpan(context.active(), span), op);
+    if (!r.ok) {
+      span.setAttribute("kumo.kv.error", r.code);
+      // Answers such as "not found" or a failed condition are outcomes, not failures.
+      if (r.code === "UNAVAILABLE" || r.code === "OUTCOME_UNKNOWN" || r.code === "OVERLOADED")
+        span.setStatus({ code: SpanStatusCode.ERROR, message: r.message });
+    }
+    return r;
+  } catch (err) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+    throw err;
+  } finally {
+    span.end();
+  }
 }
 
 function keyspaceNotFound(keyspace: string): KvError {

@@ -7,9 +7,22 @@
  * through: an upload is cut into chunks as it arrives (a few MiB in memory whatever its size),
  * a download is sent chunk by chunk with backpressure. Every failure is an S3 `<Error>`
  * document with the code clients switch on and a request id.
+ *
+ * With tracing on (src/node/tracing.ts), each request is served under a server span
+ * (`S3 put_object`): the index writes and chunk writes it causes on other nodes join its trace.
  */
 import { once } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import { tracing } from "../../base/index.js";
 import { statusAtClose } from "../kv/http.js";
 import type { KvError } from "../kv/service.js";
 import type { Admission, Refusal } from "../limits.js";
@@ -58,6 +71,8 @@ export interface S3Options {
   readonly log: { warn(o: object, msg: string): void; error(o: object, msg: string): void };
   /** Creates the object index keyspace when it does not exist yet (the first bucket). */
   readonly ensureIndex: () => Promise<boolean>;
+  /** This node's id, on the request spans when tracing is on. */
+  readonly nodeId?: string;
 }
 
 export const S3_DEFAULTS = {
@@ -134,7 +149,38 @@ export class S3Api {
   }
 
   /** Serves one request; never throws. */
-  async handle(raw: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  handle(raw: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    if (!tracing.on) return this.serve(raw, res, requestId, undefined);
+    const parent = propagation.extract(ROOT_CONTEXT, raw.headers);
+    const method = raw.method ?? "GET";
+    const span = trace.getTracer("kumo.s3").startSpan(
+      `S3 ${method}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          "http.request.method": method,
+          ...(this.opts.nodeId === undefined ? {} : { "kumo.node": this.opts.nodeId }),
+          "kumo.door": "s3",
+          "kumo.request_id": requestId,
+        },
+      },
+      parent,
+    );
+    res.once("close", () => {
+      const status = statusAtClose(res);
+      span.setAttribute("http.response.status_code", status);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+    });
+    return context.with(trace.setSpan(parent, span), () => this.serve(raw, res, requestId, span));
+  }
+
+  private async serve(
+    raw: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    span: Span | undefined,
+  ): Promise<void> {
     res.setHeader("x-amz-request-id", requestId);
     res.setHeader("x-amz-id-2", requestId);
     res.setHeader("server", "Kumo");
@@ -166,6 +212,15 @@ export class S3Api {
         Date.now(),
       );
       op = opName(raw.method ?? "GET", bucket, key, query, header(raw, "x-amz-copy-source"));
+      if (span) {
+        span.updateName(`S3 ${op}`);
+        span.setAttributes({
+          "kumo.op": op,
+          "http.route":
+            bucket === undefined ? "/" : key === undefined ? "/{bucket}" : "/{bucket}/{key}",
+          ...(bucket === undefined ? {} : { "aws.s3.bucket": bucket }),
+        });
+      }
       if (!auth.ok) throw new S3Error(auth.code, auth.message);
       if (gate) {
         const a = gate.admit(`s3:${auth.accessKeyId ?? "anonymous"}`);
