@@ -10,6 +10,7 @@ import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
   closeSync,
+  existsSync,
   fdatasyncSync,
   mkdirSync,
   mkdtempSync,
@@ -87,16 +88,22 @@ export function commandLine(): string {
 
 // ------------------------------------------------------------------ machine
 
+/** The mount (longest prefix in /proc/self/mounts) that holds `dir`. */
+function deviceOf(dir: string): { mount: string; dev: string; fs: string } {
+  const real = realpathSync(dir);
+  let best = { mount: "", dev: "?", fs: "?" };
+  for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
+    const [dev, mount, fs] = line.split(" ");
+    if (!dev || !mount || !fs) continue;
+    const inside = real === mount || real.startsWith(mount === "/" ? "/" : `${mount}/`);
+    if (inside && mount.length >= best.mount.length) best = { mount, dev, fs };
+  }
+  return best;
+}
+
 function diskOf(dir: string): string {
   try {
-    const real = realpathSync(dir);
-    let best = { mount: "", dev: "?", fs: "?" };
-    for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
-      const [dev, mount, fs] = line.split(" ");
-      if (!dev || !mount || !fs) continue;
-      const inside = real === mount || real.startsWith(mount === "/" ? "/" : `${mount}/`);
-      if (inside && mount.length >= best.mount.length) best = { mount, dev, fs };
-    }
+    const best = deviceOf(dir);
     const name = best.dev.replace(/^\/dev\//, "");
     let kind = "";
     try {
@@ -109,6 +116,24 @@ function diskOf(dir: string): string {
     return `${best.dev} (${best.fs}${kind}) mounted on ${best.mount}`;
   } catch {
     return "unknown";
+  }
+}
+
+/**
+ * Flush requests the block device under `dir` has completed so far (field 16 of
+ * /sys/class/block/<dev>/stat, the whole disk's for a partition: what fsync and fdatasync turn
+ * into); undefined where the kernel does not count them (no block device, older kernels).
+ * Machine-wide: it counts every process's flushes.
+ */
+export function diskFlushes(dir: string): number | undefined {
+  try {
+    const name = deviceOf(dir).dev.replace(/^\/dev\//, "");
+    let sys = `/sys/class/block/${name}`;
+    if (existsSync(`${sys}/partition`)) sys = `${realpathSync(sys)}/..`;
+    const f = readFileSync(`${sys}/stat`, "utf8").trim().split(/\s+/);
+    return f.length >= 17 ? Number(f[15]) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -289,6 +314,36 @@ export type BenchCluster = TestCluster;
 export const STOP_GRACE_MS = 30_000;
 
 let signalsHooked = false;
+const interruptCleanups = new Set<() => Promise<void>>();
+
+/**
+ * On SIGINT or SIGTERM: runs the registered cleanups (at most 15 s in all; a second signal cuts
+ * them short), then exits with 130 through process.exit, so that exit hooks (the cluster
+ * module's, which SIGKILLs nodes still running and removes their data) run too.
+ */
+function hookSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  let interrupted = false;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      if (interrupted) process.exit(130);
+      interrupted = true;
+      setTimeout(() => process.exit(130), 15_000).unref();
+      void Promise.allSettled([...interruptCleanups].map((f) => f())).then(() => process.exit(130));
+    });
+  }
+}
+
+/**
+ * Runs `cleanup` (e.g. a graceful stop of servers the benchmark started) if the benchmark is
+ * interrupted by SIGINT or SIGTERM; returns a function that unregisters it.
+ */
+export function onInterrupt(cleanup: () => Promise<void>): () => void {
+  hookSignals();
+  interruptCleanups.add(cleanup);
+  return () => interruptCleanups.delete(cleanup);
+}
 
 /**
  * Real `kumo server` processes on 127.0.0.1 with free ports and fresh data directories; resolves
@@ -296,11 +351,7 @@ let signalsHooked = false;
  * exits early (error, Ctrl+C), the nodes are killed and their data removed.
  */
 export async function startBenchCluster(opts: ClusterOptions): Promise<BenchCluster> {
-  if (!signalsHooked) {
-    signalsHooked = true;
-    // Exit through process.exit so that the cluster module's exit hook kills the nodes.
-    for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
-  }
+  hookSignals();
   return TestCluster.start({
     token: "bench-token",
     startTimeoutMs: 60_000,

@@ -3,7 +3,8 @@
  * processes, default settings: 8 shards of the default keyspace, 3 replicas, LMDB on the local
  * disk) under a closed-loop load generator in this process: node:http with a keep-alive Agent,
  * requests round-robin over the three nodes' API ports, keys from a set of 10,000, 256-byte
- * values. Workloads: puts, and a 90/10 get/put mix (linearizable gets), each with 1, 16 and 64
+ * values (the closed-loop driver is bench/_load.ts's `runLoad`, shared with bench/etcd.ts).
+ * Workloads: puts, and a 90/10 get/put mix (linearizable gets), each with 1, 16 and 64
  * concurrent clients, each for a warm-up and then a measured window. Per workload it prints
  * ops/s, p50/p90/p99 latency, errors, fsyncs per acknowledged put (LMDB commits of all nodes
  * over puts acknowledged, and per node), host-loop counters and the CPU of every process. In the
@@ -40,14 +41,12 @@ import {
   commandLine,
   cpuProfArgs,
   fmt,
-  KvClient,
   loadAverage,
   machine,
   monotonicUs,
   type NodeStats,
   numberOption,
   option,
-  percentile,
   processCpuSeconds,
   profilesIn,
   rawFsync,
@@ -59,8 +58,8 @@ import {
   table,
   waitQuiet,
 } from "./_lib.js";
+import { benchValue, KEYS, KumoTarget, keyName, preload, quantiles, runLoad } from "./_load.js";
 
-const KEYS = 10_000;
 const VALUE_BYTES = 256;
 const GET_SHARE = 0.9;
 
@@ -107,12 +106,7 @@ const workloads: Workload[] = workloadSpec.split(",").map((s) => {
 /** The measured windows, to read the CPU profiles over them only. */
 const profileWindows: [number, number][] = [];
 
-const keys = Array.from(
-  { length: KEYS },
-  (_, i) => `/v1/kv/default/bench-${String(i).padStart(5, "0")}`,
-);
-const value = Buffer.alloc(VALUE_BYTES);
-for (let i = 0; i < VALUE_BYTES; i++) value[i] = (i * 31 + 7) & 0xff;
+const value = benchValue(VALUE_BYTES);
 
 interface Row {
   readonly w: Workload;
@@ -127,7 +121,7 @@ interface Row {
   readonly putP50: number;
   readonly putP99: number;
   readonly errors: number;
-  readonly errorKinds: Map<string, number>;
+  readonly errorKinds: ReadonlyMap<string, number>;
   /** Puts acknowledged between the two stats snapshots (the fsync ratio's denominator). */
   readonly putsAcked: number;
   readonly opsAcked: number;
@@ -151,38 +145,6 @@ function diff(a: NodeStats, b: NodeStats): NodeStats {
 
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
 
-async function preload(cluster: BenchCluster, client: KvClient): Promise<string> {
-  const apis = cluster.nodes.map((n) => n.api);
-  let next = 0;
-  let loaded = 0;
-  let errors = 0;
-  const t0 = performance.now();
-  const deadline = t0 + 120_000;
-  await Promise.all(
-    Array.from({ length: 64 }, async () => {
-      while (next < KEYS && performance.now() < deadline) {
-        const i = next++;
-        // Retry a failed put of this key (bounded by the deadline).
-        while (performance.now() < deadline) {
-          const r = await client.send(
-            apis[i % apis.length] as string,
-            "PUT",
-            keys[i] as string,
-            value,
-          );
-          if (r.status === 200) {
-            loaded++;
-            break;
-          }
-          errors++;
-        }
-      }
-    }),
-  );
-  const secs = (performance.now() - t0) / 1000;
-  return `preloaded ${loaded} of ${KEYS} keys in ${secs.toFixed(1)} s (${fmt(loaded / secs)} puts/s, 64 clients, ${errors} errors)`;
-}
-
 /** For each key, the API address of the node leading its shard now (for put-leader). */
 async function leaderApis(cluster: BenchCluster): Promise<string[]> {
   const ids = cluster.nodes.map((n) => n.id);
@@ -191,34 +153,23 @@ async function leaderApis(cluster: BenchCluster): Promise<string[]> {
   const st = await cluster.status("n1");
   const leaderOf = new Map(st.shards.map((s) => [s.id, s.leader]));
   const apiOf = new Map(cluster.nodes.map((n) => [n.id, n.api]));
-  return keys.map((path) => {
-    const key = new TextEncoder().encode(path.slice("/v1/kv/default/".length));
+  return Array.from({ length: KEYS }, (_, i) => {
+    const key = new TextEncoder().encode(keyName(i));
     const shard = map.locate("default", key);
     const api = apiOf.get(leaderOf.get(shard?.id ?? "") ?? "");
-    if (!api) throw new Error(`no leader known for the shard of ${path}`);
+    if (!api) throw new Error(`no leader known for the shard of ${keyName(i)}`);
     return api;
   });
 }
 
 async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
-  const client = new KvClient(cluster.token, Math.max(w.clients, 1));
   const apis = cluster.nodes.map((n) => n.api);
   const leaderApi = w.kind === "put-leader" ? await leaderApis(cluster) : [];
+  const target = new KumoTarget(apis, cluster.token, w.clients, {
+    ...(w.kind === "put-leader" ? { route: (k: number) => leaderApi[k] as string } : {}),
+    ...(w.kind === "get-stale" ? { getQuery: "?consistency=stale" } : {}),
+  });
   const pids = cluster.nodes.map((n) => cluster.pid(n.id));
-  const t0 = performance.now();
-  const measureFrom = t0 + warmupSeconds * 1000;
-  const measureTo = measureFrom + seconds * 1000;
-  const lat: number[] = [];
-  const putLat: number[] = [];
-  let puts = 0;
-  let gets = 0;
-  let misses = 0;
-  let errors = 0;
-  const errorKinds = new Map<string, number>();
-  let rr = 0;
-  let counting = false;
-  let putsAcked = 0;
-  let opsAcked = 0;
 
   // At the start of the measured window: counters and CPU of every process.
   let before: NodeStats[] = [];
@@ -227,62 +178,22 @@ async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
   let sysBefore = systemCpu();
   let statsFrom = 0;
   let windowFromUs = 0;
-  const snapshot = new Promise<void>((resolve, reject) => {
-    setTimeout(() => {
-      counting = true;
+  const r = await runLoad(target, {
+    clients: w.clients,
+    warmupMs: warmupSeconds * 1000,
+    measureMs: seconds * 1000,
+    keys: KEYS,
+    getShare: w.kind === "mix" ? GET_SHARE : w.kind === "get-stale" ? 1 : 0,
+    value,
+    onWindowStart: async () => {
       statsFrom = performance.now();
       windowFromUs = monotonicUs();
       cpuBefore = pids.map(processCpuSeconds);
       benchCpuBefore = process.cpuUsage();
       sysBefore = systemCpu();
-      cluster.stats().then((s) => {
-        before = s;
-        resolve();
-      }, reject);
-    }, measureFrom - t0);
+      before = await cluster.stats();
+    },
   });
-
-  const loop = async () => {
-    while (performance.now() < measureTo) {
-      const isPut =
-        w.kind === "put" ||
-        w.kind === "put-leader" ||
-        (w.kind === "mix" && Math.random() >= GET_SHARE);
-      const k = Math.floor(Math.random() * KEYS);
-      const path = keys[k] as string;
-      const api =
-        w.kind === "put-leader" ? (leaderApi[k] as string) : (apis[rr++ % apis.length] as string);
-      const r = isPut
-        ? await client.send(api, "PUT", path, value)
-        : await client.send(
-            api,
-            "GET",
-            w.kind === "get-stale" ? `${path}?consistency=stale` : path,
-          );
-      const ok = r.status === 200 || (!isPut && r.status === 404);
-      if (counting && ok) {
-        opsAcked++;
-        if (isPut) putsAcked++;
-      }
-      const now = performance.now();
-      if (now < measureFrom || now > measureTo) continue;
-      if (!ok) {
-        errors++;
-        const kind = r.error ?? `HTTP ${r.status}`;
-        errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
-        continue;
-      }
-      lat.push(r.ms);
-      if (isPut) {
-        puts++;
-        putLat.push(r.ms);
-      } else {
-        gets++;
-        if (r.status === 404) misses++;
-      }
-    }
-  };
-  await Promise.all([snapshot, ...Array.from({ length: w.clients }, loop)]);
   // Every client has stopped and every request it sent is answered (or timed out): the
   // counters now cover exactly the acknowledged puts counted since the first snapshot.
   const cpuAfter = pids.map(processCpuSeconds);
@@ -291,26 +202,26 @@ async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
   const statsSecs = (performance.now() - statsFrom) / 1000;
   profileWindows.push([windowFromUs, monotonicUs()]);
   const after = await cluster.stats();
-  client.close();
+  target.close();
 
-  lat.sort((a, b) => a - b);
-  putLat.sort((a, b) => a - b);
+  const q = quantiles(r.lat);
+  const qp = quantiles(r.putLat);
   return {
     w,
-    secs: seconds,
-    ops: puts + gets,
-    puts,
-    gets,
-    misses,
-    p50: percentile(lat, 0.5),
-    p90: percentile(lat, 0.9),
-    p99: percentile(lat, 0.99),
-    putP50: percentile(putLat, 0.5),
-    putP99: percentile(putLat, 0.99),
-    errors,
-    errorKinds,
-    putsAcked,
-    opsAcked,
+    secs: r.secs,
+    ops: r.ops,
+    puts: r.puts,
+    gets: r.gets,
+    misses: r.misses,
+    p50: q.p50,
+    p90: q.p90,
+    p99: q.p99,
+    putP50: qp.p50,
+    putP99: qp.p99,
+    errors: r.errors,
+    errorKinds: r.errorKinds,
+    putsAcked: r.putsAcked,
+    opsAcked: r.opsAcked,
     delta: after.map((a, i) => diff(before[i] as NodeStats, a)),
     statsSecs,
     serverCpu: cpuAfter.map((c, i) => (c - (cpuBefore[i] ?? 0)) / statsSecs),
@@ -481,8 +392,12 @@ async function main(): Promise<void> {
         .join(" ")}`,
     );
     if (doPreload) {
-      const pre = new KvClient(cluster.token, 64);
-      console.log(await preload(cluster, pre));
+      const pre = new KumoTarget(
+        cluster.nodes.map((n) => n.api),
+        cluster.token,
+        64,
+      );
+      console.log(await preload(pre, KEYS, value));
       pre.close();
     } else {
       console.log(
