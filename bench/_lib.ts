@@ -733,3 +733,25 @@ export function procStatusMiB(pid: number, field: "VmRSS" | "VmHWM"): number {
     return Number.NaN;
   }
 }
+
+/**
+ * The opening lines every benchmark prints and records: its name and time, the exact command,
+ * the machine, the code version and the load. `say` prints a line and keeps it for the record.
+ */
+export function reportHeader(
+  name: string,
+  quick: boolean,
+  dataDir: string,
+): { header: string[]; say: (line: string) => void } {
+  const header: string[] = [];
+  const say = (line: string) => {
+    header.push(line);
+    console.log(line);
+  };
+  say(`${name} — ${new Date().toISOString()}${quick ? " (quick)" : ""}`);
+  say(`command: ${commandLine()}`);
+  say(machine(dataDir));
+  say(`code: ${codeVersion()}`);
+  say(`load average at start: ${loadAverage()}`);
+  return { header, say };
+}

@@ -64,13 +64,10 @@ import { Etcd3 } from "etcd3";
 import { freePort, killProcess } from "../test/integration/_cluster.js";
 import {
   type BenchCluster,
-  codeVersion,
-  commandLine,
   diskFlushes,
   fmt,
   loadAverage,
   loopbackBandwidth,
-  machine,
   numberOption,
   onInterrupt,
   option,
@@ -78,6 +75,7 @@ import {
   REPO,
   rawFsync,
   rawSeqWrite,
+  reportHeader,
   STOP_GRACE_MS,
   serverProcessOptions,
   sleep,
@@ -711,16 +709,7 @@ function recordRun(body: string[]): string {
 
 async function main(): Promise<void> {
   const started = performance.now();
-  const header: string[] = [];
-  const say = (l: string) => {
-    header.push(l);
-    console.log(l);
-  };
-  say(`bench:etcd — ${new Date().toISOString()}${quick ? " (quick)" : ""}`);
-  say(`command: ${commandLine()}`);
-  say(machine(baseDir));
-  say(`code: ${codeVersion()}`);
-  say(`load average at start: ${loadAverage()}`);
+  const { header, say } = reportHeader("bench:etcd", quick, baseDir);
 
   const { bin, note } = findEtcd();
   if (note) say(note);

@@ -73,13 +73,10 @@ import { HttpRequest } from "@smithy/protocol-http";
 import { CHUNK_BYTES } from "../src/api/s3/objects.js";
 import {
   type BenchCluster,
-  codeVersion,
-  commandLine,
   cpuProfArgs,
   fmt,
   loadAverage,
   loopbackBandwidth,
-  machine,
   monotonicUs,
   numberOption,
   option,
@@ -89,6 +86,7 @@ import {
   profilesIn,
   REPO,
   rawSeqWrite,
+  reportHeader,
   STOP_GRACE_MS,
   serverProcessOptions,
   sleep,
@@ -548,16 +546,7 @@ async function warmup(s3: readonly S3Client[]): Promise<string> {
 
 async function main(): Promise<void> {
   const started = performance.now();
-  const header: string[] = [];
-  const say = (s: string) => {
-    console.log(s);
-    header.push(s);
-  };
-  say(`bench:s3 — ${new Date().toISOString()}${quick ? " (quick)" : ""}`);
-  say(`command: ${commandLine()}`);
-  say(machine(baseDir));
-  say(`code: ${codeVersion()}`);
-  say(`load average at start: ${loadAverage()}`);
+  const { header, say } = reportHeader("bench:s3", quick, baseDir);
   say(
     `cluster: 3 kumo server processes on 127.0.0.1, default settings (chunks of ${sizeName(CHUNK_BYTES)}, ` +
       `${REPLICATION} replicas, write quorum 2); ${seconds} s window per cell` +

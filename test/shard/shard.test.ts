@@ -252,19 +252,26 @@ describe("shard machine", () => {
   });
 });
 
+/**
+ * Applies commands to machines on `engine` as a host would (apply, stage, write, commit), with
+ * log indexes from `index + 1` on and term `term`.
+ */
+function applier(engine: MemoryEngine, index = 0, term = 1) {
+  return (mm: ShardMachine, c: ShardCommand) => {
+    const ops: WriteOp[] = [];
+    const r = mm.apply({ term, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
+    mm.stageApplied(ops);
+    void engine.write(ops, { sync: false });
+    mm.batchCommitted();
+    return r;
+  };
+}
+
 describe("shard machine: retiring", () => {
   test("a retired shard refuses every later write, on restart and through snapshots too", () => {
     const engine = new MemoryEngine();
     const m = new ShardMachine(engine, "r");
-    let index = 0;
-    const run = (mm: ShardMachine, c: ShardCommand) => {
-      const ops: WriteOp[] = [];
-      const r = mm.apply({ term: 1, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
-      mm.stageApplied(ops);
-      void engine.write(ops, { sync: false });
-      mm.batchCommitted();
-      return r;
-    };
+    const run = applier(engine);
     const put = {
       op: "put" as const,
       key: enc.encode("a"),
@@ -284,7 +291,7 @@ describe("shard machine: retiring", () => {
     const other = new MemoryEngine();
     const copy = new ShardMachine(other, "r");
     const ops: WriteOp[] = [];
-    copy.restore(m.snapshotData(), index, 1, ops);
+    copy.restore(m.snapshotData(), m.applied, 1, ops);
     void other.write(ops, { sync: false });
     copy.batchCommitted();
     assert.equal(copy.retiredDurable, true);
@@ -292,7 +299,7 @@ describe("shard machine: retiring", () => {
     // A snapshot of a live shard clears a stale flag.
     const live = new ShardMachine(new MemoryEngine(), "live");
     const ops2: WriteOp[] = [];
-    copy.restore(live.snapshotData(), index + 1, 1, ops2);
+    copy.restore(live.snapshotData(), m.applied + 1, 1, ops2);
     void other.write(ops2, { sync: false });
     copy.batchCommitted();
     assert.equal(copy.retiredDurable, false);
@@ -373,15 +380,7 @@ describe("shard machine: splitting", () => {
   test("a hash keyspace's shard splits in hash order: each half owns a hash range", () => {
     const engine = new MemoryEngine();
     const m = new ShardMachine(engine, "h");
-    let index = 0;
-    const run = (mm: ShardMachine, c: ShardCommand) => {
-      const ops: WriteOp[] = [];
-      const r = mm.apply({ term: 1, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
-      mm.stageApplied(ops);
-      void engine.write(ops, { sync: false });
-      mm.batchCommitted();
-      return r;
-    };
+    const run = applier(engine);
     const keys = Array.from({ length: 40 }, (_, i) => `user-${i}`);
     for (const k of keys)
       run(m, { op: "put", key: enc.encode(k), value: enc.encode(k), cond: { kind: "none" } });
@@ -402,14 +401,7 @@ describe("shard machine: splitting", () => {
     // On a fresh shard: the hash split.
     const e2 = new MemoryEngine();
     const p = new ShardMachine(e2, "p");
-    const run2 = (mm: ShardMachine, c: ShardCommand) => {
-      const ops: WriteOp[] = [];
-      const r = mm.apply({ term: 1, index: ++index, type: "normal", data: encodeCommand(c) }, ops);
-      mm.stageApplied(ops);
-      void e2.write(ops, { sync: false });
-      mm.batchCommitted();
-      return r;
-    };
+    const run2 = applier(e2, 100);
     for (const k of keys)
       run2(p, { op: "put", key: enc.encode(k), value: enc.encode(k), cond: { kind: "none" } });
     assert.equal(run2(p, { ...split, hashed: true })?.ok, true);
