@@ -16,6 +16,7 @@
  * HTTP API over a keep-alive node:http Agent, requests round-robin over the nodes; bench/etcd.ts
  * has the etcd one (gRPC).
  */
+import { Progress } from "../src/cli/progress.js";
 import { fmt, KvClient, percentile } from "./_lib.js";
 
 /** Keys the workloads draw from (uniformly). */
@@ -69,6 +70,8 @@ export interface LoadOptions {
    * it before it returns.
    */
   readonly onWindowStart?: () => Promise<void> | void;
+  /** On a terminal: a progress bar with this label (seconds of warm-up + window) on stderr. */
+  readonly label?: string;
 }
 
 export interface LoadResult {
@@ -162,7 +165,20 @@ export async function runLoad(target: KvTarget, o: LoadOptions): Promise<LoadRes
       }
     }
   };
-  await Promise.all([opened, ...Array.from({ length: o.clients }, loop)]);
+  const totalSecs = Math.round((o.warmupMs + o.measureMs) / 1000);
+  const bar =
+    o.label && process.stderr.isTTY
+      ? new Progress({ label: `${o.label} (s)`, unit: "items", total: totalSecs })
+      : undefined;
+  const ticker = bar
+    ? setInterval(() => bar.update(Math.min(totalSecs, (performance.now() - t0) / 1000)), 250)
+    : undefined;
+  try {
+    await Promise.all([opened, ...Array.from({ length: o.clients }, loop)]);
+  } finally {
+    clearInterval(ticker);
+    bar?.clear();
+  }
 
   const asc = (a: number, b: number) => a - b;
   lat.sort(asc);

@@ -513,6 +513,7 @@ async function measure(
       measureMs,
       keys: KEYS,
       getShare: w.kind === "get" ? 1 : w.kind === "mix" ? GET_SHARE_MIX : 0,
+      label: `${side.name} ${w.kind}:${w.clients}`,
       value: benchValue(w.valueBytes),
       onWindowStart: async () => {
         from = performance.now();

@@ -185,6 +185,7 @@ async function run(cluster: BenchCluster, w: Workload): Promise<Row> {
     keys: KEYS,
     getShare: w.kind === "mix" ? GET_SHARE : w.kind === "get-stale" ? 1 : 0,
     value,
+    label: `${w.kind}:${w.clients}`,
     onWindowStart: async () => {
       statsFrom = performance.now();
       windowFromUs = monotonicUs();

@@ -81,6 +81,13 @@ export class Progress {
     this.stream.write(this.live ? `\r${summary}\x1b[K\n` : `${summary}\n`);
   }
 
+  /** Ends the bar without a summary, erasing it (the caller prints its own result). */
+  clear(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.live) this.stream.write("\r\x1b[K");
+  }
+
   /** The bar line as drawn now (exposed for tests). */
   line(): string {
     const cols = Math.min(100, this.opts.columns ?? (process.stderr.columns || 80));

@@ -115,6 +115,23 @@ describe("progress", () => {
     assert.ok(eta(p.line()) > before, `${p.line()} after ${before}`);
   });
 
+  test("clear() erases the bar without a summary (the caller prints its own result)", () => {
+    const f = fake(true);
+    const p = new Progress({
+      label: "put:64 (s)",
+      unit: "items",
+      total: 10,
+      stream: f.stream,
+      nowMs: f.clock,
+    });
+    f.advance(500);
+    p.update(1);
+    p.clear();
+    p.finish();
+    assert.equal(f.out.at(-1), "\r\x1b[K");
+    assert.equal(f.out.length, 2);
+  });
+
   test("not a terminal: nothing drawn until one summary line; quiet: nothing at all", () => {
     const f = fake(false);
     const p = new Progress({
