@@ -438,6 +438,7 @@ withClient(program.command("status"))
           self?: boolean;
           state?: string;
           admin?: string;
+          labels?: Record<string, string>;
           replicas?: number;
           leaders?: number;
         }[];
@@ -464,13 +465,14 @@ withClient(program.command("status"))
       console.log(
         renderTable(
           mode,
-          ["NODE", "PEER", "STATE", "REPLICAS", "LEADERS"],
+          ["NODE", "PEER", "ZONE", "STATE", "REPLICAS", "LEADERS"],
           st.nodes.map((n) => {
             const state = n.self ? "self" : (n.state ?? (n.reachable ? "alive" : "unreachable"));
             const admin = n.admin && n.admin !== "active" ? ` (${n.admin})` : "";
             return [
               n.id,
               n.peer,
+              n.labels?.zone ?? "-",
               { text: state + admin, style: stateStyle(state) },
               String(n.replicas ?? "-"),
               String(n.leaders ?? "-"),

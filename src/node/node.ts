@@ -542,6 +542,8 @@ export class KumoNode {
       ].map((n) => ({
         ...n,
         admin: this.keyspaces?.memberRecord(n.id)?.admin ?? "active",
+        // Placement labels (zone, rack) as the node registered them.
+        labels: this.keyspaces?.memberRecord(n.id)?.labels ?? {},
         state: stateOf(n.id),
         replicas: replicasOn(n.id),
         leaders: leading(n.id),

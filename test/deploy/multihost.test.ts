@@ -205,16 +205,24 @@ test("five hosts configured as the bare-metal docs say serve KV and S3 across ho
     for (let n = 1; n <= HOSTS; n++) {
       const r = await http(api(n, "/v1/cluster"), { headers: auth });
       assert.equal(r.status, 200, r.body);
-      const nodes = (JSON.parse(r.body) as { nodes: { id: string; state: string; peer: string }[] })
-        .nodes;
+      const nodes = (
+        JSON.parse(r.body) as {
+          nodes: { id: string; state: string; peer: string; labels: { zone?: string } }[];
+        }
+      ).nodes;
       assert.deepEqual(
         nodes.map((x) => `${x.id} ${x.state} ${x.peer}`).sort(),
         Array.from({ length: HOSTS }, (_, i) => `n${i + 1} alive ${ipOf(i + 1)}:7000`),
         `the view of n${n}`,
       );
+      // Each node carries the zone of its file, in every node's view (kumo status shows it).
+      assert.deepEqual(
+        Object.fromEntries(nodes.map((x) => [x.id, x.labels.zone])),
+        Object.fromEntries(zones),
+        `zones in the view of n${n}`,
+      );
     }
-    // Zones: /v1/cluster does not show labels; the console's cluster view does (every node's
-    // own answer, gathered by the node asked). Each node carries the zone of its file.
+    // The console's cluster view too (every node's own answer, gathered by the node asked).
     const view = await http(api(4, "/v1/admin/console/cluster"), {
       headers: { authorization: `Bearer ${admin}` },
     });
