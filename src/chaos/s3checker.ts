@@ -59,9 +59,8 @@ export interface S3Audit {
 export interface VersionAudit {
   /** Acknowledged puts checked. */
   readonly puts: number;
-  /** Acknowledged puts whose body is not among their key's versions. */
+  /** Acknowledged puts whose body is not among their key's versions (each is a violation). */
   readonly lost: number;
-  readonly examples: readonly string[];
 }
 
 /**
@@ -75,7 +74,7 @@ export function checkVersions(
   ops: readonly S3Op[],
   versions: ReadonlyMap<string, ReadonlySet<string>>,
   md5Of: ReadonlyMap<string, string>,
-): VersionAudit {
+): VersionAudit & { readonly lostPuts: readonly string[] } {
   let puts = 0;
   const lost: string[] = [];
   for (const op of ops) {
@@ -90,7 +89,7 @@ export function checkVersions(
         `${op.key}: acknowledged ${op.op} #${op.id} (sha256 ${op.value.slice(0, 12)}…) is not among its ${have.size} versions`,
       );
   }
-  return { puts, lost: lost.length, examples: lost.slice(0, 5) };
+  return { puts, lost: lost.length, lostPuts: lost };
 }
 
 /**
@@ -302,7 +301,15 @@ export function checkS3(
   workload: readonly S3Op[],
   finals: readonly S3Op[],
   nodes: readonly string[],
-  extra: { unreadable?: readonly string[]; oddities?: ReadonlyMap<string, number> } = {},
+  extra: {
+    unreadable?: readonly string[];
+    oddities?: ReadonlyMap<string, number>;
+    /** With bucket versioning: the ETags of every version of each key, and body MD5 by SHA. */
+    versions?: {
+      readonly etags: ReadonlyMap<string, ReadonlySet<string>>;
+      readonly md5Of: ReadonlyMap<string, string>;
+    };
+  } = {},
 ): S3Verdict {
   const universe = new Set<string>();
   for (const op of [...workload, ...finals]) if (op.op !== "list") universe.add(op.key);
@@ -419,6 +426,12 @@ export function checkS3(
     }
   }
 
+  // Versions: an acknowledged put missing from its key's versions is a lost write like any other.
+  const versions = extra.versions
+    ? checkVersions(workload, extra.versions.etags, extra.versions.md5Of)
+    : undefined;
+  for (const v of versions?.lostPuts ?? []) violation(v);
+
   const oddities = [...(extra.oddities ?? new Map())]
     .sort((a, b) => b[1] - a[1])
     .map(([k, n]) => `${k}: ${n}`);
@@ -436,6 +449,7 @@ export function checkS3(
       violationCount,
       violations,
       oddities,
+      ...(versions ? { versions: { puts: versions.puts, lost: versions.lost } } : {}),
       ok: violationCount === 0,
     },
   };

@@ -272,11 +272,18 @@ test("versions: an acknowledged put missing from its key's versions is found", (
   assert.deepEqual(checkVersions(ops, new Map([["k", new Set(["m1", "m2"])]]), md5Of), {
     puts: 2,
     lost: 0,
-    examples: [],
+    lostPuts: [],
   });
   const lost = checkVersions(ops, new Map([["k", new Set(["m2"])]]), md5Of);
   assert.equal(lost.lost, 1);
-  assert.match(lost.examples[0] as string, /k: acknowledged put #1 .* not among its 1 versions/);
+  assert.match(lost.lostPuts[0] as string, /k: acknowledged put #1 .* not among its 1 versions/);
+  // Through checkS3, a lost version is a violation of the audit like any lost write.
+  const audited = checkS3(ops, [], ["n1"], {
+    versions: { etags: new Map([["k", new Set(["m2"])]]), md5Of },
+  }).audit;
+  assert.equal(audited.ok, false);
+  assert.deepEqual(audited.versions, { puts: 2, lost: 1 });
+  assert.ok(audited.violations.some((v) => /acknowledged put #1/.test(v)));
 });
 
 test("chunk copies: a chunk on fewer nodes than expected is counted, with its holders", () => {
