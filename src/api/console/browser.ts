@@ -33,8 +33,6 @@ import { type IndexError, newSortId, type ObjectIndex, type ObjectRecord } from 
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-/** A version's body is removed this long after it stopped existing (as the S3 door does). */
-const RETIRE_DELAY_MS = 3_000;
 const LIST_LIMIT_DEFAULT = 200;
 const LIST_LIMIT_MAX = 1000;
 /** Bytes of each value shown in a keyspace listing. */
@@ -354,13 +352,9 @@ export class Browser {
   }
 
   private retire(b: BucketRecord, recs: readonly ObjectRecord[]): void {
-    if (recs.length === 0) return;
-    setTimeout(() => {
-      for (const rec of recs)
-        this.src.index
-          .removeReplaced(b.id, rec)
-          .catch((err: unknown) => this.src.onError?.("removing a replaced body", err));
-    }, RETIRE_DELAY_MS).unref();
+    this.src.index.retireLater(b.id, recs, (err) =>
+      this.src.onError?.("removing a replaced body", err),
+    );
   }
 
   // ---------------------------------------------------------------- keyspaces

@@ -252,6 +252,9 @@ export interface ListPage {
   readonly last: string | undefined;
 }
 
+/** How long after a version stops existing its body is removed (see retireLater). */
+const RETIRE_DELAY_MS = 3_000;
+
 export class ObjectIndex {
   constructor(
     private readonly kv: KvService,
@@ -663,6 +666,19 @@ export class ObjectIndex {
   private async unrecordVersion(bid: string, rec: ObjectRecord): Promise<void> {
     if (rec.sortId === undefined) return;
     await this.kv.delete(INDEX_KEYSPACE, versionKey(bid, rec.key, rec.sortId), { kind: "none" });
+  }
+
+  /**
+   * Removes the bodies of versions that stopped existing, RETIRE_DELAY_MS later: a node whose
+   * bucket cache lags a versioning change by up to a second may have replaced a version that
+   * another node recorded meanwhile, and `removeReplaced` then finds that version and keeps the
+   * body. Used by every writer of objects (the S3 door, the console).
+   */
+  retireLater(bid: string, recs: readonly ObjectRecord[], onError: (err: unknown) => void): void {
+    if (recs.length === 0) return;
+    setTimeout(() => {
+      for (const rec of recs) this.removeReplaced(bid, rec).catch(onError);
+    }, RETIRE_DELAY_MS).unref();
   }
 
   /**

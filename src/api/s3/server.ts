@@ -88,7 +88,6 @@ const DELETE_KEYS_MAX = 1000;
 /** A refused request's unread body is drained up to this size (else the connection closes). */
 const DRAIN_BYTES_MAX = 8 << 20;
 /** How long after a version stops existing its body is removed (see S3Api.retire). */
-const RETIRE_DELAY_MS = 3_000;
 /** A CompleteMultipartUpload older than this is presumed dead (its node crashed): abort wins. */
 const COMPLETING_STALE_MS = 10 * 60_000;
 /** List pages are at most this long (S3's limit). */
@@ -1009,19 +1008,10 @@ export class S3Api {
     this.retire(b, c.removable);
   }
 
-  /**
-   * Removes the bodies of versions that stopped existing, a little later: a node whose bucket
-   * cache lags a versioning change by up to a second may have replaced a version that another
-   * node recorded meanwhile, and `removeReplaced` then finds that version and keeps the body.
-   */
   private retire(b: BucketRecord, recs: readonly ObjectRecord[]): void {
-    if (recs.length === 0) return;
-    setTimeout(() => {
-      for (const rec of recs)
-        this.index
-          .removeReplaced(b.id, rec)
-          .catch((err: unknown) => this.opts.log.warn({ err }, "removing a replaced body failed"));
-    }, RETIRE_DELAY_MS).unref();
+    this.index.retireLater(b.id, recs, (err) =>
+      this.opts.log.warn({ err }, "removing a replaced body failed"),
+    );
   }
 
   /**
