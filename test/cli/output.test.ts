@@ -1,6 +1,7 @@
 /** The CLI's tables, colours, durations and progress bars (pure functions, a fake clock). */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import type { S3Client } from "@aws-sdk/client-s3";
 import {
   formatBytes,
   formatDuration,
@@ -9,7 +10,7 @@ import {
   visibleWidth,
 } from "../../src/cli/output.js";
 import { Progress } from "../../src/cli/progress.js";
-import { parseS3Url } from "../../src/cli/s3.js";
+import { PART_MIB_MAX, PART_MIB_MIN, parseS3Url, s3Copy } from "../../src/cli/s3.js";
 
 describe("output mode", () => {
   test("colours only on a terminal, never with NO_COLOR, TERM=dumb or --json; FORCE_COLOR wins", () => {
@@ -159,4 +160,21 @@ test("s3:// URLs", () => {
   assert.deepEqual(parseS3Url("s3://b"), { bucket: "b", key: "" });
   assert.equal(parseS3Url("/tmp/x"), undefined);
   assert.throws(() => parseS3Url("s3:///k"), /no bucket/);
+});
+
+test("s3 cp refuses bad arguments before any request: part size bounds, two or no s3:// URLs", async () => {
+  // A client that fails the test if it is used at all.
+  const client = new Proxy({}, { get: () => assert.fail("no request expected") }) as S3Client;
+  const mode = outputMode({ json: true }, {}, false);
+  const cp = (src: string, dst: string, partMiB = 8) => s3Copy(client, src, dst, { partMiB, mode });
+  for (const bad of [PART_MIB_MIN - 1, PART_MIB_MAX + 1, 5.5])
+    await assert.rejects(
+      cp("/etc/hostname", "s3://b/k", bad),
+      /--part-size must be an integer from 5 to 512/,
+    );
+  await assert.rejects(cp("s3://a/x", "s3://b/y"), /between two s3:\/\/ URLs is not supported/);
+  await assert.rejects(cp("/tmp/a", "/tmp/b"), /must be an s3:\/\/ URL/);
+  await assert.rejects(cp("/nonexistent/file", "s3://b/k"), /no such file/);
+  await assert.rejects(cp("/tmp", "s3://b/k"), /not a regular file/);
+  await assert.rejects(cp("s3://b/dir/", "/tmp/x"), /name an object, not a prefix/);
 });
