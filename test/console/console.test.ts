@@ -11,7 +11,6 @@
  * KUMO_SKIP_BROWSER=1 (then it is skipped).
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,6 +19,7 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { TestCluster, waitFor } from "../integration/_cluster.js";
+import { awsCli } from "../integration/_s3.js";
 
 const root = join(fileURLToPath(import.meta.url), "../../../..");
 const SHOTS = join(root, "artifacts", "console");
@@ -41,38 +41,7 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 const work = mkdtempSync(join(tmpdir(), "kumo-console-e2e-"));
 
-function cliEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("AWS_")) env[k] = v;
-  return {
-    ...env,
-    AWS_ACCESS_KEY_ID: ROOT.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: ROOT.secretAccessKey,
-    AWS_DEFAULT_REGION: "us-east-1",
-    AWS_CONFIG_FILE: join(work, "no-such-dir", "config"),
-    AWS_SHARED_CREDENTIALS_FILE: join(work, "no-such-dir", "credentials"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-    PYTHONDONTWRITEBYTECODE: "1",
-    PYTHONIOENCODING: "utf-8",
-  };
-}
-
-function aws(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "aws",
-      [...args],
-      { env: cliEnv(), timeout: 60_000, encoding: "utf8", cwd: work },
-      (err, stdout, stderr) =>
-        resolve({
-          code: err === null ? 0 : typeof err.code === "number" ? err.code : -1,
-          stdout,
-          stderr: err && typeof err.code !== "number" ? `${stderr}\n${err.message}` : stderr,
-        }),
-    );
-  });
-}
+const aws = awsCli(ROOT, work);
 
 /** What is missing to run this test (empty when everything is there). */
 async function missing(): Promise<string[]> {

@@ -3,7 +3,9 @@
  * reading a body, and catching the S3 error a call must fail with.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
+import { join } from "node:path";
 import { S3Client, type S3ClientConfig, S3ServiceException } from "@aws-sdk/client-s3";
 
 export interface S3Credentials {
@@ -47,4 +49,53 @@ export async function s3Error(
     throw e;
   }
   assert.fail("expected an S3 error");
+}
+
+export interface CliRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * A runner of the real `aws` CLI with `credentials`: our environment without any AWS_*
+ * variable, config and credentials files that do not exist (under `workDir`, also the working
+ * directory), no pager, no prompts, and Python writing nothing next to its modules. A run never
+ * rejects on the exit code; a timeout or a missing binary is code -1.
+ */
+export function awsCli(
+  credentials: S3Credentials,
+  workDir: string,
+): (args: readonly string[], timeoutMs?: number) => Promise<CliRun> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("AWS_")) env[k] = v;
+  Object.assign(env, {
+    AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    AWS_DEFAULT_REGION: "us-east-1",
+    AWS_CONFIG_FILE: join(workDir, "no-such-dir", "config"),
+    AWS_SHARED_CREDENTIALS_FILE: join(workDir, "no-such-dir", "credentials"),
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_PAGER: "",
+    AWS_CLI_AUTO_PROMPT: "off",
+    // Python (CLI v1) writes nothing next to its modules, and answers in UTF-8.
+    PYTHONDONTWRITEBYTECODE: "1",
+    PYTHONIOENCODING: "utf-8",
+  });
+  return (args, timeoutMs = 60_000) =>
+    new Promise((resolve) => {
+      execFile(
+        "aws",
+        [...args],
+        { env, timeout: timeoutMs, maxBuffer: 16 << 20, encoding: "utf8", cwd: workDir },
+        (err, stdout, stderr) => {
+          const code = err === null ? 0 : typeof err.code === "number" ? err.code : -1;
+          resolve({
+            code,
+            stdout,
+            stderr: err && code === -1 ? `${stderr}\n${err.message}` : stderr,
+          });
+        },
+      );
+    });
 }

@@ -9,13 +9,13 @@
  * files point at paths that do not exist, so no user configuration leaks in.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sleep, TestCluster, waitFor } from "./_cluster.js";
+import { awsCli, type CliRun } from "./_s3.js";
 
 const ARGS = ["--tick-ms", "20", "--election-ticks", "10"];
 const ROOT = { accessKeyId: "GKROOTCLITEST0000001", secretAccessKey: "root-secret-cli-test-0001" };
@@ -27,55 +27,8 @@ const shaFile = (p: string) => sha(readFileSync(p));
 /** Where the CLI writes nothing of ours: config and credentials files that do not exist. */
 const work = mkdtempSync(join(tmpdir(), "kumo-cli-"));
 
-/** The environment the CLI runs in: ours without any AWS_* variable, plus the test's. */
-function cliEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("AWS_")) env[k] = v;
-  return {
-    ...env,
-    AWS_ACCESS_KEY_ID: ROOT.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: ROOT.secretAccessKey,
-    AWS_DEFAULT_REGION: "us-east-1",
-    AWS_CONFIG_FILE: join(work, "no-such-dir", "config"),
-    AWS_SHARED_CREDENTIALS_FILE: join(work, "no-such-dir", "credentials"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-    AWS_CLI_AUTO_PROMPT: "off",
-    // Python (CLI v1) writes nothing next to its modules, and answers in UTF-8.
-    PYTHONDONTWRITEBYTECODE: "1",
-    PYTHONIOENCODING: "utf-8",
-  };
-}
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs `aws …` (never rejects on exit code; a timeout is code -1). */
-function aws(args: readonly string[], timeoutMs = 60_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      "aws",
-      [...args],
-      { env: cliEnv(), timeout: timeoutMs, maxBuffer: 16 * MiB, encoding: "utf8", cwd: work },
-      (err, stdout, stderr) => {
-        const code =
-          err === null
-            ? 0
-            : typeof (err as { code?: unknown }).code === "number"
-              ? ((err as { code: number }).code as number)
-              : -1;
-        resolve({
-          code,
-          stdout,
-          stderr: err && code === -1 ? `${stderr}\n${err.message}` : stderr,
-        });
-      },
-    );
-  });
-}
+const aws = awsCli(ROOT, work);
 
 /** `aws --version`, or undefined when the command is missing or broken. */
 async function awsVersion(): Promise<string | undefined> {
@@ -109,7 +62,7 @@ async function ok(args: readonly string[], timeoutMs?: number): Promise<string> 
   return r.stdout;
 }
 
-async function fails(args: readonly string[]): Promise<Run> {
+async function fails(args: readonly string[]): Promise<CliRun> {
   const r = await aws([...args, "--endpoint-url", endpoint]);
   assert.notEqual(r.code, 0, `aws ${args.join(" ")} should fail:\n${r.stdout}`);
   return r;
