@@ -25,7 +25,7 @@ import {
 } from "./nemesis.js";
 import { NetLab, probe } from "./netns.js";
 import { htmlReport, type RunReport, summaryLine, textReport } from "./report.js";
-import { checkS3, checkVersions, chunkCopies, reportOps, strictRecheck } from "./s3checker.js";
+import { checkS3, chunkCopies, reportOps, strictRecheck } from "./s3checker.js";
 import { S3Workload } from "./s3workload.js";
 import { KvWorkload } from "./workload.js";
 

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { parseDurationMs } from "../node/config.js";
+import { fetchTrusting } from "../node/tls.js";
 import type { ClusterFile } from "./dev.js";
 import type { OutputMode } from "./output.js";
 import { Progress } from "./progress.js";
@@ -13,11 +14,30 @@ export interface ClientOptions {
   endpoint?: string;
   token?: string;
   cluster?: string;
+  /** PEM file of a CA to trust for https:// endpoints (besides the system's). */
+  ca?: string;
 }
 
 export interface Client {
   readonly endpoints: string[];
   readonly token: string;
+  /** fetch, trusting the --ca / KUMO_CA / cluster.json CA when there is one. */
+  readonly fetch: typeof fetch;
+}
+
+/** The CA file to trust: --ca, else KUMO_CA, else the one a `kumo dev --tls` cluster.json names. */
+export function resolveCaFile(o: { ca?: string }, fromFile?: ClusterFile): string | undefined {
+  return o.ca ?? (process.env.KUMO_CA || undefined) ?? fromFile?.ca;
+}
+
+/** The contents of a CA file, or a clear error. */
+export function readCaFile(file: string | undefined): Buffer | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new Error(`cannot read the CA file ${file}: ${(e as Error).message}`);
+  }
 }
 
 export function resolveClient(o: ClientOptions): Client {
@@ -26,9 +46,11 @@ export function resolveClient(o: ClientOptions): Client {
   if (existsSync(clusterFile))
     fromFile = JSON.parse(readFileSync(clusterFile, "utf8")) as ClusterFile;
   const endpoint = o.endpoint ?? process.env.KUMO_ENDPOINT;
+  // A cluster.json of `kumo dev --tls` names its CA: its nodes serve HTTPS.
+  const scheme = fromFile?.ca ? "https" : "http";
   const endpoints = endpoint
-    ? [endpoint.startsWith("http") ? endpoint : `http://${endpoint}`]
-    : (fromFile?.nodes.map((n) => `http://${n.api}`) ?? []);
+    ? [endpoint.startsWith("http") ? endpoint : `${scheme}://${endpoint}`]
+    : (fromFile?.nodes.map((n) => `${scheme}://${n.api}`) ?? []);
   const token = o.token ?? process.env.KUMO_TOKEN ?? fromFile?.token;
   if (endpoints.length === 0)
     throw new Error(
@@ -36,7 +58,8 @@ export function resolveClient(o: ClientOptions): Client {
     );
   if (!token)
     throw new Error("no token: pass --token, set KUMO_TOKEN, or point --cluster at a cluster.json");
-  return { endpoints, token };
+  const ca = readCaFile(resolveCaFile(o, fromFile));
+  return { endpoints, token, fetch: fetchTrusting(() => ca) };
 }
 
 /** Sends a request to the first endpoint that answers (any node serves any request). */
@@ -50,7 +73,7 @@ export async function request(
   let last: unknown;
   for (const e of c.endpoints) {
     try {
-      return await fetch(`${e}${path}`, {
+      return await c.fetch(`${e}${path}`, {
         method,
         headers: { authorization: `Bearer ${c.token}`, ...headers },
         ...(body ? { body } : {}),

@@ -10,7 +10,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { newSecretKeyText } from "../api/auth/secrets.js";
+import { type CertKeyPem, makeCa, makeLeaf, writeCertFiles } from "../node/certs.js";
 import { prettyLine } from "../node/log.js";
+import { fetchTrusting } from "../node/tls.js";
 
 export interface ClusterFileNode {
   id: string;
@@ -24,6 +27,8 @@ export interface ClusterFile {
   nodes: ClusterFileNode[];
   token: string;
   s3: { accessKeyId: string; secretAccessKey: string };
+  /** With `kumo dev --tls`: the CA (PEM file) that signed every node's certificate. */
+  ca?: string;
 }
 
 export interface DevOptions {
@@ -35,15 +40,26 @@ export interface DevOptions {
   quiet: boolean;
   /** Nodes to add to the folder's cluster (`--add-node`). */
   addNodes?: number;
+  /**
+   * Make a throwaway CA and node certificates in DIR/tls and run with mutual TLS between nodes
+   * and HTTPS on the API and S3 ports. A folder made with --tls keeps TLS on later starts.
+   */
+  tls?: boolean;
 }
 
 const mainScript = join(fileURLToPath(import.meta.url), "../main.js");
 
-async function waitReady(api: string, deadlineMs: number): Promise<void> {
+/** How `kumo dev` reaches its nodes' API ports: the scheme, and a fetch trusting the dev CA. */
+interface DevHttp {
+  readonly scheme: "http" | "https";
+  readonly fetch: typeof fetch;
+}
+
+async function waitReady(api: string, deadlineMs: number, h: DevHttp): Promise<void> {
   const until = Date.now() + deadlineMs;
   for (;;) {
     try {
-      const r = await fetch(`http://${api}/readyz`);
+      const r = await h.fetch(`${h.scheme}://${api}/readyz`);
       if (r.ok) return;
     } catch {
       // not listening yet
@@ -54,11 +70,16 @@ async function waitReady(api: string, deadlineMs: number): Promise<void> {
 }
 
 /** Waits until a write and a read go through (every shard has a leader). */
-async function waitServing(api: string, token: string, deadlineMs: number): Promise<void> {
+async function waitServing(
+  api: string,
+  token: string,
+  deadlineMs: number,
+  h: DevHttp,
+): Promise<void> {
   const until = Date.now() + deadlineMs;
   for (;;) {
     try {
-      const r = await fetch(`http://${api}/v1/cluster`, {
+      const r = await h.fetch(`${h.scheme}://${api}/v1/cluster`, {
         headers: { authorization: `Bearer ${token}` },
       });
       if (r.ok) {
@@ -67,7 +88,7 @@ async function waitServing(api: string, token: string, deadlineMs: number): Prom
         };
         // This node knows the leaders of the shards it holds.
         if (st.shards.every((s) => s.leader || s.localRole === null)) {
-          const w = await fetch(`http://${api}/v1/kv/default/.kumo-dev-probe`, {
+          const w = await h.fetch(`${h.scheme}://${api}/v1/kv/default/.kumo-dev-probe`, {
             method: "PUT",
             headers: { authorization: `Bearer ${token}` },
             body: new Date().toISOString(),
@@ -126,6 +147,42 @@ export async function runDev(opts: DevOptions): Promise<void> {
     };
   }
 
+  // The cluster secret key that seals S3 secrets at rest: made once, kept with the data.
+  const secretKeyFile = join(dir, "secret.key");
+  if (!existsSync(secretKeyFile)) writeFileSync(secretKeyFile, newSecretKeyText(), { mode: 0o600 });
+
+  // TLS: the CA (kept, so nodes added later get certificates from it) and one certificate per
+  // node (CN = node id, checked by peers; SAN = 127.0.0.1 and localhost, checked by clients).
+  const tlsDir = join(dir, "tls");
+  const tlsArgs = new Map<string, string[]>();
+  if (opts.tls || cluster.ca) {
+    const caFile = join(tlsDir, "ca.crt");
+    const caKeyFile = join(tlsDir, "ca.key");
+    let ca: CertKeyPem;
+    if (existsSync(caFile) && existsSync(caKeyFile)) {
+      ca = { certPem: readFileSync(caFile, "utf8"), keyPem: readFileSync(caKeyFile, "utf8") };
+    } else {
+      ca = makeCa({ commonName: "Kumo dev CA (throwaway)" });
+      writeCertFiles(tlsDir, "ca", ca);
+    }
+    for (const n of cluster.nodes) {
+      const files = { certFile: join(tlsDir, `${n.id}.crt`), keyFile: join(tlsDir, `${n.id}.key`) };
+      if (!existsSync(files.certFile) || !existsSync(files.keyFile))
+        writeCertFiles(tlsDir, n.id, makeLeaf(ca, { commonName: n.id }));
+      const pair = ["--tls-cert", files.certFile, "--tls-key", files.keyFile];
+      tlsArgs.set(n.id, [
+        ...["--tls-ca", caFile, ...pair],
+        ...["--client-tls-cert", files.certFile, "--client-tls-key", files.keyFile],
+      ]);
+    }
+    cluster.ca = caFile;
+  }
+  const caPem = cluster.ca ? readFileSync(cluster.ca) : undefined;
+  const h: DevHttp = {
+    scheme: caPem ? "https" : "http",
+    fetch: fetchTrusting(() => caPem),
+  };
+
   const children = new Map<string, ChildProcess>();
   let stopping = false;
   const stopAll = async (code: number) => {
@@ -147,6 +204,9 @@ export async function runDev(opts: DevOptions): Promise<void> {
   };
   process.on("SIGINT", () => void stopAll(0));
   process.on("SIGTERM", () => void stopAll(0));
+  // The terminal closed: the nodes reload their certificates on SIGHUP instead of exiting, so
+  // stop them here rather than leave them running without us.
+  process.on("SIGHUP", () => void stopAll(0));
 
   for (const n of cluster.nodes) {
     const others = cluster.nodes.filter((o) => o.id !== n.id).map((o) => `${o.id}=${o.peer}`);
@@ -164,12 +224,14 @@ export async function runDev(opts: DevOptions): Promise<void> {
       "--s3",
       n.s3,
       ...(others.length > 0 ? ["--join", others.join(",")] : []),
+      ...(tlsArgs.get(n.id) ?? []),
       ...opts.serverArgs,
     ];
     const child = spawn(process.execPath, args, {
       env: {
         ...process.env,
         KUMO_TOKENS: cluster.token,
+        KUMO_SECRET_KEY_FILE: secretKeyFile,
         KUMO_S3_ROOT_KEY: `${cluster.s3.accessKeyId}:${cluster.s3.secretAccessKey}`,
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -193,8 +255,8 @@ export async function runDev(opts: DevOptions): Promise<void> {
   }
 
   try {
-    await Promise.all(cluster.nodes.map((n) => waitReady(n.api, 60_000)));
-    await waitServing((cluster.nodes[0] as ClusterFileNode).api, cluster.token, 60_000);
+    await Promise.all(cluster.nodes.map((n) => waitReady(n.api, 60_000, h)));
+    await waitServing((cluster.nodes[0] as ClusterFileNode).api, cluster.token, 60_000, h);
   } catch (e) {
     console.error(`kumo dev: ${(e as Error).message}`);
     await stopAll(1);
@@ -206,17 +268,25 @@ export async function runDev(opts: DevOptions): Promise<void> {
     [
       "",
       `Kumo is running: ${cluster.nodes.length} nodes, data in ${dir}`,
-      `  KV API:      ${cluster.nodes.map((n) => `http://${n.api}`).join("  ")}`,
-      `  S3 endpoint: ${cluster.nodes.map((n) => `http://${n.s3}`).join("  ")}`,
-      `  Console:     http://${first.api}/console/  (sign in with the token below)`,
-      `  Metrics:     ${cluster.nodes.map((n) => `http://${n.api}/metrics`).join("  ")}`,
+      `  KV API:      ${cluster.nodes.map((n) => `${h.scheme}://${n.api}`).join("  ")}`,
+      `  S3 endpoint: ${cluster.nodes.map((n) => `${h.scheme}://${n.s3}`).join("  ")}`,
+      `  Console:     ${h.scheme}://${first.api}/console/  (sign in with the token below)`,
+      `  Metrics:     ${cluster.nodes.map((n) => `${h.scheme}://${n.api}/metrics`).join("  ")}`,
       `  Token:       ${cluster.token}`,
       `  S3 keys:     ${cluster.s3.accessKeyId} / ${cluster.s3.secretAccessKey}`,
       `  Cluster:     ${file}`,
       "",
-      `Try:  curl -X PUT -H "Authorization: Bearer ${cluster.token}" --data hello http://${first.api}/v1/kv/default/greeting`,
+      ...(cluster.ca
+        ? [
+            `  TLS CA:      ${cluster.ca}  (throwaway; trust it for this cluster only)`,
+            `               curl --cacert ${cluster.ca}   aws --ca-bundle ${cluster.ca}   kumo --ca ${cluster.ca} (or KUMO_CA)`,
+            "               the browser warns about the console's certificate: accept it, or import the CA",
+          ]
+        : []),
+      "",
+      `Try:  curl${cluster.ca ? ` --cacert ${cluster.ca}` : ""} -X PUT -H "Authorization: Bearer ${cluster.token}" --data hello ${h.scheme}://${first.api}/v1/kv/default/greeting`,
       `      node ${mainScript} kv get greeting --cluster ${file}`,
-      `      AWS_ACCESS_KEY_ID=${cluster.s3.accessKeyId} AWS_SECRET_ACCESS_KEY=${cluster.s3.secretAccessKey} aws --endpoint-url http://${first.s3} s3 mb s3://photos`,
+      `      AWS_ACCESS_KEY_ID=${cluster.s3.accessKeyId} AWS_SECRET_ACCESS_KEY=${cluster.s3.secretAccessKey} aws --endpoint-url ${h.scheme}://${first.s3}${cluster.ca ? ` --ca-bundle ${cluster.ca}` : ""} s3 mb s3://photos`,
       "Press Ctrl+C to stop every node.",
       "",
     ].join("\n"),

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { ConfigError, envName, OPTIONS, resolveConfig } from "../node/config.js";
 import { createLogger } from "../node/log.js";
 import { KumoNode } from "../node/node.js";
+import { registerBackup } from "./backup.js";
 import {
   type ClientOptions,
   failOnError,
@@ -14,8 +15,9 @@ import {
   waitForMoves,
 } from "./client.js";
 import { runDev } from "./dev.js";
-import { outputMode, paint, renderTable, stateStyle } from "./output.js";
+import { formatBytes, outputMode, paint, renderTable, stateStyle } from "./output.js";
 import { PART_MIB_MAX, PART_MIB_MIN, type S3Options, s3ClientFor, s3Copy, s3List } from "./s3.js";
+import { addTokenCommands } from "./tokens.js";
 
 const program = new Command()
   .name("kumo")
@@ -48,20 +50,39 @@ server.action(async (flags: Record<string, unknown>) => {
   }
   const log = createLogger({ level: cfg.logLevel, node: cfg.id });
   const node = new KumoNode(cfg, undefined, log);
+  // The first signal stops gracefully (src/node/node.ts, stop(): drain, hand leadership over,
+  // let requests finish, within the --shutdown-* bounds); a second one exits at once, as a
+  // SIGKILL would (nothing acknowledged is lost either way: it is durable on a quorum). Not one
+  // within SECOND_SIGNAL_AFTER_MS: Ctrl+C in a terminal reaches both a supervisor (kumo dev, a
+  // script) and its children, and the supervisor then forwards its own SIGTERM.
+  const SECOND_SIGNAL_AFTER_MS = 500;
+  let signalledAtMs: number | undefined;
   const stop = async (signal: string) => {
+    if (signalledAtMs !== undefined) {
+      if (performance.now() - signalledAtMs < SECOND_SIGNAL_AFTER_MS) return;
+      log.warn({ signal }, "second signal: exiting now, without finishing the graceful shutdown");
+      process.exit(1);
+    }
+    signalledAtMs = performance.now();
     log.info({ signal }, "stopping");
     await node.stop();
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  // SIGHUP: re-read the certificate files now (they are also polled, see --tls-reload-interval).
+  process.on("SIGHUP", () => void node.reloadTls());
   try {
     await node.start();
   } catch (e) {
     log.fatal({ err: e }, `cannot start: ${(e as Error).message}`);
     process.exit(1);
   }
-  log.info({ peer: cfg.peer, api: `http://${cfg.api}`, s3: `http://${cfg.s3}` }, "serving");
+  const scheme = cfg.clientTlsCert ? "https" : "http";
+  log.info(
+    { peer: cfg.peer, api: `${scheme}://${cfg.api}`, s3: `${scheme}://${cfg.s3}` },
+    "serving",
+  );
 });
 
 function positiveInt(name: string) {
@@ -91,6 +112,11 @@ program
     7400,
   )
   .option("--quiet", "do not forward node output", false)
+  .option(
+    "--tls",
+    "throwaway CA and certificates in DIR/tls: mutual TLS between nodes, HTTPS on the API and S3 ports",
+    false,
+  )
   .option("--suspect-after <duration>", "every node's --suspect-after (e.g. 10s)")
   .option("--dead-after <duration>", "every node's --dead-after (e.g. 60s)")
   .argument(
@@ -105,6 +131,7 @@ program
         data: string;
         basePort: number;
         quiet: boolean;
+        tls: boolean;
         addNode: boolean;
         suspectAfter?: string;
         deadAfter?: string;
@@ -116,6 +143,7 @@ program
         data: o.data,
         basePort: o.basePort,
         quiet: o.quiet,
+        tls: o.tls,
         serverArgs: [
           ...(o.suspectAfter ? ["--suspect-after", o.suspectAfter] : []),
           ...(o.deadAfter ? ["--dead-after", o.deadAfter] : []),
@@ -129,7 +157,8 @@ function withClient(cmd: Command): Command {
   return cmd
     .option("--endpoint <url>", "a node's API address (env KUMO_ENDPOINT)")
     .option("--token <token>", "bearer token (env KUMO_TOKEN)")
-    .option("--cluster <file>", "cluster.json from kumo dev (env KUMO_CLUSTER)", undefined);
+    .option("--cluster <file>", "cluster.json from kumo dev (env KUMO_CLUSTER)", undefined)
+    .option("--ca <file>", "CA certificate (PEM) to trust for https:// endpoints (env KUMO_CA)");
 }
 
 async function run(fn: () => Promise<void>): Promise<void> {
@@ -361,6 +390,8 @@ withClient(keyCmd.command("allow <id> <bucket> <access>"))
     }),
   );
 
+addTokenCommands(program, withClient, run);
+
 const bucketCmd = program.command("bucket").description("S3 bucket settings (admin token)");
 withClient(bucketCmd.command("ls"))
   .description("list buckets with their owner and settings")
@@ -441,6 +472,10 @@ withClient(program.command("status"))
           labels?: Record<string, string>;
           replicas?: number;
           leaders?: number;
+          version?: string | null;
+          capacityBytes?: number | null;
+          usedBytes?: number | null;
+          draining?: boolean;
         }[];
         summary?: {
           shards: number;
@@ -465,15 +500,25 @@ withClient(program.command("status"))
       console.log(
         renderTable(
           mode,
-          ["NODE", "PEER", "ZONE", "STATE", "REPLICAS", "LEADERS"],
+          ["NODE", "PEER", "ZONE", "STATE", "VERSION", "DISK USED", "REPLICAS", "LEADERS"],
           st.nodes.map((n) => {
             const state = n.self ? "self" : (n.state ?? (n.reachable ? "alive" : "unreachable"));
-            const admin = n.admin && n.admin !== "active" ? ` (${n.admin})` : "";
+            const admin =
+              n.admin && n.admin !== "active"
+                ? ` (${n.admin})`
+                : n.draining
+                  ? " (shutting down)"
+                  : "";
             return [
               n.id,
               n.peer,
               n.labels?.zone ?? "-",
               { text: state + admin, style: stateStyle(state) },
+              n.version ?? "-",
+              // From the node's latest report to the placement leader (its data disk).
+              typeof n.capacityBytes === "number" && typeof n.usedBytes === "number"
+                ? `${formatBytes(n.usedBytes)} / ${formatBytes(n.capacityBytes)}`
+                : "-",
               String(n.replicas ?? "-"),
               String(n.leaders ?? "-"),
             ];
@@ -510,6 +555,7 @@ function withS3(cmd: Command): Command {
     .option("--access-key <id>", "access key id (env AWS_ACCESS_KEY_ID)")
     .option("--secret-key <secret>", "secret access key (env AWS_SECRET_ACCESS_KEY)")
     .option("--cluster <file>", "cluster.json from kumo dev (env KUMO_CLUSTER)", undefined)
+    .option("--ca <file>", "CA certificate (PEM) to trust for https:// endpoints (env KUMO_CA)")
     .option("--json", "print JSON (and no progress bar)", false);
 }
 withS3(s3Cmd.command("cp <src> <dst>"))
@@ -530,5 +576,7 @@ withS3(s3Cmd.command("ls [url]"))
       console.log(await s3List(s3ClientFor(o), url, outputMode(o)));
     }),
   );
+
+registerBackup(program, withClient, run);
 
 await program.parseAsync();

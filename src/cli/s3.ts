@@ -7,8 +7,10 @@
  * file beside the destination and rename it at the end: an interrupted download never leaves a
  * truncated file under the real name.
  */
+
 import { createReadStream, createWriteStream, existsSync, readFileSync, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
+import { Agent as HttpsAgent } from "node:https";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -19,6 +21,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { readCaFile, resolveCaFile } from "./client.js";
 import type { ClusterFile } from "./dev.js";
 import { formatBytes, type OutputMode, renderTable } from "./output.js";
 import { Progress } from "./progress.js";
@@ -28,6 +31,8 @@ export interface S3Options {
   accessKey?: string;
   secretKey?: string;
   cluster?: string;
+  /** PEM file of a CA to trust for https:// endpoints (env KUMO_CA). */
+  ca?: string;
 }
 
 /** Part size bounds: S3's own (5 MiB minimum except the last part), and ours for memory. */
@@ -43,7 +48,9 @@ export function s3ClientFor(o: S3Options): S3Client {
   const endpoint =
     o.s3Endpoint ??
     process.env.KUMO_S3_ENDPOINT ??
-    (fromFile?.nodes[0] ? `http://${fromFile.nodes[0].s3}` : undefined);
+    (fromFile?.nodes[0]
+      ? `${fromFile.ca ? "https" : "http"}://${fromFile.nodes[0].s3}`
+      : undefined);
   const accessKeyId = o.accessKey ?? process.env.AWS_ACCESS_KEY_ID ?? fromFile?.s3.accessKeyId;
   const secretAccessKey =
     o.secretKey ?? process.env.AWS_SECRET_ACCESS_KEY ?? fromFile?.s3.secretAccessKey;
@@ -55,11 +62,14 @@ export function s3ClientFor(o: S3Options): S3Client {
     throw new Error(
       "no S3 credentials: pass --access-key/--secret-key, set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or point --cluster at a cluster.json",
     );
+  const ca = readCaFile(resolveCaFile(o, fromFile));
   return new S3Client({
     endpoint: endpoint.startsWith("http") ? endpoint : `http://${endpoint}`,
     region: process.env.AWS_REGION ?? "us-east-1",
     forcePathStyle: true,
     credentials: { accessKeyId, secretAccessKey },
+    // The SDK's node handler takes its options inline; the agent carries the CA to trust.
+    ...(ca ? { requestHandler: { httpsAgent: new HttpsAgent({ ca, keepAlive: true }) } } : {}),
   });
 }
 

@@ -176,6 +176,16 @@ function sampledSpan(ctx: Context): Span | undefined {
   return span && (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0 ? span : undefined;
 }
 
+/** A backup's hold on a group's new writes (MultiRaftHost.gate). */
+interface WriteGate {
+  readonly owner: string;
+  readonly timer: NodeJS.Timeout;
+  /** Local proposals, resumed when the gate opens. */
+  readonly waiting: (() => void)[];
+  /** Forwarded proposals (MsgProp), stepped when the gate opens. */
+  readonly held: { from: NodeId; batch: GroupMessage[] }[];
+}
+
 interface Group<R, M> {
   readonly id: string;
   raft: RawNode;
@@ -258,6 +268,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private proposalSeq = 0;
   /** Groups with proposals forwarded since the last flush (sent once per event-loop turn). */
   private readonly forwarding = new Set<Group<R, M>>();
+  /** Groups whose new writes are held for a backup's cut (see `gate`). */
+  private readonly gates = new Map<string, WriteGate>();
   private readonly bootId: string;
   private readonly envelope: Envelope;
   /**
@@ -432,6 +444,13 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     for (const { group, msg, traces } of batch) {
       const g = this.groups.get(group);
       if (!g || msg.to !== this.nodeId) continue; // not (or no longer) a replica here
+      const gate = msg.type === "prop" ? this.gates.get(group) : undefined;
+      if (gate) {
+        // A follower's forwarded write waits for the gate like a local one: held here, stepped
+        // when the gate opens (to raft, the same as a message delayed by the network).
+        gate.held.push({ from, batch: [{ group, msg, ...(traces ? { traces } : {}) }] });
+        continue;
+      }
       if (traces !== undefined && tracing.on) this.traceIncoming(from, g, msg, traces);
       try {
         g.raft.step(msg);
@@ -468,6 +487,19 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
    * The outcome is certain except for TIMEOUT: DROPPED and NOT_LEADER mean it never took effect.
    */
   propose(groupId: string, data: Uint8Array, timeoutMs: number): Promise<ProposeOutcome<R>> {
+    const gate = this.gates.get(groupId);
+    if (gate) {
+      const since = performance.now();
+      return new Promise((resolve) => {
+        gate.waiting.push(() => {
+          const left = timeoutMs - (performance.now() - since);
+          // Certainly not appended: the caller may retry (KvService does, within its deadline).
+          if (left <= 0)
+            resolve({ ok: false, code: "DROPPED", message: "writes were paused for a backup" });
+          else resolve(this.propose(groupId, data, left));
+        });
+      });
+    }
     const g = this.groups.get(groupId);
     if (!g)
       return Promise.resolve({
@@ -568,7 +600,8 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
 
   transferLeadership(groupId: string, to: NodeId): boolean {
     const g = this.groups.get(groupId);
-    if (!g) return false;
+    // A gated leader keeps its leadership: a new leader would not be gated (the cut would fail).
+    if (!g || this.gates.has(groupId)) return false;
     const r = g.raft.transferLeadership(to);
     this.dirty.add(g);
     this.schedule();
@@ -601,6 +634,44 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
       quiesced: g.raft.isQuiesced(),
       match: new Map([...st.progress].map(([id, p]) => [id, p.match])),
     };
+  }
+
+  /**
+   * Holds every new write to a group this replica leads (a backup's cut, docs/operations.md):
+   * local proposals wait, and proposals forwarded by followers are held, until `ungate` or
+   * until `leaseMs` passed (a coordinator that died cannot freeze the group). Entries already
+   * in the log still commit and apply. Answers the term and last log index at the gate (every
+   * write proposed before it is at or below that index), or undefined when this replica is not
+   * the leader or the group is gated already.
+   */
+  gate(
+    groupId: string,
+    leaseMs: number,
+    owner: string,
+  ): { term: number; lastIndex: number } | undefined {
+    const g = this.groups.get(groupId);
+    if (!g || this.gates.has(groupId)) return undefined;
+    const st = g.raft.status();
+    if (st.role !== "leader") return undefined;
+    const timer = setTimeout(() => this.ungate(groupId, owner), leaseMs);
+    timer.unref();
+    this.gates.set(groupId, { owner, timer, waiting: [], held: [] });
+    return { term: st.term, lastIndex: st.lastIndex };
+  }
+
+  /** Whether the group is gated by `owner` (its lease has not run out). */
+  gatedBy(groupId: string, owner: string): boolean {
+    return this.gates.get(groupId)?.owner === owner;
+  }
+
+  /** Opens a gate `owner` set (no-op otherwise): held writes go on, in their order. */
+  ungate(groupId: string, owner: string): void {
+    const gate = this.gates.get(groupId);
+    if (!gate || gate.owner !== owner) return;
+    this.gates.delete(groupId);
+    clearTimeout(gate.timer);
+    for (const h of gate.held) this.receive(h.from, h.batch);
+    for (const w of gate.waiting) w();
   }
 
   leaderOf(groupId: string): NodeId | undefined {

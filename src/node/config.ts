@@ -29,6 +29,9 @@ export interface NodeConfig {
   readonly readMode: "quorum" | "lease";
   readonly requestTimeoutMs: number;
   readonly leaderlessTimeoutMs: number;
+  readonly shutdownDelayMs: number;
+  readonly shutdownLeadershipTimeoutMs: number;
+  readonly shutdownDrainTimeoutMs: number;
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
   readonly splitBytes: number;
@@ -39,7 +42,15 @@ export interface NodeConfig {
   readonly tlsCa: string | undefined;
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
+  readonly tlsReloadIntervalMs: number;
+  readonly clientTlsCert: string | undefined;
+  readonly clientTlsKey: string | undefined;
+  readonly clientTlsCa: string | undefined;
+  readonly httpHeadersTimeoutMs: number;
+  readonly httpIdleTimeoutMs: number;
+  readonly httpHeaderBytesMax: number;
   readonly adminTokens: readonly string[];
+  readonly secretKeyFile: string | undefined;
   readonly logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   readonly tokenRatePerSecond: number;
   readonly tokenBurstRequests: number;
@@ -120,7 +131,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     flag: "tokens",
     kind: "list",
     def: [],
-    help: "bearer tokens accepted by the KV/admin API, comma-separated",
+    help: "static bearer tokens of the KV API, comma-separated: read and write on every keyspace; admin too while --admin-tokens is empty (token records: kumo token create)",
   },
   {
     key: "labels",
@@ -190,6 +201,33 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 10,
     max: 600_000,
     help: "answer 503 once a shard has had no leader for this long (fail fast)",
+  },
+  {
+    key: "shutdownDelayMs",
+    flag: "shutdown-delay",
+    kind: "duration",
+    def: 1000,
+    min: 0,
+    max: 600_000,
+    help: "on SIGTERM, keep accepting connections at least this long after /readyz turns 503, so load balancers notice (overlaps the leadership handover)",
+  },
+  {
+    key: "shutdownLeadershipTimeoutMs",
+    flag: "shutdown-leadership-timeout",
+    kind: "duration",
+    def: 10_000,
+    min: 0,
+    max: 600_000,
+    help: "on SIGTERM, how long to wait for every shard this node leads to hand its leadership to another replica",
+  },
+  {
+    key: "shutdownDrainTimeoutMs",
+    flag: "shutdown-drain-timeout",
+    kind: "duration",
+    def: 10_000,
+    min: 0,
+    max: 3_600_000,
+    help: "on SIGTERM, how long requests in flight may take to finish once the node stops accepting connections",
   },
   {
     key: "keyBytesMax",
@@ -347,11 +385,71 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: "this node's private key (PEM) for mutual TLS between nodes",
   },
   {
+    key: "tlsReloadIntervalMs",
+    flag: "tls-reload-interval",
+    kind: "duration",
+    def: 5_000,
+    min: 100,
+    max: 3_600_000,
+    help: "how often certificate and key files (--tls-*, --client-tls-*) are re-read; a changed, valid pair is used for new connections without a restart (SIGHUP reloads at once)",
+  },
+  {
+    key: "clientTlsCert",
+    flag: "client-tls-cert",
+    kind: "string",
+    help: "certificate (PEM, chain allowed) served on the API and S3 ports: with --client-tls-key, both serve HTTPS only",
+  },
+  {
+    key: "clientTlsKey",
+    flag: "client-tls-key",
+    kind: "string",
+    help: "private key (PEM) of --client-tls-cert",
+  },
+  {
+    key: "clientTlsCa",
+    flag: "client-tls-ca",
+    kind: "string",
+    help: "CA certificate (PEM) this node trusts when it calls other nodes' API ports over HTTPS (the console's cluster view); default: --tls-ca",
+  },
+  {
+    key: "httpHeadersTimeoutMs",
+    flag: "http-headers-timeout",
+    kind: "duration",
+    def: 30_000,
+    min: 100,
+    max: 300_000,
+    help: "API and S3 ports: a client must send a request's whole header (and finish the TLS handshake) within this time, or gets 408 and is disconnected (slowloris)",
+  },
+  {
+    key: "httpIdleTimeoutMs",
+    flag: "http-idle-timeout",
+    kind: "duration",
+    def: 60_000,
+    min: 100,
+    max: 3_600_000,
+    help: "API and S3 ports: a connection on which no byte moves, either way, for this long is closed (a stalled upload); transfers that keep moving are never cut",
+  },
+  {
+    key: "httpHeaderBytesMax",
+    flag: "http-header-bytes-max",
+    kind: "int",
+    def: 16_384,
+    min: 1_024,
+    max: 1_048_576,
+    help: "API and S3 ports: largest request header block (request line and all headers); larger gets 431",
+  },
+  {
     key: "adminTokens",
     flag: "admin-tokens",
     kind: "list",
     def: [],
-    help: "bearer tokens for the admin endpoints (/v1/admin/...), comma-separated; none: any of --tokens",
+    help: "bootstrap admin bearer tokens (/v1/admin/..., keyspaces, nodes, tokens, keys), comma-separated; none: any of --tokens",
+  },
+  {
+    key: "secretKeyFile",
+    flag: "secret-key-file",
+    kind: "string",
+    help: "file with the cluster secret key (32 bytes as 64 hex digits, e.g. openssl rand -hex 32) that seals S3 secrets at rest; the same on every node; none: stored unencrypted (warned at start)",
   },
   {
     key: "logLevel",
@@ -550,6 +648,8 @@ export function resolveConfig(
   const tls = [cfg.tlsCa, cfg.tlsCert, cfg.tlsKey].filter((x) => x !== undefined).length;
   if (tls !== 0 && tls !== 3)
     throw new ConfigError("mutual TLS needs all of --tls-ca, --tls-cert and --tls-key");
+  if ((cfg.clientTlsCert === undefined) !== (cfg.clientTlsKey === undefined))
+    throw new ConfigError("client TLS needs both --client-tls-cert and --client-tls-key");
   if (cfg.join.some((p) => p.id === cfg.id))
     throw new ConfigError("--join lists the other members, not this node");
   parseLabels(cfg.labels);

@@ -42,6 +42,11 @@ export interface GatewayOptions {
   readonly admin: AdminHttpApi;
   /** Bearer tokens of the KV door: each one is a tenant with its own bucket. */
   readonly tokens: readonly string[];
+  /**
+   * The rate-limit tenant of a request, from verified credentials only (the node's
+   * authenticator, which also knows token records); absent: by index in `tokens`.
+   */
+  readonly tenantOf?: (req: IncomingMessage) => string | undefined;
   readonly readiness: () => Readiness;
 }
 
@@ -112,6 +117,7 @@ export class Gateway {
    * constant time), or undefined without a valid one (the door then answers 401).
    */
   private tenantOf(req: IncomingMessage): string | undefined {
+    if (this.opts.tenantOf) return this.opts.tenantOf(req);
     const h = req.headers.authorization;
     if (!h?.startsWith("Bearer ")) return undefined;
     const given = Buffer.from(h.slice(7).trim());
@@ -237,7 +243,13 @@ export class Gateway {
         if (r.ready) return sendJson(res, 200, { status: "ready", node });
         const first = r.reasons[0]?.code;
         const status =
-          first === "STARTING" ? "starting" : first === "STOPPING" ? "stopping" : "degraded";
+          first === "STARTING"
+            ? "starting"
+            : first === "DRAINING"
+              ? "draining"
+              : first === "STOPPING"
+                ? "stopping"
+                : "degraded";
         return sendJson(
           res,
           503,

@@ -156,7 +156,7 @@ export const READY_APPLY_LAG_ENTRIES_MAX = 1000;
 export const READY_REASONS_MAX = 100;
 
 export interface NotReadyReason {
-  readonly code: "STARTING" | "STOPPING" | "NO_LEADER" | "CATCHING_UP";
+  readonly code: "STARTING" | "DRAINING" | "STOPPING" | "NO_LEADER" | "CATCHING_UP";
   readonly shard?: string;
   readonly message: string;
 }
@@ -170,7 +170,7 @@ export interface Readiness {
 
 /** /readyz's verdict from the node's state and its local replicas' status. */
 export function readiness(
-  state: "starting" | "serving" | "stopping",
+  state: "starting" | "serving" | "draining" | "stopping",
   statuses: readonly Pick<GroupStatus, "id" | "commit" | "applied">[],
   watch: ShardWatch,
 ): Readiness {
@@ -178,6 +178,14 @@ export function readiness(
     return {
       ready: false,
       reasons: [{ code: "STARTING", message: "the node is starting" }],
+      unavailableShards: [],
+    };
+  // Draining: the node was asked to stop and hands its shard leadership and connections over
+  // (src/node/node.ts, stop()); load balancers must send it nothing new from now on.
+  if (state === "draining")
+    return {
+      ready: false,
+      reasons: [{ code: "DRAINING", message: "the node is shutting down and draining" }],
       unavailableShards: [],
     };
   if (state === "stopping")

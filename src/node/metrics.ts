@@ -65,7 +65,7 @@ export interface MetricsSources {
   }[];
   readonly watch: ShardWatch;
   readonly loop: EventLoopMonitor;
-  readonly state: () => "starting" | "serving" | "stopping";
+  readonly state: () => "starting" | "serving" | "draining" | "stopping";
   /** The chunk layer's counters (object storage). */
   readonly chunks?: () => ChunkStats;
 }
@@ -87,15 +87,23 @@ export interface ChunkStats {
   readonly getFailed: number;
 }
 
+/**
+ * This build's version: package.json's, plus `+KUMO_VERSION_SUFFIX` when that variable is set
+ * (a build id or commit, stamped by whoever builds the image), so that `kumo status` tells two
+ * builds of one release apart during a rolling upgrade.
+ */
 export function version(): string {
+  const suffix = process.env.KUMO_VERSION_SUFFIX?.trim();
+  let base = "unknown";
   try {
     const pkg = JSON.parse(
       readFileSync(new URL("../../../package.json", import.meta.url), "utf8"),
     ) as { version?: string };
-    return pkg.version ?? "unknown";
+    base = pkg.version ?? "unknown";
   } catch {
-    return "unknown";
+    // a stripped install without package.json: "unknown"
   }
+  return suffix ? `${base}+${suffix}` : base;
 }
 
 /** Sets a counter to a total kept elsewhere (read at scrape time). */

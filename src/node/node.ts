@@ -4,18 +4,25 @@
  * sockets and files wired together.
  */
 import { randomInt } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { mkdirSync, readFileSync } from "node:fs";
+import { statfs } from "node:fs/promises";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { join } from "node:path";
+import { BackupService } from "../api/admin/backup.js";
 import {
   KeyspaceAdmin,
   KeyspaceHttpApi,
+  META_SHARD,
   metaKeyspace,
+  REPORT_INTERVAL_MS,
   staticKeyspaces,
 } from "../api/admin/keyspaces.js";
 import { RingKeeper } from "../api/admin/ring.js";
+import { TokensHttpApi } from "../api/admin/tokens-http.js";
+import { readSecretKeyFile, SecretBox } from "../api/auth/secrets.js";
+import { NodeAuthenticator, TOKEN_REFRESH_MS, TokenStore } from "../api/auth/tokens.js";
 import { ConsoleApi } from "../api/console/index.js";
-import { authorized, HttpError, KvHttpApi, sendError, sendJson } from "../api/kv/http.js";
+import { HttpError, KvHttpApi, requireAuthenticated, sendError, sendJson } from "../api/kv/http.js";
 import { KvService } from "../api/kv/service.js";
 import { S3KeysHttpApi } from "../api/s3/admin.js";
 import { S3Meta } from "../api/s3/meta.js";
@@ -23,13 +30,26 @@ import { type ChunkPort, INDEX_KEYSPACE, ObjectIndex } from "../api/s3/objects.j
 import { S3_DEFAULTS, S3Api } from "../api/s3/server.js";
 import { BlobService, ChunkStore } from "../blob/index.js";
 import type { MultiRaftHost } from "../multiraft/index.js";
+import type { NodeReport } from "../placement/index.js";
+import type { NodeId } from "../raft/index.js";
 import { type ApplyResult, initialShardMap, ShardMachine, ShardMap } from "../shard/index.js";
 import { LmdbEngine, type StorageEngine } from "../storage/index.js";
 import { GrpcTransport } from "../transport/index.js";
 import { type NodeConfig, parseLabels, parseRootKey } from "./config.js";
+import { createDoorServer, type DoorLimits } from "./doors.js";
 import { createLogger, type Logger, requestIdOf } from "./log.js";
 import { MeteredEngine, meteredHost, version } from "./metrics.js";
 import { Operability } from "./ops.js";
+import {
+  DRAINING_LEASE_MS,
+  DRAINING_RENEW_MS,
+  DrainingPeers,
+  drainServer,
+  encodeDraining,
+  handOverLeadership,
+  NODE_DRAINING,
+} from "./shutdown.js";
+import { fetchTrusting, registerTlsMetrics, TlsFiles } from "./tls.js";
 import { startTracing, type Tracing } from "./tracing.js";
 
 const enc = new TextEncoder();
@@ -37,8 +57,12 @@ const dec = new TextDecoder();
 const CLUSTER_KEY = enc.encode("c/cluster");
 /** Set once the initial shards of this node were created (first start of an initial member). */
 const GROUPS_CREATED_KEY = enc.encode("c/groups-created");
+/** Where the metadata group was last seen placed (JSON node ids); read at start. */
+const META_PLACEMENT_KEY = enc.encode("c/meta-placement");
 /** Transport method: "which cluster is this?" (answered with the stored ClusterIdentity). */
 const CLUSTER_INFO = "cluster.info";
+/** Asks a node about its replica of the metadata group (see `metaInfo`). */
+const META_INFO = "cluster.meta";
 /** How long a fresh node asks its seeds before it creates a cluster of its own. */
 const JOIN_ASK_MS = 3_000;
 
@@ -74,6 +98,7 @@ export class KumoNode {
   private ready = false;
   private balanceTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
   private keyspaces: KeyspaceAdmin | undefined;
   private identity: ClusterIdentity | undefined;
   private stopping = false;
@@ -81,6 +106,7 @@ export class KumoNode {
   private blob: BlobService | undefined;
   private ring: RingKeeper | undefined;
   private s3meta: S3Meta | undefined;
+  private backup: BackupService | undefined;
   private tracing: Tracing | undefined;
   readonly log: Logger;
 
@@ -95,6 +121,47 @@ export class KumoNode {
     this.log = log ?? createLogger({ level: cfg.logLevel, node: cfg.id });
   }
 
+  /** Certificate files being watched (peer mTLS, client ports), for reloads and metrics. */
+  private readonly tlsFiles: TlsFiles[] = [];
+
+  private async openTls(
+    name: string,
+    certFile: string | undefined,
+    keyFile: string | undefined,
+    caFile?: string,
+  ): Promise<TlsFiles | undefined> {
+    if (certFile === undefined || keyFile === undefined) return undefined;
+    const files = await TlsFiles.open(
+      { certFile, keyFile, ...(caFile !== undefined ? { caFile } : {}) },
+      { name, reloadIntervalMs: this.cfg.tlsReloadIntervalMs, log: this.log },
+    );
+    files.start();
+    this.tlsFiles.push(files);
+    return files;
+  }
+
+  /** Re-reads every certificate file now (SIGHUP); a bad replacement keeps the old one. */
+  async reloadTls(): Promise<void> {
+    await Promise.all(this.tlsFiles.map((t) => t.check()));
+  }
+
+  /** How this node calls other nodes' HTTPS API ports: trusting --client-tls-ca or --tls-ca. */
+  private peerFetch(peerTls: TlsFiles | undefined): typeof fetch {
+    const own = this.cfg.clientTlsCa;
+    const ca = own !== undefined ? readFileSync(own) : undefined;
+    return fetchTrusting(() => ca ?? peerTls?.current().ca);
+  }
+
+  private doorLimits(requestTimeoutMs: number): DoorLimits {
+    return {
+      headersTimeoutMs: this.cfg.httpHeadersTimeoutMs,
+      idleTimeoutMs: this.cfg.httpIdleTimeoutMs,
+      headerBytesMax: this.cfg.httpHeaderBytesMax,
+      requestTimeoutMs,
+      keepAliveTimeoutMs: 65_000,
+    };
+  }
+
   async start(): Promise<void> {
     const cfg = this.cfg;
     // Off unless the OTEL_* variables ask for traces (docs/operations.md, "Tracing").
@@ -106,11 +173,17 @@ export class KumoNode {
       // Batches acknowledged before a crash that LMDB did not hold yet (docs/storage.md).
       this.log.info({ ...engine.recovery }, "storage recovered from the write-ahead log");
     }
+    // Certificates are re-read every --tls-reload-interval and on SIGHUP (`reloadTls`); a
+    // node does not start without usable ones.
+    const peerTls = await this.openTls("peer", cfg.tlsCert, cfg.tlsKey, cfg.tlsCa);
+    const clientTls = await this.openTls("client", cfg.clientTlsCert, cfg.clientTlsKey);
     const transport = new GrpcTransport({
       self: cfg.id,
       listen: cfg.peer,
-      ...(cfg.tlsCa && cfg.tlsCert && cfg.tlsKey
-        ? { tls: { caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey } }
+      ...(peerTls && cfg.tlsCa && cfg.tlsCert && cfg.tlsKey
+        ? {
+            tls: { caFile: cfg.tlsCa, certFile: cfg.tlsCert, keyFile: cfg.tlsKey, source: peerTls },
+          }
         : {}),
     });
     this.transport = transport;
@@ -121,12 +194,19 @@ export class KumoNode {
       onRaft: (from, batch) => this.host?.receive(from, batch),
       onCall: (from, method, body) => {
         if (method === CLUSTER_INFO) return Promise.resolve(this.clusterInfo());
+        if (method === NODE_DRAINING) {
+          this.drainingPeers.onAnnouncement(from, body);
+          return Promise.resolve(new Uint8Array(0));
+        }
+        if (method === META_INFO) return Promise.resolve(this.metaInfo());
         if (!this.kv) return Promise.reject(new Error("this node is starting"));
         if (method.startsWith("blob.")) {
           const answer = this.blob?.handleCall(from, method, body);
           if (answer) return answer;
           return Promise.reject(new Error("this node is starting"));
         }
+        if (method.startsWith("backup.") && this.backup)
+          return this.backup.handleCall(from, method, body);
         return this.kv.handleCall(from, method, body);
       },
     });
@@ -136,6 +216,7 @@ export class KumoNode {
     const members = identity.members;
     const ops = new Operability(cfg, this.log);
     this.ops = ops;
+    registerTlsMetrics(ops.metrics.registry, () => this.tlsFiles);
     const host = meteredHost<ApplyResult, ShardMachine>(ops.metrics, {
       nodeId: cfg.id,
       engine: new MeteredEngine(engine, ops.metrics),
@@ -150,9 +231,10 @@ export class KumoNode {
     this.host = host;
     // The keyspaces that exist without a record: "default" (fixed when the cluster was created)
     // and the metadata group's "_meta". Keyspaces created later come from the metadata group.
+    const metaSeen = engine.get(META_PLACEMENT_KEY);
     const fixed = [
       ...staticKeyspaces(initialShardMap(members, identity.shards, identity.replicas)),
-      metaKeyspace(members),
+      metaKeyspace(members, metaSeen ? (JSON.parse(dec.decode(metaSeen)) as NodeId[]) : undefined),
     ];
     const map = new ShardMap(0, fixed);
     const kv = new KvService(cfg.id, host, transport, map, {
@@ -182,8 +264,29 @@ export class KumoNode {
       (err) => this.log.warn({ err }, "keyspace refresh failed"),
       { bytes: cfg.splitBytes, loadOpsPerSec: cfg.splitLoadOpsPerSec },
       { suspectAfterMs: cfg.suspectAfterMs, deadAfterMs: cfg.deadAfterMs },
-      { id: cfg.id, peer: cfg.peer, api: cfg.api, s3: cfg.s3, labels: parseLabels(cfg.labels) },
+      {
+        id: cfg.id,
+        peer: cfg.peer,
+        api: cfg.api,
+        s3: cfg.s3,
+        labels: parseLabels(cfg.labels),
+        version: version(),
+      },
       (m) => transport.setPeer(m.id, m.peer),
+      {
+        onPlacement: (replicas) =>
+          void engine
+            .write(
+              [{ op: "put", key: META_PLACEMENT_KEY, value: enc.encode(JSON.stringify(replicas)) }],
+              {
+                sync: false,
+              },
+            )
+            .catch((err: unknown) =>
+              this.log.warn({ err }, "keeping the metadata placement failed"),
+            ),
+        discover: (peers) => this.discoverMeta(peers),
+      },
     );
     this.keyspaces = keyspaces;
     kv.setKeyspaceResolver(() => keyspaces.refresh());
@@ -207,8 +310,34 @@ export class KumoNode {
       put: (data, opts) => blob.putChunk(data, opts),
       get: (hash) => blob.getChunk(hash),
     };
-    const s3meta = new S3Meta(kv);
+    // Credentials (docs/kv-api.md "Authentication", docs/s3.md "Security"): KV token records
+    // and S3 access keys live in the metadata group; S3 secrets are sealed under the cluster
+    // secret key when there is one.
+    const box = cfg.secretKeyFile ? new SecretBox(readSecretKeyFile(cfg.secretKeyFile)) : undefined;
+    if (!box)
+      this.log.warn(
+        "no --secret-key-file: S3 secret access keys are stored unencrypted in the metadata group",
+      );
+    const s3meta = new S3Meta(kv, box, (accessKeyId) =>
+      this.log.error(
+        { accessKeyId },
+        "an S3 access key's secret is sealed under another secret key (or none is configured); the key cannot authenticate on this node",
+      ),
+    );
     this.s3meta = s3meta;
+    const tokenStore = new TokenStore(kv);
+    const auth = new NodeAuthenticator(cfg.tokens, cfg.adminTokens, tokenStore);
+    if (!auth.configured)
+      this.log.warn(
+        "no --tokens and no --admin-tokens: every KV and admin request is refused (401)",
+      );
+    else if (cfg.adminTokens.length === 0 && cfg.tokens.length > 0)
+      this.log.info(
+        "no --admin-tokens: the --tokens are admin credentials too (set --admin-tokens to separate them)",
+      );
+    this.auth = auth;
+    const tokensHttp = new TokensHttpApi(tokenStore, auth);
+    this.tokensHttp = tokensHttp;
     const index = new ObjectIndex(kv, chunks);
     const s3api = new S3Api(s3meta, index, {
       domains: cfg.s3Domains,
@@ -219,12 +348,27 @@ export class KumoNode {
       ensureIndex: () => this.ensureObjectIndex(),
       nodeId: cfg.id,
     });
-    const s3keys = new S3KeysHttpApi(
-      s3meta,
-      cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
-      cfg.chunkReplicas,
-    );
+    const s3keys = new S3KeysHttpApi(s3meta, auth, cfg.chunkReplicas);
     this.s3keys = s3keys;
+    // Backups: consistent cuts, image transfer, bulk load for restores (docs/operations.md).
+    this.backup = new BackupService({
+      self: cfg.id,
+      host,
+      kv,
+      transport,
+      dir: join(cfg.data, "backup"),
+      admin: auth,
+      members: () => keyspaces.members,
+      refreshMap: () => keyspaces.refresh(),
+      chunks: { get: (h) => blob.getChunk(h), put: (d) => blob.putChunk(d) },
+      ensureIndex: () => this.ensureObjectIndex(),
+      bucketCount: async () => {
+        const r = await s3meta.listBuckets();
+        if (!r.ok) throw new HttpError(503, "UNAVAILABLE", r.message, { "retry-after": "1" });
+        return r.buckets.length;
+      },
+      onError: (what, err) => this.log.warn({ err, what }, "backup"),
+    });
     blob.startBackground({
       scrubBytesPerSec: cfg.scrubBytesPerSec,
       antiEntropyIntervalMs: cfg.antiEntropyIntervalMs,
@@ -234,13 +378,9 @@ export class KumoNode {
         intervalMs: Math.min(cfg.chunkGcGraceMs, 600_000),
       },
     });
-    const keyspacesHttp = new KeyspaceHttpApi(
-      keyspaces,
-      cfg.tokens,
-      cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
-    );
+    const keyspacesHttp = new KeyspaceHttpApi(keyspaces, auth, auth);
     const http = new KvHttpApi(kv, {
-      tokens: cfg.tokens,
+      tokens: auth,
       keyBytesMax: cfg.keyBytesMax,
       valueBytesMax: cfg.valueBytesMax,
       listLimitMax: cfg.listLimitMax,
@@ -250,12 +390,20 @@ export class KumoNode {
       engine,
       transport,
       shardMap: () => kv.shardMap(),
-      state: () => (this.stopping ? "stopping" : this.ready ? "serving" : "starting"),
+      state: () =>
+        this.stopping
+          ? this.drained
+            ? "stopping"
+            : "draining"
+          : this.ready
+            ? "serving"
+            : "starting",
       chunks: () => blob.stats(),
+      auth,
     });
     // The web console (/console/ and /v1/admin/console/, docs/console.md).
     this.console = new ConsoleApi({
-      adminTokens: cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
+      adminTokens: auth,
       log: this.log,
       cluster: {
         nodeId: cfg.id,
@@ -269,6 +417,7 @@ export class KumoNode {
         dataBytes: () => engine.dataBytes(),
         chunks: () => blob.stats(),
         metrics: ops.metrics.registry,
+        ...(clientTls ? { peerScheme: "https", peerFetch: this.peerFetch(peerTls) } : {}),
       },
       browser: {
         kv,
@@ -282,10 +431,17 @@ export class KumoNode {
         onError: (what, err) => this.log.warn({ err, what }, "console task failed"),
       },
     });
-    this.api = createServer((req, res) =>
-      gateway.serve(req, res, () => this.serveApi(http, keyspacesHttp, req, res)),
+    this.api = createDoorServer(
+      (req, res) => {
+        // Draining: answer, then close the connection, so a kept-alive client reconnects
+        // (through its load balancer, to another node).
+        if (this.stopping) res.setHeader("connection", "close");
+        gateway.serve(req, res, () => this.serveApi(http, keyspacesHttp, req, res));
+      },
+      // The API door keeps node's default whole-request deadline (KV values are small).
+      this.doorLimits(300_000),
+      clientTls,
     );
-    this.api.keepAliveTimeout = 65_000;
     await listen(this.api, cfg.api);
     // The S3 door shares the node's request metrics, rate limits (per access key) and load
     // shedding with the KV door; a refusal is S3's SlowDown.
@@ -295,12 +451,14 @@ export class KumoNode {
       started: () => ops.metrics.requestStarted(),
       observe: (op, status, seconds) => ops.metrics.observeRequest("s3", op, status, seconds),
     });
-    this.s3 = createServer((req, res) => {
-      void s3api.handle(req, res, requestIdOf(req));
-    });
-    this.s3.keepAliveTimeout = 65_000;
-    this.s3.headersTimeout = 30_000;
-    this.s3.requestTimeout = 0; // large uploads and downloads take as long as they take
+    this.s3 = createDoorServer(
+      (req, res) => {
+        if (this.stopping) res.setHeader("connection", "close");
+        void s3api.handle(req, res, requestIdOf(req));
+      },
+      this.doorLimits(0), // large uploads and downloads take as long as they take
+      clientTls,
+    );
     await listen(this.s3, cfg.s3);
     transport.setServing(true);
     this.ready = true;
@@ -324,6 +482,27 @@ export class KumoNode {
     }, 1_000);
     this.refreshTimer.unref();
     void keyspaces.refresh();
+    // The node's report to the placement leader: disk, load, and the shards it leads.
+    this.reportTimer = setInterval(() => {
+      void statfs(cfg.data)
+        .then((fs) =>
+          keyspaces.report({
+            capacityBytes: fs.blocks * fs.bsize,
+            usedBytes: (fs.blocks - fs.bfree) * fs.bsize,
+          }),
+        )
+        .catch((err: unknown) => this.log.warn({ err }, "placement report failed"));
+    }, REPORT_INTERVAL_MS);
+    this.reportTimer.unref();
+    // Token records on their own timer (not behind the placement round, whose length varies):
+    // a revoked token is refused everywhere within REVOCATION_BOUND_MS.
+    this.tokenTimer = setInterval(() => {
+      if (!this.stopping)
+        void tokenStore
+          .refresh()
+          .catch((err: unknown) => this.log.warn({ err }, "token refresh failed"));
+    }, TOKEN_REFRESH_MS);
+    this.tokenTimer.unref();
   }
 
   /**
@@ -352,11 +531,22 @@ export class KumoNode {
       if (r.ok) this.rootKeyStored = true;
       else this.log.warn({ code: r.code, message: r.message }, "cannot store the S3 root key");
     }
+    if (this.cfg.secretKeyFile !== undefined && !this.keysSealed) {
+      // Access keys written before the secret key was configured: sealed now (once per start).
+      const n = await meta.sealPlaintextKeys();
+      this.keysSealed = true;
+      if (n > 0) this.log.info({ keys: n }, "sealed plaintext S3 secrets under the secret key");
+    }
   }
 
   private rootKeyStored = false;
   private indexCreated: Promise<boolean> | undefined;
   private s3keys: S3KeysHttpApi | undefined;
+  private tokensHttp: TokensHttpApi | undefined;
+  private auth: NodeAuthenticator | undefined;
+  private tokenTimer: NodeJS.Timeout | undefined;
+  /** Plaintext S3 secrets were re-sealed (or there were none); not tried again. */
+  private keysSealed = false;
   private console: ConsoleApi | undefined;
 
   /** Creates the object index keyspace if it does not exist yet (idempotent; shared). */
@@ -396,8 +586,39 @@ export class KumoNode {
       const preferred = shard.replicas[0];
       const st = host.status(shard.id);
       if (!preferred || preferred === this.cfg.id || st?.role !== "leader") continue;
-      if (this.transport?.reachable(preferred)) host.transferLeadership(shard.id, preferred);
+      // Never back to a node that is shutting down (src/node/shutdown.ts).
+      if (this.transport?.reachable(preferred) && !this.drainingPeers.has(preferred))
+        host.transferLeadership(shard.id, preferred);
     }
+  }
+
+  /**
+   * This node's view of the metadata group (transport method META_INFO): its voters and term
+   * when it holds a replica, else null. A node that cannot reach the group where its map says
+   * asks every member and follows the leader's answer, else the highest term's.
+   */
+  private metaInfo(): Uint8Array {
+    const st = this.host?.status(META_SHARD);
+    const info =
+      st && !st.joint ? { voters: st.voters, term: st.term, leader: st.role === "leader" } : null;
+    return enc.encode(JSON.stringify(info));
+  }
+
+  private async discoverMeta(peers: readonly NodeId[]): Promise<readonly NodeId[] | undefined> {
+    const transport = this.transport;
+    if (!transport) return undefined;
+    type Info = { voters: NodeId[]; term: number; leader: boolean } | null;
+    const answers = await Promise.all(
+      peers
+        .filter((p) => p !== this.cfg.id)
+        .map(async (p) => {
+          const a = await transport.call(p, META_INFO, new Uint8Array(0), 1_000);
+          return a.ok ? (JSON.parse(dec.decode(a.body)) as Info) : null;
+        }),
+    );
+    const seen = answers.filter((a): a is NonNullable<Info> => a !== null && a.voters.length > 0);
+    seen.sort((a, b) => Number(b.leader) - Number(a.leader) || b.term - a.term);
+    return seen[0]?.voters;
   }
 
   /** What a node tells a joining one (transport method CLUSTER_INFO). */
@@ -471,16 +692,14 @@ export class KumoNode {
       // /healthz, /readyz, /metrics and /v1/admin are the gateway's (src/node/gateway.ts).
       const url = new URL(req.url ?? "/", "http://kumo");
       if (url.pathname === "/v1/cluster") {
-        if (!authorized(req, this.cfg.tokens)) {
-          throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
-            "www-authenticate": 'Bearer realm="kumo"',
-          });
-        }
+        await requireAuthenticated(this.auth ?? this.cfg.tokens, req);
         if (req.method !== "GET")
           throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
         return sendJson(res, 200, this.clusterStatus());
       }
+      if (this.tokensHttp && (await this.tokensHttp.handle(req, res, url))) return;
       if (this.s3keys && (await this.s3keys.handle(req, res, url))) return;
+      if (this.backup && (await this.backup.handle(req, res, url))) return;
       if (this.console && (await this.console.handle(req, res, url))) return;
       if (await http.handle(req, res, url)) return;
       if (await keyspacesHttp.handle(req, res, url)) return;
@@ -542,8 +761,18 @@ export class KumoNode {
       ].map((n) => ({
         ...n,
         admin: this.keyspaces?.memberRecord(n.id)?.admin ?? "active",
+        // The version it runs (mixed during a rolling upgrade; null: registered by a version
+        // that did not report it, or not registered yet).
+        version:
+          n.id === this.cfg.id
+            ? this.versionText
+            : (this.keyspaces?.memberRecord(n.id)?.version ?? null),
+        // Shutting down: handing its leadership over (docs/operations.md, "Rolling upgrades").
+        draining: n.id === this.cfg.id ? this.stopping : this.drainingPeers.has(n.id),
         // Placement labels (zone, rack) as the node registered them.
         labels: this.keyspaces?.memberRecord(n.id)?.labels ?? {},
+        // From its latest report (null: none in the last few seconds).
+        ...reportView(this.keyspaces?.reportOf(n.id)),
         state: stateOf(n.id),
         replicas: replicasOn(n.id),
         leaders: leading(n.id),
@@ -567,25 +796,140 @@ export class KumoNode {
     };
   }
 
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  /** This build's version (src/node/metrics.ts), read once. */
+  private readonly versionText = version();
+  /** Peers that announced they are shutting down (no leadership goes to them). */
+  private readonly drainingPeers = new DrainingPeers();
+  /** Set once the HTTP listeners are closed (the state is "stopping" from then on). */
+  private drained = false;
+  private stopped: Promise<void> | undefined;
+
+  /**
+   * Graceful shutdown (SIGTERM, SIGINT, or a caller), in phases, each logged with its duration
+   * (docs/operations.md, "Rolling upgrades"):
+   * 1. draining: /readyz answers 503 "draining" (load balancers stop sending), the gRPC health
+   *    says NOT_SERVING, peers are told not to hand leadership to this node, and every response
+   *    from now on carries `Connection: close`, so kept-alive clients reconnect elsewhere;
+   * 2. leadership: every shard this node leads is handed to its most up-to-date reachable voter
+   *    (a Raft leadership transfer: nothing committed is lost, and the shard is never leaderless
+   *    for an election timeout), until it leads none or `shutdownLeadershipTimeoutMs` passes;
+   *    the listeners stay open at least `shutdownDelayMs`, for load balancers to notice;
+   * 3. HTTP: the listeners close, idle keep-alive connections are closed, requests in flight
+   *    finish (their connections are cut after `shutdownDrainTimeoutMs`);
+   * 4. the chunk service, Raft host, transport and storage stop.
+   * Until step 4 the node still replicates and votes: it remains one of its shards' quorum.
+   * Calling it again returns the same shutdown.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= this.shutdown();
+    return this.stopped;
+  }
+
+  private leadingGroups(): number {
+    const host = this.host;
+    if (!host) return 0;
+    return host.groupIds().filter((id) => host.status(id)?.role === "leader").length;
+  }
+
+  /** Tells every peer this node is draining, for `forMs` (bounded: never holds the shutdown). */
+  private async announceDraining(forMs: number): Promise<void> {
+    const transport = this.transport;
+    if (!transport) return;
+    const peers = (this.keyspaces?.members ?? this.cfg.join.map((p) => p.id)).filter(
+      (id) => id !== this.cfg.id,
+    );
+    const body = encodeDraining(forMs);
+    await Promise.all(peers.map((id) => transport.call(id, NODE_DRAINING, body, 500)));
+  }
+
+  private async shutdown(): Promise<void> {
+    const cfg = this.cfg;
+    const ms = (since: number) => Math.round(performance.now() - since);
+    const t0 = performance.now();
+    const wasServing = this.ready;
     this.stopping = true;
     if (this.balanceTimer) clearInterval(this.balanceTimer);
     if (this.refreshTimer) clearInterval(this.refreshTimer);
-    this.ops?.stop();
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    if (this.tokenTimer) clearInterval(this.tokenTimer);
     this.transport?.setServing(false);
-    const close = (s: Server | undefined) =>
-      new Promise<void>((r) => {
-        if (!s) return r();
-        s.close(() => r());
-        s.closeAllConnections();
+
+    // 1. Draining.
+    this.log.info(
+      { phase: "draining", leading: this.leadingGroups() },
+      "shutdown: draining (/readyz answers 503, no new leadership for this node)",
+    );
+    await this.announceDraining(DRAINING_LEASE_MS);
+    const renew = setInterval(
+      () => void this.announceDraining(DRAINING_LEASE_MS),
+      DRAINING_RENEW_MS,
+    );
+    renew.unref();
+
+    // 2. Leadership handover.
+    const host = this.host;
+    const transport = this.transport;
+    if (wasServing && host && transport) {
+      const t1 = performance.now();
+      const r = await handOverLeadership({
+        self: cfg.id,
+        host,
+        eligible: (id) => transport.reachable(id) && !this.drainingPeers.has(id),
+        deadlineMs: t1 + Math.max(cfg.shutdownLeadershipTimeoutMs, cfg.shutdownDelayMs),
+        // The listeners stay open at least shutdownDelayMs (for load balancers to notice the
+        // 503); leadership that comes back meanwhile is handed over again.
+        holdUntilMs: t0 + cfg.shutdownDelayMs,
       });
-    await Promise.all([close(this.api), close(this.s3)]);
+      const fields = { phase: "leadership", ms: ms(t1), ...r };
+      if (r.leading === 0) this.log.info(fields, "shutdown: leadership handed over");
+      else
+        this.log.warn(
+          fields,
+          r.outcome === "timeout"
+            ? "shutdown: some shards could not hand their leadership over in time; they elect a new leader after this node stops"
+            : "shutdown: no other replica can lead some shards (down or stopping too)",
+        );
+      const delayMs = cfg.shutdownDelayMs - (performance.now() - t0);
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+    }
+
+    // 3. HTTP: no new connections; requests in flight finish.
+    const t2 = performance.now();
+    this.log.info(
+      { phase: "http", leadingAtClose: this.leadingGroups() },
+      "shutdown: closing the HTTP listeners",
+    );
+    const cut = await Promise.all([
+      drainServer(this.api, cfg.shutdownDrainTimeoutMs),
+      drainServer(this.s3, cfg.shutdownDrainTimeoutMs),
+    ]);
+    this.drained = true;
+    clearInterval(renew);
+    this.log.info(
+      { phase: "http", ms: ms(t2), connectionsCut: cut.some((c) => c) },
+      "shutdown: HTTP connections drained",
+    );
+
+    // 4. The rest.
+    const t3 = performance.now();
+    for (const t of this.tlsFiles) t.stop();
+    this.ops?.stop();
     await this.blob?.stop();
     await this.host?.stop();
     await this.transport?.stop();
     await this.engine?.close();
+    this.log.info({ phase: "stopped", ms: ms(t3), totalMs: ms(t0) }, "shutdown: stopped");
     // Last: the spans the steps above ended are exported before the process exits.
     await this.tracing?.shutdown();
   }
+}
+
+/** A member's report as `GET /v1/cluster` shows it. */
+function reportView(r: NodeReport | undefined) {
+  return {
+    capacityBytes: r?.capacityBytes ?? null,
+    usedBytes: r?.usedBytes ?? null,
+    readsPerSec: r ? Math.round(r.load.readsPerSec) : null,
+    writesPerSec: r ? Math.round(r.load.writesPerSec) : null,
+  };
 }

@@ -4,7 +4,9 @@
  * creates it before its Raft host (the host and its engine report to the metrics) and starts it
  * once the host runs.
  */
+import type { IncomingMessage } from "node:http";
 import { AdminHttpApi } from "../api/admin/limits-http.js";
+import type { NodeAuthenticator } from "../api/auth/tokens.js";
 import { LIMIT_KEYS, type LimitBounds, Limiter, type LimitSettings } from "../api/limits.js";
 import type { MultiRaftHost } from "../multiraft/index.js";
 import type { ApplyResult, ShardMachine, ShardMap } from "../shard/index.js";
@@ -26,7 +28,7 @@ export function limitBounds(): LimitBounds {
   return out as LimitBounds;
 }
 
-export type NodeState = "starting" | "serving" | "stopping";
+export type NodeState = "starting" | "serving" | "draining" | "stopping";
 
 export interface OperabilityParts {
   readonly host: MultiRaftHost<ApplyResult, ShardMachine>;
@@ -35,6 +37,8 @@ export interface OperabilityParts {
   readonly shardMap: () => ShardMap;
   readonly state: () => NodeState;
   readonly chunks?: () => ChunkStats;
+  /** The node's authenticator (absent: the configured token lists, as before token records). */
+  readonly auth?: NodeAuthenticator;
 }
 
 export class Operability {
@@ -106,7 +110,7 @@ export class Operability {
       state: parts.state,
     });
     const admin = new AdminHttpApi(this.limiter, {
-      tokens: cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens,
+      tokens: parts.auth ?? (cfg.adminTokens.length > 0 ? cfg.adminTokens : cfg.tokens),
       bounds: limitBounds(),
       onLimitsChanged: (limits, changes) => this.log.info({ changes, limits }, "limits changed"),
     });
@@ -118,6 +122,7 @@ export class Operability {
       loop: this.loop,
       admin,
       tokens: cfg.tokens,
+      ...(parts.auth ? { tenantOf: (req: IncomingMessage) => parts.auth?.tenantOf(req) } : {}),
       readiness: verdict,
     });
   }

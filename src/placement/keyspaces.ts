@@ -15,7 +15,7 @@
 import { assert } from "../base/index.js";
 import type { NodeId } from "../raft/index.js";
 import type { PlacementOp } from "./planner.js";
-import type { ClusterView, NodeState } from "./types.js";
+import type { ClusterView, MemberLoad, NodeState, ShardStats } from "./types.js";
 
 export type Sharding = "hash" | "range";
 
@@ -97,24 +97,28 @@ export function clusterViewOf(input: {
   readonly unreachableSince: (id: NodeId) => number | undefined;
   readonly nowMs: number;
   readonly stats?: ClusterView["stats"];
+  /** The member's latest report (disk and load), when it has sent one. */
+  readonly report?: (id: NodeId) => NodeReport | undefined;
 }): ClusterView {
   const { records, nowMs } = input;
   return {
     nowMs,
     members: input.members.map((id) => {
       const rec = input.memberRecord(id);
+      const report = input.report?.(id);
       return {
         id,
         peer: rec?.peer ?? "",
         api: rec?.api ?? "",
         s3: rec?.s3 ?? "",
         labels: rec?.labels ?? {},
-        capacityBytes: 1,
-        usedBytes: 0,
+        // Unreported: 1 byte each, so unreported members weigh the same as one another.
+        capacityBytes: report?.capacityBytes ?? 1,
+        usedBytes: report?.usedBytes ?? 0,
         liveness: input.liveness(id),
         admin: rec?.admin ?? "active",
         lastHeartbeatMs: input.unreachableSince(id) ?? nowMs,
-        load: { readsPerSec: 0, writesPerSec: 0 },
+        load: report?.load ?? { readsPerSec: 0, writesPerSec: 0 },
       };
     }),
     keyspaces: records.map((r) => ({ name: r.name, sharding: r.sharding, replicas: r.replicas })),
@@ -147,9 +151,54 @@ export interface MemberRecord {
    * node's own record updates may not undo it). Absent: active.
    */
   readonly admin?: "draining" | "removed";
+  /**
+   * The Kumo version the node last started with (src/node/metrics.ts `version`), for status
+   * during rolling upgrades. Absent in records written by versions before it existed.
+   */
+  readonly version?: string;
 }
 
 export const MEMBER_RECORD_PREFIX = "m/";
+
+/**
+ * A node's report (`r/<id>` in the metadata group, rewritten every few seconds by the node
+ * itself): its disk, its load, and the stats of the shards it leads. The placement leader
+ * reads them into the planners' view (capacity-weighted balance, moves in flight, sizes).
+ */
+export interface NodeReport {
+  readonly id: NodeId;
+  /** The node's wall clock when it wrote the report (reports too old are ignored). */
+  readonly atMs: number;
+  readonly capacityBytes: number;
+  readonly usedBytes: number;
+  readonly load: MemberLoad;
+  readonly shards: readonly ShardStats[];
+}
+export const REPORT_RECORD_PREFIX = "r/";
+/** Shards one report lists at most (the ones with the most bytes first). */
+export const REPORT_SHARDS_MAX = 2_000;
+
+/**
+ * The freshest report's stats per shard, from the reports not older than `staleMs`. Two nodes
+ * may both list a shard around a leadership change: the newer report wins.
+ */
+export function statsFromReports(
+  reports: readonly NodeReport[],
+  nowMs: number,
+  staleMs: number,
+): { stats: Record<string, ShardStats>; reports: Map<NodeId, NodeReport> } {
+  const fresh = reports.filter((r) => nowMs - r.atMs <= staleMs);
+  const stats: Record<string, ShardStats> = {};
+  const at: Record<string, number> = {};
+  for (const r of fresh) {
+    for (const s of r.shards) {
+      if ((at[s.shard] ?? -1) >= r.atMs) continue;
+      stats[s.shard] = s;
+      at[s.shard] = r.atMs;
+    }
+  }
+  return { stats, reports: new Map(fresh.map((r) => [r.id, r])) };
+}
 
 /**
  * The record after shard `shardId` split at `at` (an encoded key, hex): the shard keeps
@@ -190,6 +239,21 @@ export interface KeyspaceRecord {
 }
 
 export const KEYSPACE_RECORD_PREFIX = "ks/";
+
+/**
+ * Replicas of the metadata group: 3, and 5 once five or more members can hold replicas (it
+ * then survives two lost members, as etcd's recommended size does). `eligible` counts the
+ * members that are neither draining, removed nor dead. With fewer than three the count stays
+ * as it is: an even-sized group would be no more available, and a dead member's replica stays
+ * listed until a replacement can take it rather than shrinking the quorum during a failure.
+ */
+export const META_REPLICAS_SMALL = 3;
+export const META_REPLICAS_LARGE = 5;
+export function metaReplicasWanted(eligible: number, current: number): number {
+  if (eligible >= META_REPLICAS_LARGE) return META_REPLICAS_LARGE;
+  if (eligible >= META_REPLICAS_SMALL) return META_REPLICAS_SMALL;
+  return current;
+}
 /** Keyspace names: what a path segment, a metric label and a shard id can all carry. */
 export const KEYSPACE_NAME_BYTES_MAX = 40;
 /** Initial shards of a hash keyspace; a range keyspace starts with one and splits. */

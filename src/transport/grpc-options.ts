@@ -21,6 +21,25 @@ export interface GrpcTlsOptions {
    * node, e.g. vote in another node's name.
    */
   readonly verifyPeerNodeId?: boolean;
+  /**
+   * Certificates that change while the transport runs (the node passes its reloading
+   * `TlsFiles`): new connections, both ways, use the latest material; connections already open
+   * keep theirs. Without it the three files are read once, at start.
+   */
+  readonly source?: TlsSource;
+}
+
+/** PEM contents of the CA, this node's certificate and its key. */
+export interface TlsSourceMaterial {
+  readonly ca: Buffer | undefined;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+export interface TlsSource {
+  current(): TlsSourceMaterial;
+  /** Calls `fn` with each replacement; returns the unsubscribe function. */
+  onChange(fn: (m: TlsSourceMaterial) => void): () => void;
 }
 
 export interface GrpcTransportOptions {

@@ -8,6 +8,7 @@ import type { PeerCertificate } from "node:tls";
 import {
   type ChannelCredentials,
   credentials,
+  experimental,
   type handleClientStreamingCall,
   type handleUnaryCall,
   Metadata,
@@ -52,6 +53,8 @@ import {
   type ResolvedGrpcOptions,
   resolveOptions,
   serverOptions,
+  type TlsSource,
+  type TlsSourceMaterial,
   zeroCounters,
 } from "./grpc-options.js";
 import { HealthServer } from "./health.js";
@@ -131,6 +134,50 @@ function peerSpan(
 function plainBytes(b: Uint8Array | undefined): Uint8Array {
   if (!b) return new Uint8Array(0);
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+type CaListener = experimental.CaCertificateUpdateListener;
+type IdentityListener = experimental.IdentityCertificateUpdateListener;
+
+/**
+ * A grpc-js certificate provider over a `TlsSource`: every listener gets the current material
+ * soon after it subscribes, then each change.
+ */
+class SourceCertificateProvider implements experimental.CertificateProvider {
+  private readonly unsubscribe = new Map<CaListener | IdentityListener, () => void>();
+
+  constructor(private readonly source: TlsSource) {}
+
+  private subscribe(
+    listener: CaListener | IdentityListener,
+    push: (m: TlsSourceMaterial) => void,
+  ): void {
+    this.unsubscribe.set(listener, this.source.onChange(push));
+    // Not synchronously: grpc-js's server credentials subscribe before they register the
+    // server's watcher, so an update delivered inside the subscribe call would be lost (and
+    // the server would drop every connection as "credentials not loaded").
+    queueMicrotask(() => {
+      if (this.unsubscribe.has(listener)) push(this.source.current());
+    });
+  }
+
+  addCaCertificateListener(listener: CaListener): void {
+    this.subscribe(listener, (m) => listener(m.ca ? { caCertificate: m.ca } : null));
+  }
+
+  removeCaCertificateListener(listener: CaListener): void {
+    this.unsubscribe.get(listener)?.();
+    this.unsubscribe.delete(listener);
+  }
+
+  addIdentityCertificateListener(listener: IdentityListener): void {
+    this.subscribe(listener, (m) => listener({ certificate: m.cert, privateKey: m.key }));
+  }
+
+  removeIdentityCertificateListener(listener: IdentityListener): void {
+    this.unsubscribe.get(listener)?.();
+    this.unsubscribe.delete(listener);
+  }
 }
 
 export class GrpcTransport implements Transport {
@@ -401,6 +448,26 @@ export class GrpcTransport implements Transport {
       return {
         serverCreds: ServerCredentials.createInsecure(),
         clientCreds: credentials.createInsecure(),
+      };
+    }
+    if (tls.source) {
+      const m = tls.source.current();
+      if (!m.ca) {
+        this.state = "stopped";
+        throw new Error(`transport ${this.self}: mutual TLS needs a CA certificate`);
+      }
+      // One provider serves as both the CA and the identity provider: grpc-js then rebuilds
+      // its secure contexts (server: setSecureContext; client: per new connection) on each
+      // change. (Passing the same object for both also sidesteps grpc-js 1.14's server
+      // credentials swapping its two provider arguments.)
+      const provider = new SourceCertificateProvider(tls.source);
+      return {
+        serverCreds: experimental.createCertificateProviderServerCredentials(
+          provider,
+          provider,
+          true,
+        ),
+        clientCreds: experimental.createCertificateProviderChannelCredentials(provider, provider),
       };
     }
     const [ca, cert, key] = await Promise.all([

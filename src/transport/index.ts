@@ -25,6 +25,8 @@ export {
   type GrpcTlsOptions,
   type GrpcTransportOptions,
   type GrpcTransportStats,
+  type TlsSource,
+  type TlsSourceMaterial,
 } from "./grpc-options.js";
 export { MemoryNetwork, MemoryTransport, type MemoryTransportOptions } from "./memory.js";
 export {

@@ -3,12 +3,14 @@
  * reuses it): each node is a `kumo server` child process with its own data directory and free ports.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type CertKeyPem, makeCa, makeLeaf, writeCertFiles } from "../../src/node/certs.js";
+import { fetchTrusting } from "../../src/node/tls.js";
 import { initialShardMap } from "../../src/shard/index.js";
 
 export const MAIN = join(fileURLToPath(import.meta.url), "../../../src/cli/main.js");
@@ -97,9 +99,10 @@ export async function http(
   url: string,
   init: { method?: string; headers?: Record<string, string>; body?: Uint8Array | string } = {},
   timeoutMs = 20_000,
+  fetchFn: typeof fetch = fetch,
 ): Promise<HttpAnswer> {
   try {
-    const r = await fetch(url, {
+    const r = await fetchFn(url, {
       method: init.method ?? "GET",
       headers: init.headers ?? {},
       ...(init.body !== undefined ? { body: init.body } : {}),
@@ -202,6 +205,8 @@ export interface NodeInfo {
   readonly data: string;
   proc: ChildProcess | undefined;
   log: string[];
+  /** Extra environment variables of this node's next (re)start (e.g. a new version's). */
+  env?: Record<string, string>;
 }
 
 export interface ClusterOptions {
@@ -224,6 +229,19 @@ export interface ClusterOptions {
    * node is ready (see `waitLeaders`).
    */
   readonly waitLeaders?: boolean;
+  /**
+   * Mutual TLS between the nodes and HTTPS on their API and S3 ports, with a throwaway CA and
+   * one certificate per node (CN = id) made by src/node/certs.ts in DIR/tls. The cluster's own
+   * requests (`fetch`, `req`, `status`...) then trust that CA.
+   */
+  readonly tls?: boolean;
+}
+
+/** The certificates of a TestCluster started with `tls`. */
+export interface TestClusterTls {
+  readonly dir: string;
+  readonly caFile: string;
+  readonly ca: CertKeyPem;
 }
 
 /** One shard in GET /v1/cluster. */
@@ -261,6 +279,10 @@ export class TestCluster {
   private readonly args: readonly string[];
   private readonly env: Readonly<Record<string, string>>;
   private readonly nodeArgs: (id: string) => readonly string[];
+  readonly tls: TestClusterTls | undefined;
+  readonly scheme: "http" | "https";
+  /** fetch for this cluster's API and S3 ports (trusting its CA with `tls`). */
+  readonly fetch: typeof fetch;
 
   private constructor(opts: ClusterOptions) {
     this.token = opts.token ?? "test-token";
@@ -273,6 +295,28 @@ export class TestCluster {
     ];
     this.dir = mkdtempSync(join(opts.baseDir ?? tmpdir(), "kumo-it-"));
     dataDirs.add(this.dir);
+    if (opts.tls) {
+      const ca = makeCa({ commonName: "kumo test CA", validDays: 2 });
+      const dir = join(this.dir, "tls");
+      this.tls = { dir, ca, caFile: writeCertFiles(dir, "ca", ca).certFile };
+    }
+    this.scheme = this.tls ? "https" : "http";
+    const caPem = this.tls?.ca.certPem;
+    this.fetch = fetchTrusting(() => caPem);
+  }
+
+  /** `kumo server` flags of node `id`'s certificates (made on first use) with `tls`. */
+  private tlsArgs(id: string): string[] {
+    const t = this.tls;
+    if (!t) return [];
+    const certFile = join(t.dir, `${id}.crt`);
+    const keyFile = join(t.dir, `${id}.key`);
+    if (!existsSync(certFile))
+      writeCertFiles(t.dir, id, makeLeaf(t.ca, { commonName: id, validDays: 2 }));
+    return [
+      ...["--tls-ca", t.caFile, "--tls-cert", certFile, "--tls-key", keyFile],
+      ...["--client-tls-cert", certFile, "--client-tls-key", keyFile],
+    ];
   }
 
   static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
@@ -329,7 +373,7 @@ export class TestCluster {
     await waitFor(
       async () => {
         if (!node.proc) throw new StartError(`${id} exited while starting`);
-        const r = await fetch(`http://${node.api}/healthz`).catch(() => undefined);
+        const r = await this.fetch(`${this.scheme}://${node.api}/healthz`).catch(() => undefined);
         return r?.ok === true;
       },
       timeoutMs,
@@ -366,9 +410,10 @@ export class TestCluster {
         "--s3",
         node.s3,
         ...(join.length > 0 ? ["--join", join.join(",")] : []),
+        ...this.tlsArgs(node.id),
         ...this.args,
       ],
-      { ...process.env, ...this.env, KUMO_TOKENS: this.token },
+      { ...process.env, ...this.env, ...node.env, KUMO_TOKENS: this.token },
     );
     const keep = (d: Buffer) => {
       node.log.push(d.toString());
@@ -414,7 +459,10 @@ export class TestCluster {
         async () => {
           if (proc?.exitCode !== null || proc.signalCode !== null)
             throw new StartError(`${id} exited while starting`);
-          return (await fetch(`http://${n.api}/readyz`).catch(() => undefined))?.ok === true;
+          return (
+            (await this.fetch(`${this.scheme}://${n.api}/readyz`).catch(() => undefined))?.ok ===
+            true
+          );
         },
         30_000,
         `${id} ready`,
@@ -456,7 +504,7 @@ export class TestCluster {
         const dead = this.nodes.find((n) => !n.proc);
         if (allMustLive && dead) throw new StartError(`${dead.id} exited while starting`);
         for (const n of this.alive()) {
-          const r = await fetch(`http://${n.api}/readyz`).catch(() => undefined);
+          const r = await this.fetch(`${this.scheme}://${n.api}/readyz`).catch(() => undefined);
           if (!r?.ok) return false;
         }
         if (!leaders) return true;
@@ -497,7 +545,7 @@ export class TestCluster {
   /** GET /v1/cluster of node `id`. */
   /** GET /v1/cluster on node `id`; with `keyspace`, only that keyspace's shards. */
   async status(id: string, keyspace?: string): Promise<ClusterStatus> {
-    const r = await fetch(`http://${this.node(id).api}/v1/cluster`, {
+    const r = await this.fetch(`${this.scheme}://${this.node(id).api}/v1/cluster`, {
       headers: this.auth(),
       signal: AbortSignal.timeout(10_000),
     });
@@ -531,7 +579,7 @@ export class TestCluster {
   }
 
   url(id: string, path: string): string {
-    return `http://${this.node(id).api}${path}`;
+    return `${this.scheme}://${this.node(id).api}${path}`;
   }
 
   /** An authenticated request to node `id` (headers override the Authorization header). */
@@ -549,6 +597,7 @@ export class TestCluster {
         ...(opts.body !== undefined ? { body: opts.body } : {}),
       },
       opts.timeoutMs,
+      this.fetch,
     );
   }
 
@@ -558,7 +607,7 @@ export class TestCluster {
     value: string,
     headers: Record<string, string> = {},
   ): Promise<Response> {
-    return fetch(this.url(id, `/v1/kv/default/${key}`), {
+    return this.fetch(this.url(id, `/v1/kv/default/${key}`), {
       method: "PUT",
       headers: { ...this.auth(), ...headers },
       body: value,
@@ -566,7 +615,7 @@ export class TestCluster {
   }
 
   async get(id: string, key: string, query = ""): Promise<Response> {
-    return fetch(this.url(id, `/v1/kv/default/${key}${query}`), { headers: this.auth() });
+    return this.fetch(this.url(id, `/v1/kv/default/${key}${query}`), { headers: this.auth() });
   }
 
   /** SIGTERM every node (graceful: flushes, writes CPU profiles), SIGKILL after `graceMs`. */

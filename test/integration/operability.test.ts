@@ -340,10 +340,10 @@ describe("operability (3 nodes)", () => {
   test("admin limits: admin token required, bad documents refused, changes apply live", async () => {
     const noToken = await http(c.url("n1", "/v1/admin/limits"));
     assert.equal(noToken.status, 401);
-    // A KV token is not an admin token when --admin-tokens is set.
+    // A KV token is not an admin token when --admin-tokens is set: valid, but not allowed.
     const kvToken = await c.req("n1", "GET", "/v1/admin/limits");
-    assert.equal(kvToken.status, 401);
-    assert.equal(errorBody(kvToken.text)?.code, "UNAUTHORIZED");
+    assert.equal(kvToken.status, 403);
+    assert.equal(errorBody(kvToken.text)?.code, "FORBIDDEN");
     const got = await admin("n1", "GET");
     assert.equal(got.status, 200, got.text);
     const limits = (JSON.parse(got.text) as { limits: Record<string, number> }).limits;

@@ -89,8 +89,8 @@ test("a dead node's replicas are re-created on the survivors; no acknowledged ke
     assert.equal(g.status, 200, `${k}: ${g.text}`);
     assert.equal(g.text, `v${i}`);
   }
-  // The status summary agrees. Only the metadata group ("_meta", placed on n1-n3 for good in
-  // this version: docs/operations.md) still counts as under-replicated.
+  // The status summary agrees, the metadata group included: it is re-placed like any shard
+  // (its replica on n2 moves to n4), so nothing is under-replicated and n2 holds nothing.
   await waitFor(
     async () => {
       const v = JSON.parse((await c.req("n3", "GET", "/v1/cluster")).text) as {
@@ -98,7 +98,7 @@ test("a dead node's replicas are re-created on the survivors; no acknowledged ke
         nodes: { id: string; state: string; replicas: number }[];
       };
       const dead = v.nodes.find((n) => n.id === victim);
-      return v.summary.underReplicated === 1 && dead?.state === "dead" && dead.replicas === 1;
+      return v.summary.underReplicated === 0 && dead?.state === "dead" && dead.replicas === 0;
     },
     15_000,
     "status summary without under-replicated shards",

@@ -37,11 +37,15 @@ function setup() {
   return { clock, leaders, quorum, watch, statuses };
 }
 
-test("not ready while starting or stopping, whatever the shards", () => {
+test("not ready while starting, draining or stopping, whatever the shards", () => {
   const { watch, statuses } = setup();
   assert.deepEqual(
     readiness("starting", statuses(), watch).reasons.map((r) => r.code),
     ["STARTING"],
+  );
+  assert.deepEqual(
+    readiness("draining", statuses(), watch).reasons.map((r) => r.code),
+    ["DRAINING"],
   );
   assert.deepEqual(
     readiness("stopping", statuses(), watch).reasons.map((r) => r.code),

@@ -4,10 +4,13 @@ import { describe, test } from "node:test";
 import {
   applyPlan,
   keyspacePrefixHex,
+  metaReplicasWanted,
+  type NodeReport,
   parseKeyspaceRecord,
   planKeyspace,
   recordAfterSplit,
   replicaLoad,
+  statsFromReports,
   validateKeyspaceSpec,
 } from "../../src/placement/keyspaces.js";
 
@@ -143,5 +146,60 @@ describe("keyspace records", () => {
     assert.notEqual(next.shards[1]?.replicas[0], first.replicas[0]);
     assert.equal(recordAfterSplit(next, first.id, at, "t.g.x"), undefined, "already recorded");
     assert.equal(recordAfterSplit(rec, first.id, first.start, "y"), undefined, "at the start");
+  });
+
+  test("the metadata group: 3 voters, 5 from five eligible members, never shrinking in a failure", () => {
+    // [eligible members, current voters] → wanted
+    const cases: [number, number, number][] = [
+      [1, 1, 1], // one-node cluster: stays
+      [2, 1, 1], // no even-sized group on the way up
+      [3, 1, 3],
+      [4, 3, 3],
+      [5, 3, 5],
+      [9, 5, 5],
+      [4, 5, 3], // a member of five dead or drained: back to 3 (the dead one goes first)
+      [2, 3, 3], // two of three left: keep 3, a replacement may come
+      [1, 5, 5],
+    ];
+    for (const [eligible, current, want] of cases)
+      assert.equal(
+        metaReplicasWanted(eligible, current),
+        want,
+        `${eligible} eligible, ${current} now`,
+      );
+  });
+
+  test("reports: stale ones are ignored, and around a leader change the newer report wins", () => {
+    const shard = (id: string, leader: string, sizeBytes: number) => ({
+      shard: id,
+      sizeBytes,
+      keys: 1,
+      readsPerSec: 0,
+      writesPerSec: 0,
+      voters: ["a", "b", "c"],
+      learners: [],
+      leader,
+    });
+    const report = (id: string, atMs: number, shards: NodeReport["shards"]): NodeReport => ({
+      id,
+      atMs,
+      capacityBytes: 100,
+      usedBytes: 10,
+      load: { readsPerSec: 0, writesPerSec: 0 },
+      shards,
+    });
+    const { stats, reports } = statsFromReports(
+      [
+        report("a", 9_000, [shard("s1", "a", 1), shard("s2", "a", 2)]),
+        report("b", 9_500, [shard("s1", "b", 10)]), // b leads s1 now
+        report("c", 1_000, [shard("s3", "c", 3)]), // stale: c is gone
+      ],
+      10_000,
+      5_000,
+    );
+    assert.deepEqual(Object.keys(stats).sort(), ["s1", "s2"]);
+    assert.equal(stats.s1?.leader, "b");
+    assert.equal(stats.s1?.sizeBytes, 10);
+    assert.deepEqual([...reports.keys()].sort(), ["a", "b"]);
   });
 });

@@ -29,16 +29,23 @@ import {
   keyspacePrefixHex,
   livenessAt,
   MEMBER_RECORD_PREFIX,
+  META_REPLICAS_SMALL,
   type MemberRecord,
+  metaReplicasWanted,
+  type NodeReport,
   type NodeState,
   nextMembershipChange,
   PLAN_LIMITS_DEFAULT,
   parseKeyspaceRecord,
   planAll,
   planKeyspace,
+  REPORT_RECORD_PREFIX,
+  REPORT_SHARDS_MAX,
   recordAfterSplit,
   replicaLoad,
+  type ShardStats,
   SPLIT_BYTES_DEFAULT,
+  statsFromReports,
   validateKeyspaceSpec,
 } from "../../placement/index.js";
 import type { NodeId } from "../../raft/index.js";
@@ -50,13 +57,20 @@ import {
   ShardMap,
 } from "../../shard/index.js";
 import { fromHex, toHex } from "../../storage/index.js";
-import { authorized, HttpError, readBody, sendJson } from "../kv/http.js";
+import {
+  type Credentials,
+  HttpError,
+  readBody,
+  requireAdmin,
+  requireAuthenticated,
+  sendJson,
+} from "../kv/http.js";
 import type { KvError, KvService } from "../kv/service.js";
 
 export const META_KEYSPACE = "_meta";
 export const META_SHARD = "meta";
-/** Replicas of the metadata group (fewer on smaller clusters). */
-export const META_REPLICAS = 3;
+/** Replicas of the metadata group at creation (fewer on smaller clusters; see metaReplicasWanted). */
+export const META_REPLICAS = META_REPLICAS_SMALL;
 /** Keyspace records read per refresh; creating more keyspaces than this is refused. */
 export const KEYSPACES_MAX = 1000;
 /** Placement rounds that changed something are at least this far apart. */
@@ -81,9 +95,17 @@ export interface StaticKeyspace {
   readonly shards: readonly ShardInfo[];
 }
 
-/** The system keyspace holding the metadata group: one shard over the whole `_meta` range. */
-export function metaKeyspace(members: readonly NodeId[]): StaticKeyspace {
-  const voters = [...members].sort().slice(0, META_REPLICAS);
+/**
+ * The system keyspace holding the metadata group: one shard over the whole `_meta` range. At
+ * creation it lives on the first initial members; later its record (`ks/_meta`) places it like
+ * any shard, and each node starts from the placement it last saw (`replicas`).
+ */
+export function metaKeyspace(
+  members: readonly NodeId[],
+  replicas?: readonly NodeId[],
+): StaticKeyspace {
+  const voters =
+    replicas && replicas.length > 0 ? [...replicas] : [...members].sort().slice(0, META_REPLICAS);
   return {
     name: META_KEYSPACE,
     sharding: "range",
@@ -178,7 +200,12 @@ export class KeyspaceAdmin {
     private readonly selfRecord?: MemberRecord,
     /** Called for every member record seen (the node registers the peer's address). */
     private readonly onMember: (m: MemberRecord) => void = () => {},
+    private readonly meta: MetaPlacementHooks = {},
   ) {}
+
+  /** The metadata group's replicas as last installed in the map (see `doRefresh`). */
+  private metaReplicas: readonly NodeId[] | undefined;
+  private lastDiscoverMs = 0;
 
   private readonly memberRecords = new Map<NodeId, MemberRecord>();
 
@@ -308,6 +335,7 @@ export class KeyspaceAdmin {
     const r = await this.recordsWithRevisions();
     if (!r.ok) return;
     const records = r.records.map((x) => x.record);
+    if (await this.resizeMeta(r.records, nowMs)) return;
     const plan = planAll(this.clusterView(records, nowMs), {
       ...PLAN_LIMITS_DEFAULT,
       movesMax: MOVES_PER_ROUND,
@@ -329,8 +357,36 @@ export class KeyspaceAdmin {
     await this.refresh();
   }
 
-  /** The records as the planners see them (per-shard reports are not gathered yet). */
+  /**
+   * Sets the metadata group's wanted replica count (`metaReplicasWanted`) in its record; the
+   * repair scheduler then adds or removes replicas one safe step at a time, as for any shard.
+   * True when it wrote (the round ends there).
+   */
+  private async resizeMeta(
+    records: readonly { record: KeyspaceRecord; revision: number }[],
+    nowMs: number,
+  ): Promise<boolean> {
+    const cur = records.find((x) => x.record.name === META_KEYSPACE);
+    if (!cur) return false;
+    const eligible = this.members.filter(
+      (m) => this.memberRecords.get(m)?.admin === undefined && this.livenessOf(m, nowMs) !== "dead",
+    ).length;
+    const want = metaReplicasWanted(eligible, cur.record.replicas);
+    if (want === cur.record.replicas) return false;
+    const w = await this.kv.put(
+      META_KEYSPACE,
+      enc.encode(KEYSPACE_RECORD_PREFIX + META_KEYSPACE),
+      enc.encode(JSON.stringify({ ...cur.record, replicas: want })),
+      { kind: "ifRevision", revision: cur.revision },
+    );
+    if (!w.ok && w.code !== "PRECONDITION_FAILED") this.onError(new Error(w.message));
+    this.lastPlanMs = nowMs;
+    return true;
+  }
+
+  /** The records as the planners see them, with the members' latest reports. */
   private clusterView(records: readonly KeyspaceRecord[], nowMs: number): ClusterView {
+    const { stats, reports } = statsFromReports(this.reports, Date.now(), REPORT_STALE_MS);
     return clusterViewOf({
       records,
       members: this.members,
@@ -338,7 +394,86 @@ export class KeyspaceAdmin {
       liveness: (id) => this.livenessOf(id, nowMs),
       unreachableSince: (id) => this.unreachableSince.get(id),
       nowMs,
+      stats,
+      report: (id) => reports.get(id),
     });
+  }
+
+  // ------------------------------------------------------------------ reports
+
+  /** The members' reports as last read from the metadata group (every refresh). */
+  private reports: NodeReport[] = [];
+  /** Per shard led here: writes applied and reads served at the previous report. */
+  private readonly lastCounts = new Map<string, { writes: number; reads: number; atMs: number }>();
+
+  /** A member's latest report (for `GET /v1/cluster`), unless older than REPORT_STALE_MS. */
+  reportOf(id: NodeId): NodeReport | undefined {
+    const r = this.reports.find((x) => x.id === id);
+    return r && Date.now() - r.atMs <= REPORT_STALE_MS ? r : undefined;
+  }
+
+  /**
+   * Writes this node's report (`r/<id>`): its disk, and size, rates and Raft configuration of
+   * every shard it leads. Called by the node every REPORT_INTERVAL_MS; only this node writes
+   * its record, so a plain put is enough.
+   */
+  async report(disk: { capacityBytes: number; usedBytes: number }): Promise<void> {
+    const nowMs = Date.now();
+    const shards: ShardStats[] = [];
+    const rate = (now: number, before: number, ms: number) =>
+      ms > 0 ? Math.max(0, ((now - before) * 1000) / ms) : 0;
+    for (const id of this.host.groupIds()) {
+      const st = this.host.status(id);
+      const m = this.host.localMachine(id);
+      if (st?.role !== "leader" || !m) {
+        this.lastCounts.delete(id);
+        continue;
+      }
+      const writes = m.writesApplied;
+      const reads = this.kv.readsOf(id);
+      const prev = this.lastCounts.get(id);
+      this.lastCounts.set(id, { writes, reads, atMs: nowMs });
+      const size = m.approximateSize();
+      shards.push({
+        shard: id,
+        sizeBytes: size.bytes,
+        keys: size.keys,
+        readsPerSec: prev ? rate(reads, prev.reads, nowMs - prev.atMs) : 0,
+        writesPerSec: prev ? rate(writes, prev.writes, nowMs - prev.atMs) : 0,
+        voters: st.voters,
+        learners: st.learners,
+        leader: this.self,
+      });
+    }
+    shards.sort((a, b) => b.sizeBytes - a.sizeBytes);
+    const listed = shards.slice(0, REPORT_SHARDS_MAX);
+    const report: NodeReport = {
+      id: this.self,
+      atMs: nowMs,
+      capacityBytes: disk.capacityBytes,
+      usedBytes: disk.usedBytes,
+      load: {
+        readsPerSec: listed.reduce((sum, x) => sum + x.readsPerSec, 0),
+        writesPerSec: listed.reduce((sum, x) => sum + x.writesPerSec, 0),
+      },
+      shards: listed,
+    };
+    const w = await this.kv.put(
+      META_KEYSPACE,
+      enc.encode(REPORT_RECORD_PREFIX + this.self),
+      enc.encode(JSON.stringify(report)),
+      { kind: "none" },
+    );
+    if (!w.ok && w.code !== "UNAVAILABLE") this.onError(new Error(w.message));
+  }
+
+  private async refreshReports(): Promise<void> {
+    const r = await this.kv.list(
+      META_KEYSPACE,
+      { prefix: enc.encode(REPORT_RECORD_PREFIX), startAfter: undefined, limit: KEYSPACES_MAX },
+      "linearizable",
+    );
+    if (r.ok) this.reports = r.items.map((i) => JSON.parse(dec.decode(i.value)) as NodeReport);
   }
 
   /**
@@ -421,6 +556,8 @@ export class KeyspaceAdmin {
   private async splitRound(): Promise<void> {
     const nowMs = Date.now();
     for (const rec of this.lastRecords) {
+      // The metadata group stays one shard (every node finds it by its id).
+      if (rec.name === META_KEYSPACE) continue;
       // A hash keyspace's shard splits in hash order (ShardMeta.hashed): its halves are hash
       // ranges, as the shard map routes.
       const hashed = rec.sharding === "hash";
@@ -472,6 +609,44 @@ export class KeyspaceAdmin {
     }
   }
 
+  /** Tells the node where the metadata group is, when that changed (it keeps it on disk). */
+  private notePlacement(map: ShardMap): void {
+    const replicas = map.shards(META_KEYSPACE).find((s) => s.id === META_SHARD)?.replicas;
+    if (!replicas || sameList(replicas, this.metaReplicas ?? [])) return;
+    this.metaReplicas = [...replicas];
+    this.meta.onPlacement?.(this.metaReplicas);
+  }
+
+  /**
+   * Asks the peers (`meta.discover`) for the metadata group's voters and, when they differ from
+   * the map's, routes to them until a refresh reads the records again. At most every
+   * META_DISCOVER_INTERVAL_MS (each attempt costs a call to every member).
+   */
+  private async rediscoverMeta(): Promise<void> {
+    const now = Date.now();
+    if (!this.meta.discover || now - this.lastDiscoverMs < META_DISCOVER_INTERVAL_MS) return;
+    this.lastDiscoverMs = now;
+    const voters = await this.meta.discover(this.members);
+    const current = this.kv
+      .shardMap()
+      .shards(META_KEYSPACE)
+      .find((s) => s.id === META_SHARD)?.replicas;
+    if (!voters || voters.length === 0 || sameList(voters, current ?? [])) return;
+    const map = this.kv.shardMap();
+    const keyspaces = map.keyspaces().map((name) => {
+      const shards = map.shards(name);
+      return {
+        name,
+        sharding: map.sharding(name) as Sharding,
+        shards:
+          name === META_KEYSPACE
+            ? shards.map((s) => (s.id === META_SHARD ? { ...s, replicas: [...voters] } : s))
+            : shards,
+      };
+    });
+    this.kv.setShardMap(new ShardMap(++this.version, keyspaces));
+  }
+
   /** Keyspace records as committed in the metadata group (a linearizable read). */
   async records(): Promise<{ ok: true; records: KeyspaceRecord[] } | KvError> {
     const r = await this.recordsWithRevisions();
@@ -490,16 +665,23 @@ export class KeyspaceAdmin {
   private async doRefresh(): Promise<void> {
     await this.refreshMembers();
     let r = await this.records();
-    if (!r.ok) return; // the metadata group is unavailable: keep the map we have
+    if (!r.ok) {
+      // The metadata group is unavailable where the map places it: keep the map we have, but
+      // ask the peers where the group is now (it may have moved while this node was away).
+      await this.rediscoverMeta();
+      return;
+    }
     if (await this.recordFixed(r.records)) {
       r = await this.records();
       if (!r.ok) return;
     }
     this.lastRecords = r.records;
+    await this.refreshReports();
     const recorded = new Set(r.records.map((rec) => rec.name));
     const fixed = this.fixed.filter((k) => !recorded.has(k.name));
     const map = new ShardMap(++this.version, [...fixed, ...r.records.map(recordKeyspace)]);
     this.kv.setShardMap(map);
+    this.notePlacement(map);
     // Replicas of shards no record places here any more go (a deleted keyspace); the fixed
     // keyspaces' shards are never removed here.
     const wanted = new Set(
@@ -554,16 +736,22 @@ export class KeyspaceAdmin {
   }
 
   /**
-   * Writes a record for each fixed keyspace that has none yet, except "_meta" (the metadata
-   * group's own placement is fixed): "default" becomes a keyspace like the others, whose
-   * replicas the repair scheduler can move. Done by the metadata leader; the record is exactly
-   * the map every node computed at start, so which node writes it does not matter.
+   * Writes a record for each fixed keyspace that has none yet: "default" and "_meta" become
+   * keyspaces like the others, whose replicas the repair scheduler can move (so the metadata
+   * group is re-placed when its members die, and grows to 5 on larger clusters). Done by the
+   * metadata leader; the record is the map every node computed at start (for "_meta": the
+   * group's voters as the leader knows them), so which node writes it does not matter.
    */
   private async recordFixed(records: readonly KeyspaceRecord[]): Promise<boolean> {
-    if (this.host.status(META_SHARD)?.role !== "leader") return false;
+    const st = this.host.status(META_SHARD);
+    if (st?.role !== "leader") return false;
     let wrote = false;
-    for (const k of this.fixed) {
-      if (k.name === META_KEYSPACE || records.some((r) => r.name === k.name)) continue;
+    for (const fixed of this.fixed) {
+      if (records.some((r) => r.name === fixed.name)) continue;
+      const k: StaticKeyspace =
+        fixed.name === META_KEYSPACE && !st.joint
+          ? { ...fixed, shards: fixed.shards.map((s) => ({ ...s, replicas: [...st.voters] })) }
+          : fixed;
       const rec: KeyspaceRecord = {
         name: k.name,
         sharding: k.sharding,
@@ -804,9 +992,10 @@ const BODY_BYTES_MAX = 64 << 10;
 export class KeyspaceHttpApi {
   constructor(
     private readonly admin: KeyspaceAdmin,
-    private readonly tokens: readonly string[],
-    /** Node drain/remove need these (the API tokens when no admin tokens are configured). */
-    private readonly adminTokens: readonly string[] = tokens,
+    /** Listing and describing keyspaces: any valid credential. */
+    private readonly tokens: Credentials,
+    /** Creating and deleting keyspaces, node drain/remove/activate: an admin credential. */
+    private readonly adminTokens: Credentials = tokens,
   ) {}
 
   /** POST /v1/nodes/{id}/drain|remove|activate (admin token). */
@@ -816,11 +1005,7 @@ export class KeyspaceHttpApi {
     id: string,
     action: string,
   ): Promise<true> {
-    if (!authorized(req, this.adminTokens)) {
-      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid admin bearer token", {
-        "www-authenticate": 'Bearer realm="kumo-admin"',
-      });
-    }
+    await requireAdmin(this.adminTokens, req);
     if (req.method !== "POST")
       throw new HttpError(405, "METHOD_NOT_ALLOWED", "POST only", { allow: "POST" });
     const r = await this.admin.setMemberAdmin(
@@ -839,11 +1024,9 @@ export class KeyspaceHttpApi {
     if (node)
       return this.nodeAdmin(req, res, decodeURIComponent(node[1] as string), node[2] as string);
     if (path !== "/v1/keyspaces" && !path.startsWith("/v1/keyspaces/")) return false;
-    if (!authorized(req, this.tokens)) {
-      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
-        "www-authenticate": 'Bearer realm="kumo"',
-      });
-    }
+    await requireAuthenticated(this.tokens, req);
+    // Changing keyspaces is an admin's; looking at them, anyone's with a valid credential.
+    if (req.method !== "GET") await requireAdmin(this.adminTokens, req);
     if (path === "/v1/keyspaces" || path === "/v1/keyspaces/") {
       if (req.method !== "GET")
         throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
@@ -907,4 +1090,25 @@ export class KeyspaceHttpApi {
         });
     }
   }
+}
+
+/** How often a node writes its report (`KeyspaceAdmin.report`). */
+export const REPORT_INTERVAL_MS = 2_000;
+/** A report older than this is ignored (its node is gone or cannot reach the metadata group). */
+const REPORT_STALE_MS = 10_000;
+
+/** How often a node that cannot reach the metadata group asks its peers where it went. */
+const META_DISCOVER_INTERVAL_MS = 3_000;
+
+/**
+ * What the node provides so that the metadata group can move: where to keep its last known
+ * placement (read back at start), and how to ask peers for the group's current voters.
+ */
+export interface MetaPlacementHooks {
+  readonly onPlacement?: (replicas: readonly NodeId[]) => void;
+  readonly discover?: (members: readonly NodeId[]) => Promise<readonly NodeId[] | undefined>;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -9,14 +9,15 @@
  * everywhere sends it to every node (or changes the configuration).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { authorized, HttpError, readBody, sendJson } from "../kv/http.js";
+import { type Credentials, HttpError, readBody, requireAdmin, sendJson } from "../kv/http.js";
 import { checkLimits, type LimitBounds, type Limiter, type LimitSettings } from "../limits.js";
 
 /** A limits document is a few hundred bytes; anything much larger is not one. */
 const ADMIN_BODY_BYTES_MAX = 64 << 10;
 
 export interface AdminHttpOptions {
-  readonly tokens: readonly string[];
+  /** Admin credentials (every /v1/admin/... path is checked here first). */
+  readonly tokens: Credentials;
   readonly bounds: LimitBounds;
   /** Told after every change (the node logs it). */
   readonly onLimitsChanged?: (limits: LimitSettings, changes: Partial<LimitSettings>) => void;
@@ -32,11 +33,7 @@ export class AdminHttpApi {
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
     const path = url.pathname;
     if (path !== "/v1/admin" && !path.startsWith("/v1/admin/")) return false;
-    if (!authorized(req, this.opts.tokens)) {
-      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid admin bearer token", {
-        "www-authenticate": 'Bearer realm="kumo"',
-      });
-    }
+    await requireAdmin(this.opts.tokens, req);
     if (path !== "/v1/admin/limits") return false;
     switch (req.method) {
       case "GET":

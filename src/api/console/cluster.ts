@@ -102,6 +102,10 @@ export interface ClusterSources {
   readonly metrics?: MetricsRegistry;
   /** How long the cluster view waits for another node's answer. */
   readonly peerTimeoutMs?: number;
+  /** "https" when the nodes' API ports serve TLS (then `peerFetch` trusts the cluster CA). */
+  readonly peerScheme?: "http" | "https";
+  /** How to call another node's API port (default: the global fetch). */
+  readonly peerFetch?: typeof fetch;
 }
 
 /** Doors whose requests the console charts (the console's own polling is left out). */
@@ -318,10 +322,14 @@ export class ClusterViews {
     const addr = this.apiAddress(id);
     if (!addr) return { error: "no API address known" };
     try {
-      const r = await fetch(`http://${addr}/v1/admin/console/node`, {
-        headers: { authorization },
-        signal: AbortSignal.timeout(this.src.peerTimeoutMs ?? PEER_TIMEOUT_MS),
-      });
+      const peerFetch = this.src.peerFetch ?? fetch;
+      const r = await peerFetch(
+        `${this.src.peerScheme ?? "http"}://${addr}/v1/admin/console/node`,
+        {
+          headers: { authorization },
+          signal: AbortSignal.timeout(this.src.peerTimeoutMs ?? PEER_TIMEOUT_MS),
+        },
+      );
       if (!r.ok) return { error: `answered ${r.status}` };
       return { snapshot: (await r.json()) as NodeSnapshot };
     } catch (e) {

@@ -14,7 +14,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { fileURLToPath } from "node:url";
-import { authorized, HttpError, sendError, sendJson } from "../kv/http.js";
+import { type Credentials, HttpError, requireAdmin, sendError, sendJson } from "../kv/http.js";
 import { Browser, type BrowserSources } from "./browser.js";
 import { type ClusterSources, ClusterViews } from "./cluster.js";
 import { StaticFiles } from "./static.js";
@@ -29,8 +29,8 @@ export const CONSOLE_API_PREFIX = "/v1/admin/console";
 export const CONSOLE_DIST_DIR = fileURLToPath(new URL("../../../console/", import.meta.url));
 
 export interface ConsoleOptions {
-  /** Admin bearer tokens (the node's --admin-tokens, or its API tokens when none are set). */
-  readonly adminTokens: readonly string[];
+  /** Admin credentials (the node's authenticator; a plain list of admin tokens in tests). */
+  readonly adminTokens: Credentials;
   /** The built page (CONSOLE_DIST_DIR by default). */
   readonly distDir?: string;
   readonly cluster: ClusterSources;
@@ -73,10 +73,7 @@ export class ConsoleApi {
   }
 
   private async api(req: IncomingMessage, res: ServerResponse, url: URL, rest: string) {
-    if (!authorized(req, this.opts.adminTokens))
-      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid admin bearer token", {
-        "www-authenticate": 'Bearer realm="kumo-admin"',
-      });
+    await requireAdmin(this.opts.adminTokens, req);
     const get = () => {
       if (req.method !== "GET")
         throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });

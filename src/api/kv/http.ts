@@ -17,7 +17,8 @@ import type { Condition } from "../../shard/index.js";
 import type { Consistency, KvError, KvService } from "./service.js";
 
 export interface KvHttpOptions {
-  readonly tokens: readonly string[];
+  /** Who may read and write which keyspace (a list of tokens: each may do everything). */
+  readonly tokens: Credentials;
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
   readonly listLimitMax: number;
@@ -153,6 +154,89 @@ export function authorized(req: IncomingMessage, tokens: readonly string[]): boo
   return ok;
 }
 
+/** Access to one keyspace; write includes read. */
+export type KeyspaceAccess = "read" | "write";
+
+/** Who presented a request's bearer credential, and what it may do (docs/kv-api.md). */
+export interface Principal {
+  /** For logs and rate limits: a token record's id, or "static:N" / "admin:N" (never secret). */
+  readonly id: string;
+  /** May use the admin endpoints. */
+  readonly admin: boolean;
+  /** Access to a keyspace (undefined: none). */
+  access(keyspace: string): KeyspaceAccess | undefined;
+}
+
+/** Turns a request's bearer credential into a principal (src/api/auth/tokens.ts). */
+export interface Authenticator {
+  /** undefined without a valid credential; throws HttpError 503 when it cannot tell. */
+  authenticate(req: IncomingMessage): Promise<Principal | undefined>;
+}
+
+/**
+ * What a door checks requests against: an authenticator, or (in unit tests and tools) a plain
+ * list of tokens each of which may do everything.
+ */
+export type Credentials = Authenticator | readonly string[];
+
+function unauthorized(admin: boolean): HttpError {
+  return new HttpError(
+    401,
+    "UNAUTHORIZED",
+    admin ? "missing or invalid admin bearer token" : "missing or invalid bearer token",
+    { "www-authenticate": `Bearer realm="${admin ? "kumo-admin" : "kumo"}"` },
+  );
+}
+
+/** Principals already found for a request (a door may check it more than once). */
+const seen = new WeakMap<IncomingMessage, Principal>();
+
+async function principalOf(
+  creds: Credentials,
+  req: IncomingMessage,
+  admin: boolean,
+): Promise<Principal | undefined> {
+  if (Array.isArray(creds)) {
+    if (!authorized(req, creds as readonly string[])) throw unauthorized(admin);
+    return undefined;
+  }
+  const known = seen.get(req);
+  if (known) return known;
+  const p = await (creds as Authenticator).authenticate(req);
+  if (!p) throw unauthorized(admin);
+  seen.set(req, p);
+  return p;
+}
+
+/** Any valid credential (read-only views of the cluster's shape); throws 401 otherwise. */
+export async function requireAuthenticated(creds: Credentials, req: IncomingMessage) {
+  await principalOf(creds, req, false);
+}
+
+/** An admin credential; throws 401 without a valid one, 403 for a valid non-admin one. */
+export async function requireAdmin(creds: Credentials, req: IncomingMessage): Promise<void> {
+  const p = await principalOf(creds, req, true);
+  if (p && !p.admin) throw new HttpError(403, "FORBIDDEN", "this token is not an admin token");
+}
+
+/** `need` on `keyspace`; throws 401 without a valid credential, 403 without the grant. */
+export async function requireAccess(
+  creds: Credentials,
+  req: IncomingMessage,
+  keyspace: string,
+  need: KeyspaceAccess,
+): Promise<void> {
+  const p = await principalOf(creds, req, false);
+  if (!p) return;
+  const have = p.access(keyspace);
+  if (have === "write" || have === need) return;
+  throw new HttpError(
+    403,
+    "FORBIDDEN",
+    `this token may not ${need} keyspace ${JSON.stringify(keyspace)}`,
+  );
+}
+
 function decodeSegment(s: string, what: string): string {
   try {
     return decodeURIComponent(s);
@@ -209,11 +293,9 @@ export class KvHttpApi {
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<boolean> {
     const raw = url.pathname;
     if (raw !== "/v1/kv" && !raw.startsWith("/v1/kv/")) return false;
-    if (!authorized(req, this.opts.tokens)) {
-      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid bearer token", {
-        "www-authenticate": 'Bearer realm="kumo"',
-      });
-    }
+    // Authenticated first (401 for anyone without a valid credential, whatever the path), then
+    // authorized for the keyspace once it is known (403).
+    await requireAuthenticated(this.opts.tokens, req);
     const rest = raw.slice("/v1/kv/".length);
     const slash = rest.indexOf("/");
     const keyspace = decodeSegment(slash < 0 ? rest : rest.slice(0, slash), "the keyspace");
@@ -223,6 +305,11 @@ export class KvHttpApi {
         "BAD_REQUEST",
         "the path must name a keyspace: /v1/kv/{keyspace}/{key}",
       );
+    // Reads (GET, HEAD, listings) need read on the keyspace; anything else needs write. Checked
+    // before the keyspace is looked up, so that a token learns nothing about keyspaces it may
+    // not use.
+    const need = req.method === "GET" || req.method === "HEAD" ? "read" : "write";
+    await requireAccess(this.opts.tokens, req, keyspace, need);
     // Names starting with "_" are the system's (the metadata group is "_meta").
     if (keyspace.startsWith("_") || !(await this.service.knowsKeyspace(keyspace))) {
       throw new HttpError(404, "KEYSPACE_NOT_FOUND", `keyspace "${keyspace}" does not exist`);

@@ -173,7 +173,8 @@ export class KvService {
         (await this.knowsKeyspace(keyspace))
       )
         continue;
-      // System keyspaces ("_meta") never move or go away, and refreshing reads "_meta" itself.
+      // System keyspaces never go away, and refreshing reads "_meta" itself (a node that lost
+      // track of where "_meta" moved asks its peers: KeyspaceAdmin.rediscoverMeta).
       if ((r.code !== "UNAVAILABLE" && r.code !== "STALE_ROUTE") || keyspace.startsWith("_"))
         return r;
       if (r.code === "UNAVAILABLE") {
@@ -422,12 +423,21 @@ export class KvService {
     return this.readLocal(shardId, consistency, wire, expect);
   }
 
+  /** Reads served from this node's replicas, per shard (for the placement reports). */
+  private readonly readsServed = new Map<string, number>();
+
+  /** Reads this node served from its replica of `shardId` since it started. */
+  readsOf(shardId: string): number {
+    return this.readsServed.get(shardId) ?? 0;
+  }
+
   private async readLocal(
     shardId: string,
     consistency: Consistency,
     wire: WireRead,
     expect: Expect,
   ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+    this.readsServed.set(shardId, (this.readsServed.get(shardId) ?? 0) + 1);
     if (consistency === "stale") {
       const m = this.host.localMachine(shardId);
       if (!m) return unavailable(`no replica of ${shardId}`);

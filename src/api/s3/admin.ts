@@ -14,7 +14,7 @@
  *                                    → 200 the record (null: back to the nodes' default)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { authorized, HttpError, readBody, sendJson } from "../kv/http.js";
+import { type Credentials, HttpError, readBody, requireAdmin, sendJson } from "../kv/http.js";
 import type { KvError } from "../kv/service.js";
 import type { Access, AccessKeyRecord, MetaError, S3Meta } from "./meta.js";
 
@@ -28,6 +28,8 @@ function fail(e: MetaError | KvError): never {
       throw new HttpError(404, "NOT_FOUND", e.message);
     case "Conflict":
       throw new HttpError(409, "CONFLICT", e.message);
+    case "TooManyKeys":
+      throw new HttpError(409, "TOO_MANY_KEYS", e.message);
     default:
       throw new HttpError(503, "UNAVAILABLE", e.message, { "retry-after": "1" });
   }
@@ -65,21 +67,18 @@ async function json(req: IncomingMessage): Promise<Record<string, unknown>> {
 export class S3KeysHttpApi {
   constructor(
     private readonly meta: S3Meta,
-    private readonly adminTokens: readonly string[],
+    private readonly adminTokens: Credentials,
     /** The largest per-bucket write quorum: the chunk ring's replicas (--chunk-replicas). */
     private readonly writeQuorumMax: number = 3,
   ) {}
 
-  private authorize(req: IncomingMessage): void {
-    if (!authorized(req, this.adminTokens))
-      throw new HttpError(401, "UNAUTHORIZED", "missing or invalid admin bearer token", {
-        "www-authenticate": 'Bearer realm="kumo-admin"',
-      });
+  private authorize(req: IncomingMessage): Promise<void> {
+    return requireAdmin(this.adminTokens, req);
   }
 
   /** /v1/admin/buckets[/{name}]: bucket records and their settings. */
   private async buckets(req: IncomingMessage, res: ServerResponse, name: string | undefined) {
-    this.authorize(req);
+    await this.authorize(req);
     if (name === undefined) {
       if (req.method !== "GET")
         throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET only", { allow: "GET" });
@@ -131,7 +130,7 @@ export class S3KeysHttpApi {
       return this.buckets(req, res, bm[1] === undefined ? undefined : decodeURIComponent(bm[1]));
     const m = /^\/v1\/admin\/keys(?:\/([^/]+)(\/grants)?)?$/.exec(url.pathname);
     if (!m) return false;
-    this.authorize(req);
+    await this.authorize(req);
     const id = m[1] === undefined ? undefined : decodeURIComponent(m[1]);
     const grants = m[2] !== undefined;
     if (id === undefined) {

@@ -14,10 +14,15 @@
  * Creating a bucket is one create-only write, so two clients racing to create one name
  * cannot both win; changing one (versioning, CORS) is a compare-and-set on its revision.
  *
- * Secrets are stored as given (SigV4 needs the secret itself, not a hash of it): encrypting
- * them at rest with a cluster key is part of the security work (docs/s3.md, "Security").
+ * SigV4 needs the secret itself, not a hash of it, so secrets are sealed (AES-256-GCM) under
+ * the cluster secret key (--secret-key-file) when one is configured: the stored record then has
+ * `secretSealed` and no `secretAccessKey`; in memory every record has its plaintext secret.
+ * Records written without a key (or before keys existed) hold the plaintext and still load;
+ * once a key is configured the metadata leader re-writes them sealed (`sealPlaintextKeys`).
+ * Without a key they stay plaintext, and the node says so in a warning at start-up.
  */
 import { randomBytes } from "node:crypto";
+import type { SecretBox } from "../auth/secrets.js";
 import type { KvError, KvService } from "../kv/service.js";
 
 export type Access = "read" | "write" | "owner";
@@ -67,7 +72,7 @@ export interface BucketRecord {
 export const META_KEYSPACE = "_meta";
 const KEY_PREFIX = "s3/key/";
 const BUCKET_PREFIX = "s3/bucket/";
-/** Records read per refresh; more keys or buckets than this are refused. */
+/** Records read per refresh; creating more keys or buckets than this is refused. */
 export const ACCESS_KEYS_MAX = 10_000;
 export const BUCKETS_MAX = 10_000;
 /** Attempts of one metadata lookup (with 200, 400 ms between them). */
@@ -89,6 +94,7 @@ export type MetaError =
         | "BucketNotEmpty"
         | "NoSuchKey"
         | "TooManyBuckets"
+        | "TooManyKeys"
         | "Conflict";
       readonly message: string;
     };
@@ -126,13 +132,90 @@ export function newAccessKey(
   };
 }
 
+/** An access key record as stored: the secret in plaintext (legacy, or no key) or sealed. */
+interface StoredKeyRecord extends Omit<AccessKeyRecord, "secretAccessKey"> {
+  readonly secretAccessKey?: string;
+  readonly secretSealed?: string;
+}
+
+/** The narrow part of the KV service the metadata uses (a map in unit tests). */
+export type MetaKv = Pick<KvService, "get" | "put" | "delete" | "list">;
+
 export class S3Meta {
   private keys = new Map<string, AccessKeyRecord>();
   private buckets = new Map<string, BucketRecord>();
   private readonly misses = new Map<string, number>();
   private refreshing: Promise<void> | undefined;
+  /** Ids of sealed records this node could not open (reported once each). */
+  private readonly unopenable = new Set<string>();
 
-  constructor(private readonly kv: KvService) {}
+  constructor(
+    private readonly kv: MetaKv,
+    /** The cluster secret key (absent: secrets are stored in plaintext). */
+    private readonly box?: SecretBox,
+    private readonly onUnopenable?: (accessKeyId: string) => void,
+  ) {}
+
+  /** A record as stored: sealed when this node has the cluster secret key. */
+  private encodeKey(r: AccessKeyRecord): Uint8Array {
+    if (!this.box) return enc.encode(JSON.stringify(r));
+    const { secretAccessKey, ...rest } = r;
+    const stored: StoredKeyRecord = {
+      ...rest,
+      secretSealed: this.box.seal(secretAccessKey, r.accessKeyId),
+    };
+    return enc.encode(JSON.stringify(stored));
+  }
+
+  /**
+   * A stored record with its plaintext secret, or undefined when it is sealed and this node
+   * cannot open it (no key, or another key): such a key cannot authenticate here.
+   */
+  private decodeKey(v: Uint8Array): AccessKeyRecord | undefined {
+    const s = parse<StoredKeyRecord>(v);
+    const { secretSealed, secretAccessKey, ...rest } = s;
+    if (secretSealed === undefined) {
+      if (secretAccessKey === undefined) return undefined;
+      return { ...rest, secretAccessKey };
+    }
+    const plain = this.box?.open(secretSealed, s.accessKeyId);
+    if (plain === undefined) {
+      if (!this.unopenable.has(s.accessKeyId)) {
+        this.unopenable.add(s.accessKeyId);
+        this.onUnopenable?.(s.accessKeyId);
+      }
+      return undefined;
+    }
+    return { ...rest, secretAccessKey: plain };
+  }
+
+  /** Whether a stored record still holds its secret in plaintext. */
+  private static isPlaintext(v: Uint8Array): boolean {
+    return parse<StoredKeyRecord>(v).secretSealed === undefined;
+  }
+
+  /**
+   * Re-writes the key records still holding plaintext secrets sealed (on the metadata leader,
+   * once a secret key is configured). Each is a compare-and-set: a record changed meanwhile is
+   * left for the next round. Returns how many were sealed.
+   */
+  async sealPlaintextKeys(): Promise<number> {
+    if (!this.box) return 0;
+    const r = await this.listRaw(KEY_PREFIX, ACCESS_KEYS_MAX);
+    if (!r.ok) return 0;
+    let sealed = 0;
+    for (const { key, value, revision } of r.items) {
+      if (!S3Meta.isPlaintext(value)) continue;
+      const rec = this.decodeKey(value);
+      if (!rec) continue;
+      const w = await this.kv.put(META_KEYSPACE, key, this.encodeKey(rec), {
+        kind: "ifRevision",
+        revision,
+      });
+      if (w.ok) sealed++;
+    }
+    return sealed;
+  }
 
   /** Re-reads every key and bucket record (every second, and after changes). */
   refresh(): Promise<void> {
@@ -144,7 +227,7 @@ export class S3Meta {
 
   private async doRefresh(): Promise<void> {
     const [k, b] = await Promise.all([
-      this.listRecords<AccessKeyRecord>(KEY_PREFIX, ACCESS_KEYS_MAX),
+      this.listKeyRecords(),
       this.listRecords<BucketRecord>(BUCKET_PREFIX, BUCKETS_MAX),
     ]);
     if (k.ok) this.keys = new Map(k.records.map((r) => [r.record.accessKeyId, r.record]));
@@ -155,7 +238,36 @@ export class S3Meta {
     prefix: string,
     max: number,
   ): Promise<{ ok: true; records: { record: T; revision: number }[] } | KvError> {
-    const out: { record: T; revision: number }[] = [];
+    const r = await this.listRaw(prefix, max);
+    if (!r.ok) return r;
+    return {
+      ok: true,
+      records: r.items.map((i) => ({ record: parse<T>(i.value), revision: i.revision })),
+    };
+  }
+
+  /** Every access key this node can use (sealed ones it cannot open are left out). */
+  private async listKeyRecords(): Promise<
+    { ok: true; records: { record: AccessKeyRecord; revision: number }[] } | KvError
+  > {
+    const r = await this.listRaw(KEY_PREFIX, ACCESS_KEYS_MAX);
+    if (!r.ok) return r;
+    return {
+      ok: true,
+      records: r.items.flatMap((i) => {
+        const record = this.decodeKey(i.value);
+        return record ? [{ record, revision: i.revision }] : [];
+      }),
+    };
+  }
+
+  private async listRaw(
+    prefix: string,
+    max: number,
+  ): Promise<
+    { ok: true; items: { key: Uint8Array; value: Uint8Array; revision: number }[] } | KvError
+  > {
+    const out: { key: Uint8Array; value: Uint8Array; revision: number }[] = [];
     let startAfter: Uint8Array | undefined;
     for (;;) {
       const r = await this.kv.list(
@@ -164,8 +276,8 @@ export class S3Meta {
         "linearizable",
       );
       if (!r.ok) return r;
-      for (const i of r.items) out.push({ record: parse<T>(i.value), revision: i.revision });
-      if (!r.more || out.length >= max || r.items.length === 0) return { ok: true, records: out };
+      out.push(...r.items);
+      if (!r.more || out.length >= max || r.items.length === 0) return { ok: true, items: out };
       startAfter = r.items[r.items.length - 1]?.key;
     }
   }
@@ -186,8 +298,8 @@ export class S3Meta {
     const r = await this.lookup(`k/${accessKeyId}`, KEY_PREFIX + accessKeyId);
     if (r.kind === "failed") throw new MetaUnavailable(r.error.message);
     if (r.kind === "absent") return undefined;
-    const rec = parse<AccessKeyRecord>(r.value);
-    this.keys.set(rec.accessKeyId, rec);
+    const rec = this.decodeKey(r.value);
+    if (rec) this.keys.set(rec.accessKeyId, rec);
     return rec;
   }
 
@@ -381,14 +493,34 @@ export class S3Meta {
     return this.putKey(record);
   }
 
+  /** TooManyKeys once the cluster holds ACCESS_KEYS_MAX keys (counted fresh: creating is rare). */
+  private async roomForKey(): Promise<{ ok: true } | MetaError> {
+    const r = await this.listRaw(KEY_PREFIX, ACCESS_KEYS_MAX);
+    if (!r.ok) return r;
+    if (r.items.length < ACCESS_KEYS_MAX) return { ok: true };
+    return {
+      ok: false,
+      code: "TooManyKeys",
+      message: `the cluster holds ${r.items.length} access keys, the most allowed (${ACCESS_KEYS_MAX}); delete unused ones first`,
+    };
+  }
+
   /** Stores a key with a given id and secret (the dev cluster's well-known key; imports). */
   async putKey(
     record: AccessKeyRecord,
   ): Promise<{ ok: true; record: AccessKeyRecord } | MetaError> {
+    const room = await this.roomForKey();
+    if (!room.ok) {
+      // The root key, stored again on every start, is not a new key.
+      const have = await this.loadKey(record.accessKeyId).catch(() => undefined);
+      if (have && have.secretAccessKey === record.secretAccessKey)
+        return { ok: true, record: have };
+      return room;
+    }
     const w = await this.kv.put(
       META_KEYSPACE,
       enc.encode(KEY_PREFIX + record.accessKeyId),
-      enc.encode(JSON.stringify(record)),
+      this.encodeKey(record),
       { kind: "ifAbsent" },
     );
     if (!w.ok) {
@@ -405,7 +537,7 @@ export class S3Meta {
   }
 
   async listKeys(): Promise<{ ok: true; keys: AccessKeyRecord[] } | KvError> {
-    const r = await this.listRecords<AccessKeyRecord>(KEY_PREFIX, ACCESS_KEYS_MAX);
+    const r = await this.listKeyRecords();
     return r.ok ? { ok: true, keys: r.records.map((x) => x.record) } : r;
   }
 
@@ -435,7 +567,13 @@ export class S3Meta {
       if (!cur.ok) return cur;
       if (!cur.item)
         return { ok: false, code: "NoSuchKey", message: `no access key ${accessKeyId}` };
-      const old = parse<AccessKeyRecord>(cur.item.value);
+      const old = this.decodeKey(cur.item.value);
+      if (!old)
+        return {
+          ok: false,
+          code: "Conflict",
+          message: `the secret of ${accessKeyId} is sealed under another cluster secret key`,
+        };
       const grants = { ...old.grants };
       if (bucket !== "") {
         if (access) grants[bucket] = access;
@@ -446,7 +584,7 @@ export class S3Meta {
         grants,
         createBuckets: createBuckets ?? old.createBuckets,
       };
-      const w = await this.kv.put(META_KEYSPACE, key, enc.encode(JSON.stringify(next)), {
+      const w = await this.kv.put(META_KEYSPACE, key, this.encodeKey(next), {
         kind: "ifRevision",
         revision: cur.item.revision,
       });
