@@ -39,6 +39,7 @@ import { assert, Prng, tracing } from "../base/index.js";
 import {
   type ConfChange,
   type Entry,
+  invalidMessage,
   type Message,
   type NodeId,
   type PropRefusal,
@@ -70,6 +71,11 @@ export interface GroupMachine<R> {
   /** An image of the state as of `durableApplied`. */
   snapshotData(): Uint8Array;
   restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void;
+  /**
+   * Why `data` is not an image this machine could restore, or undefined. A snapshot from a
+   * peer is checked before Raft sees it: once Raft accepts a snapshot, restoring it must work.
+   */
+  snapshotProblem?(data: Uint8Array): string | undefined;
   /** Stages the deletion of the machine's whole state (its group is leaving this node). */
   destroy(ops: WriteOp[]): void;
   /**
@@ -236,6 +242,9 @@ export interface HostStats {
   messagesSent: number;
   batchesSent: number;
   ticksDelivered: number;
+  /** Peer messages dropped because no correct peer sends them (raft's `invalidMessage`, or a
+   * snapshot image the machine could not restore). */
+  invalidMessages: number;
 }
 
 export class MultiRaftHost<R, M extends GroupMachine<R>> {
@@ -289,6 +298,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     messagesSent: 0,
     batchesSent: 0,
     ticksDelivered: 0,
+    invalidMessages: 0,
   };
 
   constructor(cfg: HostConfig<R, M>) {
@@ -449,6 +459,13 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
         // A follower's forwarded write waits for the gate like a local one: held here, stepped
         // when the gate opens (to raft, the same as a message delayed by the network).
         gate.held.push({ from, batch: [{ group, msg, ...(traces ? { traces } : {}) }] });
+        continue;
+      }
+      if (
+        invalidMessage(msg) !== undefined ||
+        (msg.type === "snap" && g.machine.snapshotProblem?.(msg.snapshot.data) !== undefined)
+      ) {
+        this.stats.invalidMessages++;
         continue;
       }
       if (traces !== undefined && tracing.on) this.traceIncoming(from, g, msg, traces);

@@ -169,6 +169,21 @@ export interface Readiness {
 }
 
 /** /readyz's verdict from the node's state and its local replicas' status. */
+/**
+ * The local replicas that count for readiness: all but those the shard map places elsewhere.
+ * A node that comes back after its replica was moved away still holds the old copy until it
+ * is cleaned up (src/api/admin/keyspaces.ts, UNLISTED_GRACE_MS); that copy never hears of a
+ * leader again, and must not keep the node out of its load balancer's pool meanwhile.
+ */
+export function placedHere<S extends { readonly id: string }>(
+  statuses: readonly S[],
+  shards: readonly { readonly id: string; readonly replicas: readonly string[] }[],
+  self: string,
+): S[] {
+  const elsewhere = new Set(shards.filter((s) => !s.replicas.includes(self)).map((s) => s.id));
+  return statuses.filter((st) => !elsewhere.has(st.id));
+}
+
 export function readiness(
   state: "starting" | "serving" | "draining" | "stopping",
   statuses: readonly Pick<GroupStatus, "id" | "commit" | "applied">[],

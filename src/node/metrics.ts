@@ -24,8 +24,7 @@ import {
 } from "../multiraft/index.js";
 import type { EngineStats, ScanOptions, StorageEngine, WriteOp } from "../storage/index.js";
 import type { TransportStats } from "../transport/index.js";
-import type { EventLoopMonitor, ShardWatch } from "./health.js";
-import { readiness } from "./health.js";
+import { type EventLoopMonitor, placedHere, readiness, type ShardWatch } from "./health.js";
 
 /** Request latency buckets, in seconds: 1 ms .. 10 s (the request deadline is 5 s by default). */
 const LATENCY_BUCKETS_SECONDS = [
@@ -417,7 +416,7 @@ export class NodeMetrics {
       const st = s.host.status(id);
       if (st) statuses.push(st);
     }
-    const verdict = readiness(s.state(), statuses, s.watch);
+    const verdict = readiness(s.state(), placedHere(statuses, s.shards(), s.nodeId), s.watch);
     const shards = new Map(s.shards().map((sh) => [sh.id, sh]));
     g.ready?.set(verdict.ready ? 1 : 0);
     let leaders = 0;

@@ -14,7 +14,7 @@ import type { StorageEngine } from "../storage/index.js";
 import type { GrpcTransport } from "../transport/index.js";
 import { type NodeConfig, OPTIONS } from "./config.js";
 import { Gateway } from "./gateway.js";
-import { EventLoopMonitor, type Readiness, readiness, ShardWatch } from "./health.js";
+import { EventLoopMonitor, placedHere, type Readiness, readiness, ShardWatch } from "./health.js";
 import type { Logger } from "./log.js";
 import { type ChunkStats, NodeMetrics } from "./metrics.js";
 
@@ -93,7 +93,11 @@ export class Operability {
     const verdict = (): Readiness => {
       watch.sample();
       const statuses = host.groupIds().flatMap((id) => host.status(id) ?? []);
-      return readiness(parts.state(), statuses, watch);
+      return readiness(
+        parts.state(),
+        placedHere(statuses, parts.shardMap().shards(), cfg.id),
+        watch,
+      );
     };
     this.metrics.attach({
       nodeId: cfg.id,

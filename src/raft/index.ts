@@ -24,3 +24,4 @@ export {
   type RaftStorage,
 } from "./storage.js";
 export * from "./types.js";
+export { invalidMessage } from "./validate.js";

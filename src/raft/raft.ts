@@ -59,6 +59,7 @@ import {
   type SoftState,
   type TransferResult,
 } from "./types.js";
+import { invalidMessage } from "./validate.js";
 
 /**
  * Deliberately broken rules, used only to prove the simulator can catch protocol bugs.
@@ -208,6 +209,8 @@ export class RawNode {
   private prevSoft: SoftState;
   private prevHard: HardState;
   private readyInFlight = false;
+  /** Messages dropped because no correct peer sends them (`invalidMessage`). */
+  invalidMessages = 0;
 
   constructor(cfg: RaftConfig) {
     this.id = cfg.id;
@@ -489,6 +492,11 @@ export class RawNode {
   step(m: Message): void {
     assert(m.to === this.id, () => `message for ${m.to} stepped into ${this.id}`);
     if (m.from === this.id) return;
+    // What no correct peer sends is dropped here, before anything below can assert on it.
+    if (invalidMessage(m) !== undefined) {
+      this.invalidMessages++;
+      return;
+    }
     // Anything but the quiescing heartbeat and the answers to it wakes a quiesced group.
     if (!((m.type === "heartbeat" && m.quiesce) || m.type === "heartbeatResp")) this.unquiesce();
 

@@ -484,6 +484,30 @@ export class ShardMachine {
     return out;
   }
 
+  /** Why `data` is not an image `restore` reads (records that run past its end, a bad meta). */
+  snapshotProblem(data: Uint8Array): string | undefined {
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    let at = 0;
+    while (at < data.byteLength) {
+      if (at + 8 > data.byteLength) return "a record header past the end";
+      const kl = view.getUint32(at);
+      const vl = view.getUint32(at + 4);
+      at += 8;
+      if (at + kl + vl > data.byteLength) return "a record past the end";
+      if (kl === 0) {
+        try {
+          const meta: unknown = JSON.parse(dec.decode(data.subarray(at, at + vl)));
+          if (typeof meta !== "object" || meta === null)
+            return "a meta record that is not an object";
+        } catch {
+          return "a meta record that is not JSON";
+        }
+      }
+      at += kl + vl;
+    }
+    return undefined;
+  }
+
   /** Replaces the shard's contents with a snapshot image applied at (index, term). */
   restore(data: Uint8Array, index: number, term: number, ops: WriteOp[]): void {
     ops.push({ op: "delRange", start: this.dataPrefix, end: this.dataEnd });

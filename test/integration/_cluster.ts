@@ -454,21 +454,24 @@ export class TestCluster {
     if (n.proc) await this.kill(id, "SIGTERM");
     this.spawn(n);
     const proc = n.proc;
+    // The node's last /readyz answer, for the error: why it is not ready.
+    let last = "";
     try {
       await waitFor(
         async () => {
           if (proc?.exitCode !== null || proc.signalCode !== null)
             throw new StartError(`${id} exited while starting`);
-          return (
-            (await this.fetch(`${this.scheme}://${n.api}/readyz`).catch(() => undefined))?.ok ===
-            true
-          );
+          const r = await this.fetch(`${this.scheme}://${n.api}/readyz`).catch(() => undefined);
+          if (r && !r.ok) last = await r.text().catch(() => "");
+          return r?.ok === true;
         },
         30_000,
         `${id} ready`,
       );
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n--- ${id}\n${n.log.join("")}`);
+      throw new Error(
+        `${(e as Error).message}\n--- last /readyz: ${last}\n--- ${id}\n${n.log.join("")}`,
+      );
     }
   }
 

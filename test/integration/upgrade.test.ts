@@ -75,6 +75,7 @@ class TcpBalancer {
   private readonly ready = new Set<string>();
   private readonly server: Server;
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
   private readonly sockets = new Set<Socket>();
   address = "";
 
@@ -94,7 +95,11 @@ class TcpBalancer {
           else this.ready.delete(b.target);
         }),
       );
+      // A probe in flight when `stop` ran must not start the loop again (the test process
+      // would never exit).
+      if (this.stopped) return;
       this.timer = setTimeout(() => void probe(), PROBE_EVERY_MS);
+      this.timer.unref();
     };
     await probe();
   }
@@ -134,6 +139,7 @@ class TcpBalancer {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((r) => this.server.close(() => r()));

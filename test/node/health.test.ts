@@ -10,6 +10,7 @@ import type { GroupStatus } from "../../src/multiraft/index.js";
 import {
   EventLoopMonitor,
   effectiveDelayMs,
+  placedHere,
   READY_APPLY_LAG_ENTRIES_MAX,
   readiness,
   ShardWatch,
@@ -138,4 +139,17 @@ test("the event-loop monitor sees a loop blocked by work", async () => {
   } finally {
     m.stop();
   }
+});
+
+test("readiness counts only the replicas the shard map places here", () => {
+  const statuses = [{ id: "s1" }, { id: "s2" }, { id: "s3" }];
+  const shards = [
+    { id: "s1", replicas: ["n1", "n2"] },
+    { id: "s2", replicas: ["n2", "n3"] }, // moved away while n1 was down: a stale copy
+  ];
+  // s3 is not in the map yet (a split half before its record): it counts.
+  assert.deepEqual(
+    placedHere(statuses, shards, "n1").map((s) => s.id),
+    ["s1", "s3"],
+  );
 });
