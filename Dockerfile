@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# The Kumo server image (docs/deployment.md):
+# The Kumo server image (docs/deploy.md):
 #
 #   docker build -t kumo:0.1.0 .
 #   docker run -d --name kumo1 -p 7001:7001 -p 7002:7002 -v kumo1:/var/lib/kumo \

@@ -62,9 +62,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
-  CreateBucketCommand,
   GetObjectCommand,
-  ListBucketsCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -96,6 +94,7 @@ import {
   table,
   waitQuiet,
 } from "./_lib.js";
+import { waitS3 as waitS3On } from "./_s3.js";
 
 const MiB = 2 ** 20;
 const REPLICATION = 3;
@@ -486,34 +485,13 @@ function verdicts(rows: readonly Row[], f: Floors): string[] {
  * first cell (a node learns a bucket created through another one on its next refresh, or by a
  * read on the first miss).
  */
-async function waitS3(s3: readonly S3Client[], timeoutMs: number): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  const retry = async (what: (c: S3Client) => Promise<unknown>, c: S3Client) => {
-    for (;;) {
-      try {
-        return await what(c);
-      } catch (e) {
-        if (performance.now() > until) throw e;
-        await sleep(250);
-      }
-    }
-  };
-  await retry(async (c) => {
-    await c.send(new ListBucketsCommand({}));
-    await c.send(new CreateBucketCommand({ Bucket: BUCKET })).catch((e: unknown) => {
-      if (!(e instanceof S3ServiceException && e.name === "BucketAlreadyOwnedByYou")) throw e;
-    });
-  }, s3[0] as S3Client);
-  for (const [i, client] of s3.entries()) {
-    // The first writes to the object index also wait for its shards' leaders.
-    await retry(async (c) => {
-      const Key = `probe/${i}`;
-      await c.send(
-        new PutObjectCommand({ Bucket: BUCKET, Key, Body: body(4096), ContentLength: 4096 }),
-      );
-      await drain((await c.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body);
-    }, client);
-  }
+function waitS3(s3: readonly S3Client[], timeoutMs: number): Promise<void> {
+  return waitS3On(s3, BUCKET, timeoutMs, async (c, Key) => {
+    await c.send(
+      new PutObjectCommand({ Bucket: BUCKET, Key, Body: body(4096), ContentLength: 4096 }),
+    );
+    await drain((await c.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body);
+  });
 }
 
 async function warmup(s3: readonly S3Client[]): Promise<string> {

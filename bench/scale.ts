@@ -58,11 +58,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
-  CreateBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  ListBucketsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -87,6 +85,7 @@ import {
   table,
 } from "./_lib.js";
 import { benchValue, KumoTarget } from "./_load.js";
+import { waitS3 as waitS3On } from "./_s3.js";
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -270,31 +269,11 @@ async function drain(b: unknown): Promise<Buffer> {
 }
 
 /** Waits until the root key works and creates the bucket; a first PUT through every node. */
-async function waitS3(s3: readonly S3Client[], timeoutMs: number): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  const retry = async (what: (c: S3Client) => Promise<unknown>, c: S3Client) => {
-    for (;;) {
-      try {
-        return await what(c);
-      } catch (e) {
-        if (performance.now() > until) throw e;
-        await sleep(250);
-      }
-    }
-  };
-  await retry(async (c) => {
-    await c.send(new ListBucketsCommand({}));
-    await c.send(new CreateBucketCommand({ Bucket: BUCKET })).catch((e: unknown) => {
-      if (!(e instanceof S3ServiceException && e.name === "BucketAlreadyOwnedByYou")) throw e;
-    });
-  }, s3[0] as S3Client);
-  for (const [i, client] of s3.entries()) {
-    await retry(async (c) => {
-      const Key = `probe/${i}`;
-      await c.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: Buffer.from("x") }));
-      await c.send(new DeleteObjectCommand({ Bucket: BUCKET, Key }));
-    }, client);
-  }
+function waitS3(s3: readonly S3Client[], timeoutMs: number): Promise<void> {
+  return waitS3On(s3, BUCKET, timeoutMs, async (c, Key) => {
+    await c.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: Buffer.from("x") }));
+    await c.send(new DeleteObjectCommand({ Bucket: BUCKET, Key }));
+  });
 }
 
 /**

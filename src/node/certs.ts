@@ -2,7 +2,7 @@
  * Throwaway certificates for `kumo dev --tls` and for tests: a CA and node certificates signed by
  * it, made in-process (no `openssl` CLI needed). Keys come from node:crypto (native, fast); the
  * X.509 structures are built and signed with node-forge. Production clusters should use their
- * own PKI (docs/deployment.md, "TLS"); these certificates follow the same profile so that what
+ * own PKI (docs/deploy.md, "TLS"); these certificates follow the same profile so that what
  * works in development works there too.
  */
 import { generateKeyPairSync, randomBytes } from "node:crypto";

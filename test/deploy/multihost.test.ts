@@ -1,5 +1,5 @@
 /**
- * A cluster set up exactly as docs/deployment.md ("Bare machines") says, on five "hosts": each
+ * A cluster set up exactly as docs/deploy.md ("Bare machines") says, on five "hosts": each
  * node is a real `kumo server` process in its own network namespace with its own IP on a bridge
  * (the chaos suite's NetLab, src/chaos/netns.ts), started with the systemd unit's ExecStart
  * (deploy/systemd/kumo.service), its configuration the example file of its host

@@ -24,7 +24,7 @@ import {
   type Credentials,
   HttpError,
   type KeyspaceAccess,
-  readBody,
+  readJsonObject,
   requireAdmin,
   sendJson,
 } from "../kv/http.js";
@@ -75,16 +75,7 @@ function parseGrants(x: unknown): Record<string, KeyspaceAccess> {
   return out;
 }
 
-async function json(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const body = await readBody(req, BODY_BYTES_MAX);
-  try {
-    const v = JSON.parse(new TextDecoder().decode(body)) as unknown;
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
-    return v as Record<string, unknown>;
-  } catch {
-    throw new HttpError(400, "BAD_REQUEST", "the body must be a JSON object");
-  }
-}
+const json = (req: IncomingMessage) => readJsonObject(req, BODY_BYTES_MAX);
 
 export class TokensHttpApi {
   constructor(

@@ -97,6 +97,21 @@ function kvError(e: KvError): HttpError {
 const DRAIN_BYTES_MAX = 8 << 20;
 
 /** Reads a request body into memory, refusing (413) past `max` bytes without buffering more. */
+/** A request body that must be one JSON object (the admin APIs), at most `max` bytes. */
+export async function readJsonObject(
+  req: IncomingMessage,
+  max: number,
+): Promise<Record<string, unknown>> {
+  const body = await readBody(req, max);
+  try {
+    const v = JSON.parse(new TextDecoder().decode(body)) as unknown;
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
+    return v as Record<string, unknown>;
+  } catch {
+    throw new HttpError(400, "BAD_REQUEST", "the body must be a JSON object");
+  }
+}
+
 export function readBody(req: IncomingMessage, max: number): Promise<Uint8Array> {
   const declared = req.headers["content-length"];
   if (declared !== undefined && Number(declared) > max) {

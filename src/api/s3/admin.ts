@@ -14,7 +14,7 @@
  *                                    → 200 the record (null: back to the nodes' default)
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type Credentials, HttpError, readBody, requireAdmin, sendJson } from "../kv/http.js";
+import { type Credentials, HttpError, readJsonObject, requireAdmin, sendJson } from "../kv/http.js";
 import type { KvError } from "../kv/service.js";
 import type { Access, AccessKeyRecord, MetaError, S3Meta } from "./meta.js";
 
@@ -53,16 +53,7 @@ function parseGrants(x: unknown): Record<string, Access> {
   return out;
 }
 
-async function json(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const body = await readBody(req, BODY_BYTES_MAX);
-  try {
-    const v = JSON.parse(new TextDecoder().decode(body)) as unknown;
-    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
-    return v as Record<string, unknown>;
-  } catch {
-    throw new HttpError(400, "BAD_REQUEST", "the body must be a JSON object");
-  }
-}
+const json = (req: IncomingMessage) => readJsonObject(req, BODY_BYTES_MAX);
 
 export class S3KeysHttpApi {
   constructor(
