@@ -547,7 +547,7 @@ test("the bare-metal example configurations are accepted by kumo server as they 
 
 test("the deployment guide is linked from the README and the operations guide", () => {
   assert.ok(existsSync(join(ROOT, "docs/deploy.md")));
-  assert.match(repoFile("README.md"), /\(docs\/deployment\.md\)/);
-  assert.match(repoFile("docs/operations.md"), /\(deployment\.md/);
-  assert.match(repoFile("deploy/helm/kumo/README.md"), /docs\/deployment\.md/);
+  assert.match(repoFile("README.md"), /\(docs\/deploy\.md\)/);
+  assert.match(repoFile("docs/operations.md"), /\(deploy\.md/);
+  assert.match(repoFile("deploy/helm/kumo/README.md"), /docs\/deploy\.md/);
 });
