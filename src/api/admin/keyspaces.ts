@@ -467,7 +467,11 @@ export class KeyspaceAdmin {
     if (!w.ok && w.code !== "UNAVAILABLE") this.onError(new Error(w.message));
   }
 
+  /** When the reports were last read (see `doRefresh`). */
+  private reportsReadMs = 0;
+
   private async refreshReports(): Promise<void> {
+    this.reportsReadMs = Date.now();
     const r = await this.kv.list(
       META_KEYSPACE,
       { prefix: enc.encode(REPORT_RECORD_PREFIX), startAfter: undefined, limit: KEYSPACES_MAX },
@@ -676,7 +680,9 @@ export class KeyspaceAdmin {
       if (!r.ok) return;
     }
     this.lastRecords = r.records;
-    await this.refreshReports();
+    // Reports change every REPORT_INTERVAL_MS: reading them on every refresh (each second,
+    // on every node) would double the reads for nothing.
+    if (Date.now() - this.reportsReadMs >= REPORT_INTERVAL_MS) await this.refreshReports();
     const recorded = new Set(r.records.map((rec) => rec.name));
     const fixed = this.fixed.filter((k) => !recorded.has(k.name));
     const map = new ShardMap(++this.version, [...fixed, ...r.records.map(recordKeyspace)]);
