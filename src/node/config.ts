@@ -64,6 +64,7 @@ export interface NodeConfig {
   readonly chunkReplicas: number;
   readonly chunkWriteQuorum: number;
   readonly chunkGcGraceMs: number;
+  readonly s3UploadDeadlineMs: number;
   readonly scrubBytesPerSec: number;
   readonly antiEntropyIntervalMs: number;
   readonly chunkCacheBytes: number;
@@ -329,6 +330,15 @@ export const OPTIONS: readonly OptionSpec[] = [
     min: 1_000,
     max: 30 * 86_400_000,
     help: "an unreferenced chunk is deleted only once it is this old (covers uploads in flight)",
+  },
+  {
+    key: "s3UploadDeadlineMs",
+    flag: "s3-upload-deadline",
+    kind: "duration",
+    def: 86_400_000,
+    min: 1_000,
+    max: 30 * 86_400_000,
+    help: "an upload (one PUT or part) not committed this long after it began is abandoned: its data is swept",
   },
   {
     key: "scrubBytesPerSec",

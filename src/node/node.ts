@@ -3,11 +3,13 @@
  * host with this node's shard replicas, and the HTTP doors. The only place with real timers,
  * sockets and files wired together.
  */
+
 import { randomInt } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { statfs } from "node:fs/promises";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { join } from "node:path";
+import { Counter } from "prom-client";
 import { BackupService } from "../api/admin/backup.js";
 import {
   KeyspaceAdmin,
@@ -339,6 +341,13 @@ export class KumoNode {
     const tokensHttp = new TokensHttpApi(tokenStore, auth);
     this.tokensHttp = tokensHttp;
     const index = new ObjectIndex(kv, chunks);
+    this.index = index;
+    const swept = new Counter({
+      name: "kumo_s3_abandoned_bodies_swept_total",
+      help: "Bodies of uploads that never committed (their node crashed, or they outlasted --s3-upload-deadline) whose chunk references were removed",
+      registers: [ops.metrics.registry],
+    });
+    this.onSwept = (n) => swept.inc(n);
     const s3api = new S3Api(s3meta, index, {
       domains: cfg.s3Domains,
       region: cfg.s3Region,
@@ -531,6 +540,7 @@ export class KumoNode {
       if (r.ok) this.rootKeyStored = true;
       else this.log.warn({ code: r.code, message: r.message }, "cannot store the S3 root key");
     }
+    this.sweepAbandonedBodies();
     if (this.cfg.secretKeyFile !== undefined && !this.keysSealed) {
       // Access keys written before the secret key was configured: sealed now (once per start).
       const n = await meta.sealPlaintextKeys();
@@ -539,6 +549,43 @@ export class KumoNode {
     }
   }
 
+  /**
+   * On the metadata leader: removes the bodies of uploads that never committed, at most one
+   * sweep at a time, one every min(--s3-upload-deadline, 60 s). In the background: a sweep that
+   * finds abandoned bodies reads every chunk reference.
+   */
+  private sweepAbandonedBodies(): void {
+    const index = this.index;
+    const now = Date.now();
+    const everyMs = Math.min(this.cfg.s3UploadDeadlineMs, 60_000);
+    if (!index || this.sweeping || now - this.sweptMs < everyMs) return;
+    if (!this.kv?.hasKeyspace(INDEX_KEYSPACE)) return;
+    this.sweeping = true;
+    this.sweptMs = now;
+    void index
+      .sweepOrphans(this.cfg.s3UploadDeadlineMs)
+      .then((r) => {
+        if (!r.ok) {
+          this.log.warn({ code: r.code, message: r.message }, "sweeping abandoned uploads failed");
+          return;
+        }
+        this.onSwept?.(r.swept);
+        if (r.swept > 0 || r.settled > 0)
+          this.log.info(
+            { swept: r.swept, settled: r.settled, refsScanned: r.refsScanned },
+            "swept abandoned uploads",
+          );
+      })
+      .catch((err: unknown) => this.log.warn({ err }, "sweeping abandoned uploads failed"))
+      .finally(() => {
+        this.sweeping = false;
+      });
+  }
+
+  private index: ObjectIndex | undefined;
+  private onSwept: ((n: number) => void) | undefined;
+  private sweeping = false;
+  private sweptMs = 0;
   private rootKeyStored = false;
   private indexCreated: Promise<boolean> | undefined;
   private s3keys: S3KeysHttpApi | undefined;

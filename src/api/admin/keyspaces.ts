@@ -666,6 +666,15 @@ export class KeyspaceAdmin {
     return this.refreshing;
   }
 
+  /**
+   * A refresh that reads the records after this call: one already in flight may have read
+   * them before a write the caller just made (a keyspace it created or deleted).
+   */
+  async refreshAfterWrite(): Promise<void> {
+    if (this.refreshing) await this.refreshing.catch(() => undefined);
+    return this.refresh();
+  }
+
   private async doRefresh(): Promise<void> {
     await this.refreshMembers();
     let r = await this.records();
@@ -867,7 +876,7 @@ export class KeyspaceAdmin {
         };
       return this.sameOrConflict(theirs, spec);
     }
-    await this.refresh();
+    await this.refreshAfterWrite();
     await this.waitForLeaders(record);
     return { ok: true, created: true, record };
   }
@@ -936,7 +945,7 @@ export class KeyspaceAdmin {
       revision: cur.item.revision,
     });
     if (!d.ok) return d;
-    await this.refresh();
+    await this.refreshAfterWrite();
     return { ok: true };
   }
 

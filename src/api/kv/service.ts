@@ -162,6 +162,7 @@ export class KvService {
   ): Promise<T | KvError> {
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     for (let attempt = 0; ; attempt++) {
+      const routedBy = this.shardIdsOf(keyspace);
       const r = await op();
       if (r.ok) return r;
       // A keyspace created through another node a moment ago (for instance the object index,
@@ -173,16 +174,23 @@ export class KvService {
         (await this.knowsKeyspace(keyspace))
       )
         continue;
-      // System keyspaces never go away, and refreshing reads "_meta" itself (a node that lost
-      // track of where "_meta" moved asks its peers: KeyspaceAdmin.rediscoverMeta).
-      if ((r.code !== "UNAVAILABLE" && r.code !== "STALE_ROUTE") || keyspace.startsWith("_"))
+      // Refreshing reads "_meta" itself (a node that lost track of where "_meta" moved asks
+      // its peers: KeyspaceAdmin.rediscoverMeta), so its own errors go straight back.
+      if ((r.code !== "UNAVAILABLE" && r.code !== "STALE_ROUTE") || keyspace === META_KEYSPACE_NAME)
         return r;
       if (r.code === "UNAVAILABLE") {
+        // System keyspaces never go away: unavailable is the answer.
+        if (keyspace.startsWith("_")) return r;
         // Gone, or just without a leader? Ask the metadata group briefly: when it is down too
         // (a majority of nodes lost), the answer stays "unavailable" within the same deadline.
         if (this.resolveKeyspace)
           await Promise.race([this.resolveKeyspace(keyspace), sleep(GONE_CHECK_MS)]);
-        return this.map.hasKeyspace(keyspace) ? r : keyspaceNotFound(keyspace);
+        if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
+        // The keyspace was deleted and created again under the same name (or its shards
+        // changed) while the request ran: the shard that failed is not the keyspace's any
+        // more, so the request goes again, to the shards the map has now.
+        if (this.shardIdsOf(keyspace) === routedBy || Date.now() >= deadline) return r;
+        continue;
       }
       if (this.resolveKeyspace) await this.resolveKeyspace(keyspace);
       if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
@@ -191,6 +199,14 @@ export class KvService {
       // The map may lag the split or deletion by one refresh: back off a little.
       if (attempt > 0) await sleep(Math.min(20 * attempt, 200));
     }
+  }
+
+  /** The keyspace's shards in the current map, as one comparable string. */
+  private shardIdsOf(keyspace: string): string {
+    return this.map
+      .shards(keyspace)
+      .map((s) => s.id)
+      .join(" ");
   }
 
   async get(
@@ -440,7 +456,7 @@ export class KvService {
     this.readsServed.set(shardId, (this.readsServed.get(shardId) ?? 0) + 1);
     if (consistency === "stale") {
       const m = this.host.localMachine(shardId);
-      if (!m) return unavailable(`no replica of ${shardId}`);
+      if (!m) return { ok: false, code: "STALE_ROUTE", message: `no replica of ${shardId} here` };
       return readMachine(m, wire, expect);
     }
     const deadline = Date.now() + this.opts.requestTimeoutMs;
@@ -471,7 +487,9 @@ export class KvService {
         continue;
       }
       if (r.code === "OVERLOADED") return { ok: false, code: "OVERLOADED", message: r.message };
-      return unavailable(`shard ${shardId}: ${r.message}`);
+      // No replica here (any more, or not yet: a keyspace created a moment ago, a replica
+      // being moved): the router refreshes its map and tries again, within its deadline.
+      return { ok: false, code: "STALE_ROUTE", message: `shard ${shardId}: ${r.message}` };
     }
   }
 

@@ -12,6 +12,8 @@
  *   r/<chunk hash hex>/<dataId>    a reference from a body to a chunk (garbage collection)
  *   u/<bid>/<key>\0<uploadId>      an open multipart upload
  *   p/<uploadId>/<partNo:5>        an uploaded part (its own body)
+ *   n/<dataId>                     a body being written (a BirthRecord), until the entry that
+ *                                  references it is written
  *
  * Why a chunk list in pages, and references apart: appending a chunk never rewrites the list
  * (a 10 GiB object is 40 page writes, not a 300 KiB record rewritten 10,000 times), and the
@@ -23,6 +25,15 @@
  * the chunks alive. Removing a body (overwrite, delete, abort) happens after the head entry
  * no longer points at it: pages and references go, then the chunk collector deletes chunks
  * that nothing references any more, after a grace period that covers uploads in flight.
+ *
+ * Bodies that never commit (the node writing them crashed): every chunked body has a birth
+ * record `n/<dataId>` from before its first reference until the entry that references it is
+ * written. The sweeper (`sweepOrphans`, run by the metadata leader) takes a birth record older
+ * than the upload deadline ("writing" → "sweeping", a compare-and-set) and removes that body's
+ * pages and references. The writer moves its record "writing" → "committing" (a compare-and-set
+ * too) just before the referencing entry is written: exactly one of the two wins, so the
+ * sweeper never removes a body an entry references, and an upload that outlasted the deadline
+ * fails (EXPIRED) instead of committing a body the sweeper is removing.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { forEachLimited } from "../../base/index.js";
@@ -80,6 +91,8 @@ const REF_WRITES_INFLIGHT = 16;
 export const PARTS_MAX = 10_000;
 /** Entries fetched per index scan. */
 const SCAN_LIMIT = 1000;
+/** Abandoned bodies removed per sweep (the rest wait for the next one). */
+export const SWEEP_BODIES_MAX = 1000;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -139,6 +152,23 @@ export interface PartRecord {
   readonly checksums?: Readonly<Record<string, string>>;
 }
 
+/** A body being written (`n/<dataId>`): see "Bodies that never commit" above. */
+interface BirthRecord {
+  readonly state: "writing" | "committing" | "sweeping";
+  /** When the record entered this state (the writer's or the sweeper's clock). */
+  readonly sinceMs: number;
+}
+
+/** What one sweep did. */
+export interface SweepReport {
+  /** Abandoned bodies whose pages and references were removed. */
+  readonly swept: number;
+  /** Birth records of bodies whose commit outcome is unknown, dropped (their bodies kept). */
+  readonly settled: number;
+  /** References read to find the abandoned bodies' ones. */
+  readonly refsScanned: number;
+}
+
 /** The chunk layer, as the index needs it (src/blob/ implements it). */
 export interface ChunkPort {
   put(
@@ -154,7 +184,9 @@ export type IndexError =
   | KvError
   | { readonly ok: false; readonly code: "CHUNKS_UNAVAILABLE"; readonly message: string }
   | { readonly ok: false; readonly code: "TOO_LARGE"; readonly message: string }
-  | { readonly ok: false; readonly code: "CONFLICT"; readonly message: string };
+  | { readonly ok: false; readonly code: "CONFLICT"; readonly message: string }
+  /** The body outlasted the upload deadline and was swept: nothing was committed. */
+  | { readonly ok: false; readonly code: "EXPIRED"; readonly message: string };
 
 /** What a write condition callback answers: go on, or refuse with this (the caller's) error. */
 export type Check<E> = (current: ObjectRecord | undefined) => E | undefined;
@@ -173,6 +205,8 @@ const refKey = (hash: Uint8Array, dataId: string) =>
 const uploadKey = (bid: string, key: string, uploadId: string) =>
   enc.encode(`u/${bid}/${key}\0${uploadId}`);
 const partPrefix = (uploadId: string) => `p/${uploadId}/`;
+const birthKey = (dataId: string) => enc.encode(`n/${dataId}`);
+const BIRTH_PREFIX = "n/";
 const trashKey = (uploadId: string, dataId: string) => enc.encode(`t/${uploadId}/${dataId}`);
 const partKey = (uploadId: string, n: number) =>
   enc.encode(`${partPrefix(uploadId)}${String(n).padStart(5, "0")}`);
@@ -256,11 +290,169 @@ export interface ListPage {
 const RETIRE_DELAY_MS = 3_000;
 
 export class ObjectIndex {
+  /** Bodies this node is writing: data id → revision of its birth record. */
+  private readonly births = new Map<string, number>();
+
   constructor(
     private readonly kv: KvService,
     private readonly chunks: ChunkPort,
     private readonly budget = new ByteBudget(CHUNK_INFLIGHT_BYTES_MAX),
+    private readonly clock: () => number = Date.now,
   ) {}
+
+  /** Writes a body's birth record; before any of its references exists. */
+  private async begin(dataId: string): Promise<IndexError | undefined> {
+    const w = await this.kv.put(
+      INDEX_KEYSPACE,
+      birthKey(dataId),
+      json({ state: "writing", sinceMs: this.clock() } satisfies BirthRecord),
+      { kind: "ifAbsent" },
+    );
+    if (!w.ok) return w;
+    this.births.set(dataId, w.revision);
+    return undefined;
+  }
+
+  /**
+   * Moves the birth records of the bodies among `ids` that this node is writing to
+   * "committing", before an entry referencing them is written. Fails with EXPIRED when the
+   * sweeper took one first.
+   */
+  private async claimBodies(ids: readonly string[]): Promise<IndexError | undefined> {
+    for (const id of ids) {
+      const revision = this.births.get(id);
+      if (revision === undefined) continue; // not a new body (a part, a body already committed)
+      const w = await this.kv.put(
+        INDEX_KEYSPACE,
+        birthKey(id),
+        json({ state: "committing", sinceMs: this.clock() } satisfies BirthRecord),
+        { kind: "ifRevision", revision },
+      );
+      if (w.ok) {
+        this.births.set(id, w.revision);
+        continue;
+      }
+      if (w.code === "PRECONDITION_FAILED")
+        return {
+          ok: false,
+          code: "EXPIRED",
+          message:
+            "the upload outlasted the upload deadline and its data was removed; upload it again",
+        };
+      return w;
+    }
+    return undefined;
+  }
+
+  /** The entry referencing these bodies is written: their birth records go. */
+  private settleBodies(ids: readonly string[]): void {
+    for (const id of ids) {
+      const revision = this.births.get(id);
+      if (revision === undefined) continue;
+      this.births.delete(id);
+      // Best effort, and off the request's path: a record left behind is dropped by the
+      // sweeper (the body kept).
+      void this.kv.delete(INDEX_KEYSPACE, birthKey(id), { kind: "ifRevision", revision });
+    }
+  }
+
+  /**
+   * The entry referencing these bodies may or may not have been written: they are kept (the
+   * caller does not remove them), and their "committing" records are left to the sweeper.
+   */
+  private forgetBodies(ids: readonly string[]): void {
+    for (const id of ids) this.births.delete(id);
+  }
+
+  /** Bodies being written by this node (for the tests and metrics). */
+  bodiesInFlight(): number {
+    return this.births.size;
+  }
+
+  /**
+   * Removes the bodies of uploads that never committed (their node crashed, or they outlasted
+   * `deadlineMs`): see "Bodies that never commit" above. At most SWEEP_BODIES_MAX bodies per
+   * call. Their references are found by one pass over all references (`r/`): abandoned bodies
+   * are rare, and their chunk list was not necessarily written.
+   */
+  async sweepOrphans(deadlineMs: number): Promise<({ ok: true } & SweepReport) | KvError> {
+    const now = this.clock();
+    const orphans = new Set<string>();
+    let settled = 0;
+    let startAfter: Uint8Array | undefined;
+    scan: for (;;) {
+      const r = await this.kv.list(
+        INDEX_KEYSPACE,
+        { prefix: enc.encode(BIRTH_PREFIX), startAfter, limit: SCAN_LIMIT },
+        "linearizable",
+      );
+      if (!r.ok) return r;
+      for (const i of r.items) {
+        const id = dec.decode(i.key).slice(BIRTH_PREFIX.length);
+        const b = parse<BirthRecord>(i.value);
+        if (now - b.sinceMs < deadlineMs) continue;
+        if (b.state === "committing") {
+          // The referencing entry may or may not have been written: the body stays (a leak
+          // at worst), the record goes.
+          const d = await this.kv.delete(INDEX_KEYSPACE, i.key, {
+            kind: "ifRevision",
+            revision: i.revision,
+          });
+          if (d.ok) settled++;
+          continue;
+        }
+        if (b.state === "writing") {
+          const w = await this.kv.put(
+            INDEX_KEYSPACE,
+            i.key,
+            json({ state: "sweeping", sinceMs: now } satisfies BirthRecord),
+            { kind: "ifRevision", revision: i.revision },
+          );
+          if (!w.ok) continue; // its writer claimed it just now
+        }
+        // "sweeping" for a whole deadline: a sweeper stopped halfway; this one finishes.
+        orphans.add(id);
+        if (orphans.size >= SWEEP_BODIES_MAX) break scan;
+      }
+      if (!r.more || r.items.length === 0) break;
+      startAfter = r.items[r.items.length - 1]?.key;
+    }
+    let refsScanned = 0;
+    if (orphans.size > 0) {
+      for (const id of orphans) {
+        const pages = await this.kv.list(
+          INDEX_KEYSPACE,
+          { prefix: enc.encode(`d/${id}/`), startAfter: undefined, limit: SCAN_LIMIT },
+          "linearizable",
+        );
+        if (!pages.ok) return pages;
+        for (const p of pages.items) await this.kv.delete(INDEX_KEYSPACE, p.key, { kind: "none" });
+      }
+      let after: Uint8Array | undefined;
+      for (;;) {
+        const r = await this.kv.list(
+          INDEX_KEYSPACE,
+          { prefix: enc.encode("r/"), startAfter: after, limit: SCAN_LIMIT },
+          "linearizable",
+        );
+        if (!r.ok) return r;
+        refsScanned += r.items.length;
+        const mine = r.items.filter((i) => {
+          const k = dec.decode(i.key);
+          return orphans.has(k.slice(k.lastIndexOf("/") + 1));
+        });
+        const failed = await boundedAll(mine, REF_WRITES_INFLIGHT, (i) =>
+          this.kv.delete(INDEX_KEYSPACE, i.key, { kind: "none" }),
+        );
+        if (failed && !failed.ok && failed.code !== "NOT_FOUND") return failed as KvError;
+        if (!r.more || r.items.length === 0) break;
+        after = r.items[r.items.length - 1]?.key;
+      }
+      for (const id of orphans)
+        await this.kv.delete(INDEX_KEYSPACE, birthKey(id), { kind: "none" });
+    }
+    return { ok: true, swept: orphans.size, settled, refsScanned };
+  }
 
   // ---------------------------------------------------------------- bodies
 
@@ -287,7 +479,12 @@ export class ObjectIndex {
     const inflight = new Set<Promise<void>>();
     let failure: IndexError | undefined;
     const refWrites: Promise<void>[] = [];
+    let born: Promise<IndexError | undefined> | undefined;
     const storeChunk = async (data: Uint8Array, slot: number) => {
+      // The birth record is written alongside the first chunk, and exists before the first
+      // reference (the sweeper's only way in).
+      born ??= this.begin(dataId);
+      const birth = born;
       await this.budget.acquire(data.byteLength);
       const p = this.chunks
         .put(data, writeQuorum === undefined ? {} : { writeQuorum })
@@ -301,11 +498,21 @@ export class ObjectIndex {
           // The reference is written in the background: the slot (and the chunk's memory) is
           // free once the chunk is durable; the head entry waits for every reference below.
           refWrites.push(
-            this.kv
-              .put(INDEX_KEYSPACE, refKey(r.hash, dataId), new Uint8Array(0), { kind: "none" })
-              .then((w) => {
-                if (!w.ok) failure ??= w;
-              }),
+            birth.then(async (b) => {
+              if (b) {
+                failure ??= b;
+                return;
+              }
+              const w = await this.kv.put(
+                INDEX_KEYSPACE,
+                refKey(r.hash, dataId),
+                new Uint8Array(0),
+                {
+                  kind: "none",
+                },
+              );
+              if (!w.ok) failure ??= w;
+            }),
           );
         });
       const tracked = p.finally(() => inflight.delete(tracked));
@@ -472,6 +679,8 @@ export class ObjectIndex {
   /** A copy of a body under a new id: new pages and references, the same chunks (no data copied). */
   async cloneBody(data: DataRef): Promise<{ ok: true; data: DataRef } | IndexError> {
     const id = newDataId();
+    const b = await this.begin(id);
+    if (b) return b;
     for (let p = 0; p < data.pages; p++) {
       const r = await this.readPage(data.id, p);
       if (!r.ok) return r;
@@ -510,6 +719,9 @@ export class ObjectIndex {
       );
       await this.kv.delete(INDEX_KEYSPACE, pageKey(data.id, p), { kind: "none" });
     }
+    // Its birth record, when this node was writing it and it never committed.
+    if (this.births.delete(data.id))
+      await this.kv.delete(INDEX_KEYSPACE, birthKey(data.id), { kind: "none" });
   }
 
   /** Whether any body references the chunk (for the chunk collector; undefined: cannot tell). */
@@ -586,6 +798,25 @@ export class ObjectIndex {
    * body the caller removes unless it is still a version.
    */
   async commit<E>(
+    bid: string,
+    rec: ObjectRecord,
+    versioning: "Enabled" | "Suspended" | undefined,
+    check: Check<E>,
+  ): Promise<
+    | { ok: true; replaced: ObjectRecord | undefined; removable: ObjectRecord[] }
+    | IndexError
+    | { ok: false; refused: E }
+  > {
+    const bodies = (rec.parts ?? []).map((p) => p.id);
+    const expired = await this.claimBodies(bodies);
+    if (expired) return expired;
+    const r = await this.commitClaimed(bid, rec, versioning, check);
+    if (r.ok) this.settleBodies(bodies);
+    else if ("code" in r && r.code === "OUTCOME_UNKNOWN") this.forgetBodies(bodies);
+    return r;
+  }
+
+  private async commitClaimed<E>(
     bid: string,
     rec: ObjectRecord,
     versioning: "Enabled" | "Suspended" | undefined,
@@ -1011,7 +1242,19 @@ export class ObjectIndex {
   }
 
   /** Records a part; a part uploaded again under the same number replaces the old one. */
-  async putPart(uploadId: string, part: PartRecord): Promise<{ ok: true } | KvError> {
+  async putPart(uploadId: string, part: PartRecord): Promise<{ ok: true } | IndexError> {
+    const expired = await this.claimBodies([part.data.id]);
+    if (expired) return expired;
+    const r = await this.putPartClaimed(uploadId, part);
+    if (r.ok) this.settleBodies([part.data.id]);
+    else if (r.code === "OUTCOME_UNKNOWN") this.forgetBodies([part.data.id]);
+    return r;
+  }
+
+  private async putPartClaimed(
+    uploadId: string,
+    part: PartRecord,
+  ): Promise<{ ok: true } | KvError> {
     const key = partKey(uploadId, part.partNumber);
     const old = await this.kv.get(INDEX_KEYSPACE, key, "linearizable");
     if (!old.ok) return old;
