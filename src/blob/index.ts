@@ -25,6 +25,13 @@ export {
   sha256,
 } from "./chunks.js";
 export {
+  type ChunkOptions,
+  classDirName,
+  classMethodPrefix,
+  ReplicationClasses,
+  ringCut,
+} from "./classes.js";
+export {
   RESYNC_DEFAULTS,
   type ResyncEntry,
   ResyncQueue,
@@ -52,6 +59,8 @@ export {
   BLOB_METHOD_PREFIX,
   BLOB_PUSH,
   BLOB_PUT,
+  type BlobMethods,
+  blobMethods,
   HAS_HASHES_MAX,
   INVENTORY_DIGESTS_MAX,
   INVENTORY_PAGE_MAX,

@@ -39,12 +39,8 @@ import { type ResyncEntry, ResyncQueue } from "./resync.js";
 import {
   type Answer,
   answerMessage,
-  BLOB_GET,
-  BLOB_HAS,
-  BLOB_INVENTORY,
-  BLOB_METHOD_PREFIX,
-  BLOB_PUSH,
-  BLOB_PUT,
+  type BlobMethods,
+  blobMethods,
   decodeAnswer,
   decodeBitmap,
   decodeDigests,
@@ -129,6 +125,11 @@ export interface BlobServiceOptions {
    * an old owner during a ring change). Default true.
    */
   readonly fallbackToAllNodes?: boolean;
+  /**
+   * The prefix of this service's transport methods: "blob." (the default), or "blob.r<N>." for
+   * a replication class (src/blob/classes.ts), so that several services share one transport.
+   */
+  readonly methodPrefix?: string;
   /** The clock of the resync backoff (ms). Default Date.now. */
   readonly now?: () => number;
   /** Unexpected exceptions in background loops (bugs, not operating errors). */
@@ -272,6 +273,7 @@ export class BlobService {
   private readonly fallbackToAllNodes: boolean;
   private readonly now: () => number;
   private readonly onError: (what: string, error: unknown) => void;
+  private readonly methods: BlobMethods;
 
   private readonly cache: ChunkCache;
   private readonly resync: ResyncQueue;
@@ -324,6 +326,7 @@ export class BlobService {
     this.inventoryPageHashes = options.inventoryPageHashes ?? INVENTORY_PAGE_MAX;
     this.fallbackToAllNodes = options.fallbackToAllNodes ?? true;
     this.now = options.now ?? Date.now;
+    this.methods = blobMethods(options.methodPrefix);
     this.onError = options.onError ?? (() => {});
     this.cache = new ChunkCache(options.cacheBytesMax ?? BLOB_DEFAULTS.cacheBytesMax);
     this.resync = new ResyncQueue({
@@ -468,22 +471,23 @@ export class BlobService {
    * Malformed requests are answered BAD_REQUEST, requests beyond the serving bound BUSY.
    */
   handleCall(_from: NodeId, method: string, body: Uint8Array): Promise<Uint8Array> | undefined {
-    if (!method.startsWith(BLOB_METHOD_PREFIX)) return undefined;
+    const m = this.methods;
+    if (!method.startsWith(m.prefix)) return undefined;
     let serve: ((b: Uint8Array) => Promise<Uint8Array>) | undefined;
     switch (method) {
-      case BLOB_PUT:
+      case m.put:
         serve = (b) => this.servePut(b, false);
         break;
-      case BLOB_PUSH:
+      case m.push:
         serve = (b) => this.servePut(b, true);
         break;
-      case BLOB_GET:
+      case m.get:
         serve = (b) => this.serveGet(b);
         break;
-      case BLOB_HAS:
+      case m.has:
         serve = (b) => this.serveHas(b);
         break;
-      case BLOB_INVENTORY:
+      case m.inventory:
         serve = (b) => this.serveInventory(b);
         break;
       default:
@@ -614,7 +618,7 @@ export class BlobService {
       for (let i = 0; i < parts.length && !this.stopping; i += INVENTORY_DIGESTS_MAX) {
         const batch = parts.slice(i, i + INVENTORY_DIGESTS_MAX);
         const body = encodeInventory({ kind: "digest", partitions: P, list: batch });
-        const r = await this.callBlob(peer, BLOB_INVENTORY, body);
+        const r = await this.callBlob(peer, this.methods.inventory, body);
         const theirs =
           r.ok && r.answer.status === "OK"
             ? decodeDigests(r.answer.payload, batch.length)
@@ -799,7 +803,7 @@ export class BlobService {
       if (r.created) this.counters.stored++;
       return { ok: true };
     }
-    const r = await this.callBlob(owner, BLOB_PUT, body);
+    const r = await this.callBlob(owner, this.methods.put, body);
     if (!r.ok) return r;
     if (r.answer.status === "OK") return { ok: true };
     return { ok: false, message: `${r.answer.status}: ${answerMessage(r.answer)}` };
@@ -812,7 +816,7 @@ export class BlobService {
     data: Uint8Array,
     mtimeMs: number,
   ): Promise<boolean> {
-    const r = await this.callBlob(to, BLOB_PUSH, encodePush(hash, mtimeMs, data));
+    const r = await this.callBlob(to, this.methods.push, encodePush(hash, mtimeMs, data));
     return r.ok && r.answer.status === "OK";
   }
 
@@ -820,14 +824,14 @@ export class BlobService {
   private async hasOn(node: NodeId, hashes: readonly Uint8Array[]): Promise<boolean[] | undefined> {
     assert(hashes.length >= 1 && hashes.length <= HAS_HASHES_MAX, "hasOn: 1..HAS_HASHES_MAX");
     if (node === this.self) return Promise.all(hashes.map((h) => this.store.has(h)));
-    const r = await this.callBlob(node, BLOB_HAS, encodeHas(hashes));
+    const r = await this.callBlob(node, this.methods.has, encodeHas(hashes));
     if (!r.ok || r.answer.status !== "OK") return undefined;
     return decodeBitmap(r.answer.payload, hashes.length);
   }
 
   private async fetchFrom(node: NodeId, hash: Uint8Array): Promise<Fetched> {
     this.counters.remoteFetches++;
-    const r = await this.callBlob(node, BLOB_GET, hash);
+    const r = await this.callBlob(node, this.methods.get, hash);
     if (!r.ok) return { kind: "UNAVAILABLE", message: `${node}: ${r.message}` };
     switch (r.answer.status) {
       case "OK": {
@@ -1010,7 +1014,7 @@ export class BlobService {
           limit: this.inventoryPageHashes,
           ...(after !== undefined ? { after } : {}),
         });
-        const r = await this.callBlob(peer, BLOB_INVENTORY, body);
+        const r = await this.callBlob(peer, this.methods.inventory, body);
         const got = r.ok && r.answer.status === "OK" ? decodeListPage(r.answer.payload) : undefined;
         if (got === undefined || (got.hashes.length === 0 && got.more)) return null;
         page = got.hashes.map((h) => toHex(h));

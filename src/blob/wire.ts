@@ -28,6 +28,31 @@ export const BLOB_HAS = "blob.has";
 export const BLOB_INVENTORY = "blob.inventory";
 export const BLOB_METHOD_PREFIX = "blob.";
 
+/** The `blob.*` method names of one service: the default class's, or a replication class's. */
+export interface BlobMethods {
+  readonly prefix: string;
+  readonly put: string;
+  readonly push: string;
+  readonly get: string;
+  readonly has: string;
+  readonly inventory: string;
+}
+
+/**
+ * The method names under `prefix`: "blob." for the chunks of the default class (the ring's
+ * replica count), "blob.r<N>." for replication class N (src/blob/classes.ts).
+ */
+export function blobMethods(prefix: string = BLOB_METHOD_PREFIX): BlobMethods {
+  return {
+    prefix,
+    put: `${prefix}put`,
+    push: `${prefix}push`,
+    get: `${prefix}get`,
+    has: `${prefix}has`,
+    inventory: `${prefix}inventory`,
+  };
+}
+
 /** Hashes per `blob.has` call. */
 export const HAS_HASHES_MAX = 4096;
 /** Hashes per inventory list page (256 KiB of hashes). */

@@ -408,6 +408,7 @@ withClient(bucketCmd.command("ls"))
           versioning?: string;
           publicRead?: boolean;
           chunkWriteQuorum?: number;
+          chunkReplicas?: number;
         }[];
       };
       const mode = outputMode(o);
@@ -415,12 +416,13 @@ withClient(bucketCmd.command("ls"))
       console.log(
         renderTable(
           mode,
-          ["BUCKET", "OWNER", "VERSIONING", "PUBLIC READ", "CHUNK WRITE QUORUM"],
+          ["BUCKET", "OWNER", "VERSIONING", "PUBLIC READ", "CHUNK REPLICAS", "CHUNK WRITE QUORUM"],
           buckets.map((b) => [
             b.name,
             b.owner,
             b.versioning ?? "-",
             b.publicRead ? "yes" : "no",
+            String(b.chunkReplicas ?? "default"),
             String(b.chunkWriteQuorum ?? "default"),
           ]),
         ),
@@ -433,23 +435,30 @@ withClient(bucketCmd.command("set <name>"))
     "--chunk-write-quorum <n>",
     'chunk copies durable before an upload is acknowledged (1..--chunk-replicas; "default" resets)',
   )
-  .action((name: string, o: ClientOptions & { chunkWriteQuorum?: string }) =>
-    run(async () => {
-      const c = resolveClient(o);
-      const settings: Record<string, unknown> = {};
-      if (o.chunkWriteQuorum !== undefined)
-        settings.chunkWriteQuorum =
-          o.chunkWriteQuorum === "default" ? null : Number(o.chunkWriteQuorum);
-      const r = await request(
-        c,
-        "PUT",
-        `/v1/admin/buckets/${encodeURIComponent(name)}`,
-        new TextEncoder().encode(JSON.stringify(settings)),
-        { "content-type": "application/json" },
-      );
-      await failOnError(r);
-      console.log(JSON.stringify(await r.json()));
-    }),
+  .option(
+    "--chunk-replicas <n>",
+    'chunk copies kept for new uploads (1..--chunk-replicas; "default" resets)',
+  )
+  .action(
+    (name: string, o: ClientOptions & { chunkWriteQuorum?: string; chunkReplicas?: string }) =>
+      run(async () => {
+        const c = resolveClient(o);
+        const settings: Record<string, unknown> = {};
+        if (o.chunkWriteQuorum !== undefined)
+          settings.chunkWriteQuorum =
+            o.chunkWriteQuorum === "default" ? null : Number(o.chunkWriteQuorum);
+        if (o.chunkReplicas !== undefined)
+          settings.chunkReplicas = o.chunkReplicas === "default" ? null : Number(o.chunkReplicas);
+        const r = await request(
+          c,
+          "PUT",
+          `/v1/admin/buckets/${encodeURIComponent(name)}`,
+          new TextEncoder().encode(JSON.stringify(settings)),
+          { "content-type": "application/json" },
+        );
+        await failOnError(r);
+        console.log(JSON.stringify(await r.json()));
+      }),
   );
 
 withClient(program.command("status"))

@@ -347,7 +347,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     def: 8 << 20,
     min: 0,
     max: 2 ** 40,
-    help: "rate at which stored chunks are re-hashed to find corruption (0: no scrubbing)",
+    help: "rate at which stored chunks are re-hashed to find corruption, per replication class holding chunks (0: no scrubbing)",
   },
   {
     key: "antiEntropyIntervalMs",
@@ -365,7 +365,7 @@ export const OPTIONS: readonly OptionSpec[] = [
     def: 64 << 20,
     min: 0,
     max: 2 ** 40,
-    help: "memory for the hot-chunk cache of the S3 door (0: no cache)",
+    help: "memory for the hot-chunk cache of the S3 door (0: no cache); buckets with fewer chunk replicas get another quarter of it per class",
   },
   {
     key: "listLimitMax",

@@ -30,7 +30,14 @@ import { S3KeysHttpApi } from "../api/s3/admin.js";
 import { S3Meta } from "../api/s3/meta.js";
 import { type ChunkPort, INDEX_KEYSPACE, ObjectIndex } from "../api/s3/objects.js";
 import { S3_DEFAULTS, S3Api } from "../api/s3/server.js";
-import { BlobService, ChunkStore } from "../blob/index.js";
+import {
+  BlobService,
+  ChunkStore,
+  classDirName,
+  classMethodPrefix,
+  ReplicationClasses,
+  ringCut,
+} from "../blob/index.js";
 import type { MultiRaftHost } from "../multiraft/index.js";
 import type { NodeReport } from "../placement/index.js";
 import type { NodeId } from "../raft/index.js";
@@ -105,7 +112,7 @@ export class KumoNode {
   private identity: ClusterIdentity | undefined;
   private stopping = false;
   private ops: Operability | undefined;
-  private blob: BlobService | undefined;
+  private blob: ReplicationClasses | undefined;
   private ring: RingKeeper | undefined;
   private s3meta: S3Meta | undefined;
   private backup: BackupService | undefined;
@@ -297,20 +304,41 @@ export class KumoNode {
     // and chunk service, the bucket and key records, the object index.
     const ring = new RingKeeper(kv, keyspaces, host, cfg.chunkReplicas);
     this.ring = ring;
-    const store = await ChunkStore.open(join(cfg.data, "chunks"));
-    const blob = new BlobService({
+    const onError = (what: string, err: unknown) =>
+      this.log.warn({ err, what }, "chunk background task failed");
+    const blobDefault = new BlobService({
       self: cfg.id,
       transport,
-      store,
+      store: await ChunkStore.open(join(cfg.data, "chunks")),
       ring: () => ring.current(),
       writeQuorum: cfg.chunkWriteQuorum,
       cacheBytesMax: cfg.chunkCacheBytes,
-      onError: (what, err) => this.log.warn({ err, what }, "chunk background task failed"),
+      onError,
     });
+    // Replication classes 1..R-1 (src/blob/classes.ts): buckets that keep fewer copies.
+    const classes = new Map<number, BlobService>();
+    for (let n = 1; n < cfg.chunkReplicas; n++) {
+      const cut = ringCut(n);
+      classes.set(
+        n,
+        new BlobService({
+          self: cfg.id,
+          transport,
+          store: await ChunkStore.open(join(cfg.data, classDirName(n))),
+          ring: () => cut(ring.current()),
+          writeQuorum: Math.min(cfg.chunkWriteQuorum, n),
+          // A quarter of the hot-chunk cache each: the default class serves most reads.
+          cacheBytesMax: Math.floor(cfg.chunkCacheBytes / 4),
+          methodPrefix: classMethodPrefix(n),
+          onError,
+        }),
+      );
+    }
+    const blob = new ReplicationClasses(blobDefault, classes);
     this.blob = blob;
     const chunks: ChunkPort = {
       put: (data, opts) => blob.putChunk(data, opts),
-      get: (hash) => blob.getChunk(hash),
+      get: (hash, opts) => blob.getChunk(hash, opts),
     };
     // Credentials (docs/kv-api.md "Authentication", docs/s3.md "Security"): KV token records
     // and S3 access keys live in the metadata group; S3 secrets are sealed under the cluster
@@ -378,15 +406,16 @@ export class KumoNode {
       },
       onError: (what, err) => this.log.warn({ err, what }, "backup"),
     });
-    blob.startBackground({
-      scrubBytesPerSec: cfg.scrubBytesPerSec,
-      antiEntropyIntervalMs: cfg.antiEntropyIntervalMs,
-      gc: {
-        isReferenced: (h) => index.isReferenced(h),
-        graceMs: cfg.chunkGcGraceMs,
-        intervalMs: Math.min(cfg.chunkGcGraceMs, 600_000),
-      },
-    });
+    for (const service of blob.all())
+      service.startBackground({
+        scrubBytesPerSec: cfg.scrubBytesPerSec,
+        antiEntropyIntervalMs: cfg.antiEntropyIntervalMs,
+        gc: {
+          isReferenced: (h) => index.isReferenced(h),
+          graceMs: cfg.chunkGcGraceMs,
+          intervalMs: Math.min(cfg.chunkGcGraceMs, 600_000),
+        },
+      });
     const keyspacesHttp = new KeyspaceHttpApi(keyspaces, auth, auth);
     const http = new KvHttpApi(kv, {
       tokens: auth,

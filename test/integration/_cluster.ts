@@ -319,15 +319,42 @@ export class TestCluster {
     ];
   }
 
+  /**
+   * Starts the cluster. A port picked free can be taken before the node binds it (by another
+   * test's process, or an outgoing connection's ephemeral port): a start that fails with
+   * EADDRINUSE is tried again on new ports, up to 3 times.
+   */
   static async start(opts: ClusterOptions = {}): Promise<TestCluster> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await TestCluster.startOnce(opts);
+      } catch (e) {
+        const m = e instanceof Error ? e.message : "";
+        if (!m.includes("exited while starting") || !m.includes("EADDRINUSE") || attempt >= 3)
+          throw e;
+      }
+    }
+  }
+
+  private static async startOnce(opts: ClusterOptions): Promise<TestCluster> {
     const c = new TestCluster(opts);
     const n = opts.nodes ?? 3;
+    const taken = new Set<number>();
+    const port = async () => {
+      for (;;) {
+        const p = await freePort();
+        if (!taken.has(p)) {
+          taken.add(p);
+          return p;
+        }
+      }
+    };
     for (let i = 1; i <= n; i++) {
       c.nodes.push({
         id: `n${i}`,
-        peer: `127.0.0.1:${await freePort()}`,
-        api: `127.0.0.1:${await freePort()}`,
-        s3: `127.0.0.1:${await freePort()}`,
+        peer: `127.0.0.1:${await port()}`,
+        api: `127.0.0.1:${await port()}`,
+        s3: `127.0.0.1:${await port()}`,
         data: join(c.dir, `n${i}`),
         proc: undefined,
         log: [],

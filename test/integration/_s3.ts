@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { S3Client, type S3ClientConfig, S3ServiceException } from "@aws-sdk/client-s3";
+import {
+  CreateBucketCommand,
+  S3Client,
+  type S3ClientConfig,
+  S3ServiceException,
+} from "@aws-sdk/client-s3";
+import { TestCluster, waitFor } from "./_cluster.js";
 
 export interface S3Credentials {
   readonly accessKeyId: string;
@@ -98,4 +104,36 @@ export function awsCli(
         },
       );
     });
+}
+
+/**
+ * A cluster whose nodes know `root` as the S3 root key (KUMO_S3_ROOT_KEY), with `args` on every
+ * node.
+ */
+export function startS3Cluster(
+  root: S3Credentials,
+  args: readonly string[],
+  nodes = 3,
+): Promise<TestCluster> {
+  return TestCluster.start({
+    nodes,
+    args,
+    env: { KUMO_S3_ROOT_KEY: `${root.accessKeyId}:${root.secretAccessKey}` },
+  });
+}
+
+/** Creates a bucket once the root key is stored (the metadata leader writes it after start). */
+export async function createBucketWhenReady(client: S3Client, bucket: string): Promise<void> {
+  await waitFor(
+    async () => {
+      try {
+        await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    20_000,
+    `bucket ${bucket} to be created (the root key stored)`,
+  );
 }

@@ -9,14 +9,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
-import {
-  CreateBucketCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
-import { http, TestCluster, waitFor } from "./_cluster.js";
-import { bytesOf, s3Client, sha256Hex } from "./_s3.js";
+import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { http, type TestCluster, waitFor } from "./_cluster.js";
+import { bytesOf, createBucketWhenReady, s3Client, sha256Hex, startS3Cluster } from "./_s3.js";
 
 const ROOT = { accessKeyId: "GKROOTSWEEP000000001", secretAccessKey: "root-secret-sweep-0001" };
 const ARGS = [
@@ -27,11 +22,7 @@ const MiB = 1024 * 1024;
 let c: TestCluster;
 
 before(async () => {
-  c = await TestCluster.start({
-    nodes: 3,
-    args: ARGS,
-    env: { KUMO_S3_ROOT_KEY: `${ROOT.accessKeyId}:${ROOT.secretAccessKey}` },
-  });
+  c = await startS3Cluster(ROOT, ARGS);
 });
 
 after(async () => {
@@ -54,18 +45,7 @@ const swept = () => total("kumo_s3_abandoned_bodies_swept_total");
 const collected = () => total("kumo_chunks_collected_total");
 
 test("the body of an upload whose node was killed is swept after the deadline", async () => {
-  await waitFor(
-    async () => {
-      try {
-        await client("n1").send(new CreateBucketCommand({ Bucket: "sweep" }));
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    20_000,
-    "the bucket to be created (the root key stored)",
-  );
+  await createBucketWhenReady(client("n1"), "sweep");
   const kept = randomBytes(3 * MiB + 5);
   await client("n1").send(new PutObjectCommand({ Bucket: "sweep", Key: "kept", Body: kept }));
   assert.equal(await swept(), 0);

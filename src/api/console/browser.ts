@@ -29,7 +29,13 @@ import { HttpError, readBody, sendJson } from "../kv/http.js";
 import type { KvError, KvService } from "../kv/service.js";
 import { validateBucketName, validateObjectKey } from "../s3/http-headers.js";
 import type { AccessKeyRecord, BucketRecord, MetaError, S3Meta } from "../s3/meta.js";
-import { type IndexError, newSortId, type ObjectIndex, type ObjectRecord } from "../s3/objects.js";
+import {
+  chunkPlacement,
+  type IndexError,
+  newSortId,
+  type ObjectIndex,
+  type ObjectRecord,
+} from "../s3/objects.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -304,7 +310,7 @@ export class Browser {
       this.src.objectBytesMax,
       () => {},
       true,
-      b.chunkWriteQuorum,
+      chunkPlacement(b),
     );
     const drop = () => {
       if (w.ok && w.body.data) void index.removeBody(w.body.data);

@@ -10,8 +10,9 @@
  *                                    → 200 the key (without its secret)
  *   GET    /v1/admin/buckets         → {"buckets":[{name,owner,createdMs,versioning,...}]}
  *   GET    /v1/admin/buckets/{name}  → the bucket's record (its settings)
- *   PUT    /v1/admin/buckets/{name}  {"chunkWriteQuorum": 3 | null}
- *                                    → 200 the record (null: back to the nodes' default)
+ *   PUT    /v1/admin/buckets/{name}  {"chunkWriteQuorum": 2 | null, "chunkReplicas": 3 | null}
+ *                                    → 200 the record (null: back to the nodes' default); W
+ *                                      cannot exceed N
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Credentials, HttpError, readJsonObject, requireAdmin, sendJson } from "../kv/http.js";
@@ -59,8 +60,8 @@ export class S3KeysHttpApi {
   constructor(
     private readonly meta: S3Meta,
     private readonly adminTokens: Credentials,
-    /** The largest per-bucket write quorum: the chunk ring's replicas (--chunk-replicas). */
-    private readonly writeQuorumMax: number = 3,
+    /** The largest per-bucket N and W: the chunk ring's replicas (--chunk-replicas). */
+    private readonly replicasMax: number = 3,
   ) {}
 
   private authorize(req: IncomingMessage): Promise<void> {
@@ -87,25 +88,39 @@ export class S3KeysHttpApi {
     if (req.method !== "PUT")
       throw new HttpError(405, "METHOD_NOT_ALLOWED", "GET or PUT", { allow: "GET, PUT" });
     const body = await json(req);
-    const known = new Set(["chunkWriteQuorum"]);
+    const known = new Set(["chunkWriteQuorum", "chunkReplicas"]);
     for (const k of Object.keys(body))
       if (!known.has(k))
         throw new HttpError(400, "BAD_REQUEST", `unknown setting ${JSON.stringify(k)}`);
-    const w = body.chunkWriteQuorum;
-    if (
-      w !== undefined &&
-      w !== null &&
-      (!Number.isInteger(w) || (w as number) < 1 || (w as number) > this.writeQuorumMax)
-    )
-      throw new HttpError(
-        400,
-        "BAD_REQUEST",
-        `"chunkWriteQuorum" is an integer from 1 to ${this.writeQuorumMax} (the chunk replicas), or null`,
-      );
+    const setting = (k: "chunkWriteQuorum" | "chunkReplicas", what: string) => {
+      const v = body[k];
+      if (v === undefined || v === null) return v;
+      if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > this.replicasMax)
+        throw new HttpError(
+          400,
+          "BAD_REQUEST",
+          `${JSON.stringify(k)} (${what}) is an integer from 1 to ${this.replicasMax} (the chunk replicas), or null`,
+        );
+      return v as number;
+    };
+    const w = setting("chunkWriteQuorum", "W");
+    const n = setting("chunkReplicas", "N");
     const r = await this.meta.updateBucket(name, (b) => {
-      if (w === undefined) return b;
-      const { chunkWriteQuorum: _old, ...rest } = b;
-      return w === null ? rest : { ...rest, chunkWriteQuorum: w as number };
+      const { chunkWriteQuorum: oldW, chunkReplicas: oldN, ...rest } = b;
+      const nextW = w === undefined ? oldW : (w ?? undefined);
+      const nextN = n === undefined ? oldN : (n ?? undefined);
+      // Checked against the record being replaced: either setting may come alone.
+      if (nextW !== undefined && nextW > (nextN ?? this.replicasMax))
+        throw new HttpError(
+          400,
+          "BAD_REQUEST",
+          `"chunkWriteQuorum" (W = ${nextW}) cannot exceed "chunkReplicas" (N = ${nextN ?? this.replicasMax})`,
+        );
+      return {
+        ...rest,
+        ...(nextW !== undefined ? { chunkWriteQuorum: nextW } : {}),
+        ...(nextN !== undefined ? { chunkReplicas: nextN } : {}),
+      };
     });
     if (!r.ok) {
       if (r.code === "NoSuchBucket") throw new HttpError(404, "NOT_FOUND", r.message);

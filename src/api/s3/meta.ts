@@ -67,6 +67,12 @@ export interface BucketRecord {
    * absent: the nodes' --chunk-write-quorum. Between 1 and the ring's replica count.
    */
   readonly chunkWriteQuorum?: number;
+  /**
+   * Chunk copies kept (N, the replication class, src/blob/classes.ts); absent: the ring's
+   * replica count (--chunk-replicas). Between 1 and that count; applies to bodies written after
+   * it is set (each body records its class).
+   */
+  readonly chunkReplicas?: number;
 }
 
 export const META_KEYSPACE = "_meta";

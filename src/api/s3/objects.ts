@@ -102,6 +102,11 @@ export interface DataRef {
   readonly id: string;
   readonly size: number;
   readonly pages: number;
+  /**
+   * The replication class of its chunks (the bucket's `chunkReplicas` when it was written);
+   * absent: the ring's default (src/blob/classes.ts).
+   */
+  readonly replicas?: number;
 }
 
 export interface ObjectRecord {
@@ -173,11 +178,31 @@ export interface SweepReport {
 export interface ChunkPort {
   put(
     data: Uint8Array,
-    opts?: { readonly writeQuorum?: number },
+    opts?: { readonly writeQuorum?: number; readonly replicas?: number },
   ): Promise<{ ok: true; hash: Uint8Array } | { ok: false; message: string }>;
   get(
     hash: Uint8Array,
+    opts?: { readonly replicas?: number },
   ): Promise<{ ok: true; data: Uint8Array } | { ok: false; code: string; message: string }>;
+}
+
+/** A bucket's chunk settings as `writeBody` takes them. */
+export function chunkPlacement(b: {
+  readonly chunkWriteQuorum?: number;
+  readonly chunkReplicas?: number;
+}): ChunkPlacement {
+  return {
+    ...(b.chunkWriteQuorum !== undefined ? { writeQuorum: b.chunkWriteQuorum } : {}),
+    ...(b.chunkReplicas !== undefined ? { replicas: b.chunkReplicas } : {}),
+  };
+}
+
+/** How a body's chunks are written: the bucket's settings (undefined: the nodes' defaults). */
+export interface ChunkPlacement {
+  /** Copies durable before a chunk counts as written (W). */
+  readonly writeQuorum?: number;
+  /** Copies kept (N, the replication class). */
+  readonly replicas?: number;
 }
 
 export type IndexError =
@@ -187,6 +212,12 @@ export type IndexError =
   | { readonly ok: false; readonly code: "CONFLICT"; readonly message: string }
   /** The body outlasted the upload deadline and was swept: nothing was committed. */
   | { readonly ok: false; readonly code: "EXPIRED"; readonly message: string };
+
+/** What `commit` answers: the replaced record, an error, or the condition's refusal. */
+export type CommitResult<E> =
+  | { ok: true; replaced: ObjectRecord | undefined; removable: ObjectRecord[] }
+  | IndexError
+  | { ok: false; refused: E };
 
 /** What a write condition callback answers: go on, or refuse with this (the caller's) error. */
 export type Check<E> = (current: ObjectRecord | undefined) => E | undefined;
@@ -467,9 +498,14 @@ export class ObjectIndex {
     observe: (chunk: Uint8Array) => void = () => {},
     /** Small bodies inline (objects); false for parts, whose bodies are always chunked. */
     inline = true,
-    /** Chunk copies durable before a chunk counts as written (the bucket's setting). */
-    writeQuorum?: number,
+    /** The bucket's W and N. */
+    placement: ChunkPlacement = {},
   ): Promise<{ ok: true; body: WrittenBody } | IndexError> {
+    const replicas = placement.replicas;
+    const putOpts = {
+      ...(placement.writeQuorum !== undefined ? { writeQuorum: placement.writeQuorum } : {}),
+      ...(replicas !== undefined ? { replicas } : {}),
+    };
     const md5 = createHash("md5");
     const dataId = newDataId();
     let pending: Buffer[] = [];
@@ -486,35 +522,28 @@ export class ObjectIndex {
       born ??= this.begin(dataId);
       const birth = born;
       await this.budget.acquire(data.byteLength);
-      const p = this.chunks
-        .put(data, writeQuorum === undefined ? {} : { writeQuorum })
-        .then((r) => {
-          this.budget.release(data.byteLength);
-          if (!r.ok) {
-            failure ??= { ok: false, code: "CHUNKS_UNAVAILABLE", message: r.message };
-            return;
-          }
-          refs[slot] = { hash: r.hash, size: data.byteLength };
-          // The reference is written in the background: the slot (and the chunk's memory) is
-          // free once the chunk is durable; the head entry waits for every reference below.
-          refWrites.push(
-            birth.then(async (b) => {
-              if (b) {
-                failure ??= b;
-                return;
-              }
-              const w = await this.kv.put(
-                INDEX_KEYSPACE,
-                refKey(r.hash, dataId),
-                new Uint8Array(0),
-                {
-                  kind: "none",
-                },
-              );
-              if (!w.ok) failure ??= w;
-            }),
-          );
-        });
+      const p = this.chunks.put(data, putOpts).then((r) => {
+        this.budget.release(data.byteLength);
+        if (!r.ok) {
+          failure ??= { ok: false, code: "CHUNKS_UNAVAILABLE", message: r.message };
+          return;
+        }
+        refs[slot] = { hash: r.hash, size: data.byteLength };
+        // The reference is written in the background: the slot (and the chunk's memory) is
+        // free once the chunk is durable; the head entry waits for every reference below.
+        refWrites.push(
+          birth.then(async (b) => {
+            if (b) {
+              failure ??= b;
+              return;
+            }
+            const w = await this.kv.put(INDEX_KEYSPACE, refKey(r.hash, dataId), new Uint8Array(0), {
+              kind: "none",
+            });
+            if (!w.ok) failure ??= w;
+          }),
+        );
+      });
       const tracked = p.finally(() => inflight.delete(tracked));
       inflight.add(tracked);
       return tracked;
@@ -570,7 +599,12 @@ export class ObjectIndex {
       );
       for (const w of written) if (!w.ok) failure ??= w;
     }
-    const data: DataRef = { id: dataId, size, pages };
+    const data: DataRef = {
+      id: dataId,
+      size,
+      pages,
+      ...(replicas !== undefined ? { replicas } : {}),
+    };
     if (failure) {
       // Nothing points at this body: drop what was written of it (best effort; a leftover
       // reference only delays the collection of its chunk).
@@ -637,8 +671,8 @@ export class ObjectIndex {
     const wanted: { hash: Uint8Array; from: number; to: number }[] = [];
     let offset = 0;
     const ahead: Promise<Uint8Array>[] = [];
-    const fetch = (hash: Uint8Array) =>
-      this.chunks.get(hash).then((r) => {
+    const fetch = (hash: Uint8Array, replicas: number | undefined) =>
+      this.chunks.get(hash, replicas === undefined ? {} : { replicas }).then((r) => {
         if (!r.ok) throw new BodyReadError(r.message);
         return r.data;
       });
@@ -658,7 +692,7 @@ export class ObjectIndex {
           from: Math.max(0, start - cStart),
           to: Math.min(c.size, end - cStart),
         });
-        const p = fetch(c.hash);
+        const p = fetch(c.hash, part.replicas);
         p.catch(() => {}); // observed when its turn comes
         ahead.push(p);
         while (ahead.length > GET_READAHEAD_CHUNKS) {
@@ -802,17 +836,24 @@ export class ObjectIndex {
     rec: ObjectRecord,
     versioning: "Enabled" | "Suspended" | undefined,
     check: Check<E>,
-  ): Promise<
-    | { ok: true; replaced: ObjectRecord | undefined; removable: ObjectRecord[] }
-    | IndexError
-    | { ok: false; refused: E }
-  > {
+  ): Promise<CommitResult<E>> {
     const bodies = (rec.parts ?? []).map((p) => p.id);
-    const expired = await this.claimBodies(bodies);
+    return this.whileClaimed(bodies, () => this.commitClaimed(bid, rec, versioning, check));
+  }
+
+  /**
+   * Runs `write` (which writes an entry referencing `ids`) with the bodies claimed: see
+   * "Bodies that never commit" above.
+   */
+  private async whileClaimed<R extends { ok: boolean }>(
+    ids: readonly string[],
+    write: () => Promise<R>,
+  ): Promise<R | IndexError> {
+    const expired = await this.claimBodies(ids);
     if (expired) return expired;
-    const r = await this.commitClaimed(bid, rec, versioning, check);
-    if (r.ok) this.settleBodies(bodies);
-    else if ("code" in r && r.code === "OUTCOME_UNKNOWN") this.forgetBodies(bodies);
+    const r = await write();
+    if (r.ok) this.settleBodies(ids);
+    else if ((r as { code?: string }).code === "OUTCOME_UNKNOWN") this.forgetBodies(ids);
     return r;
   }
 
@@ -821,11 +862,7 @@ export class ObjectIndex {
     rec: ObjectRecord,
     versioning: "Enabled" | "Suspended" | undefined,
     check: Check<E>,
-  ): Promise<
-    | { ok: true; replaced: ObjectRecord | undefined; removable: ObjectRecord[] }
-    | IndexError
-    | { ok: false; refused: E }
-  > {
+  ): Promise<CommitResult<E>> {
     for (let attempt = 0; attempt < 8; attempt++) {
       const cur = await this.head(bid, rec.key);
       if (!cur.ok) return cur;
@@ -1243,12 +1280,7 @@ export class ObjectIndex {
 
   /** Records a part; a part uploaded again under the same number replaces the old one. */
   async putPart(uploadId: string, part: PartRecord): Promise<{ ok: true } | IndexError> {
-    const expired = await this.claimBodies([part.data.id]);
-    if (expired) return expired;
-    const r = await this.putPartClaimed(uploadId, part);
-    if (r.ok) this.settleBodies([part.data.id]);
-    else if (r.code === "OUTCOME_UNKNOWN") this.forgetBodies([part.data.id]);
-    return r;
+    return this.whileClaimed([part.data.id], () => this.putPartClaimed(uploadId, part));
   }
 
   private async putPartClaimed(

@@ -46,6 +46,7 @@ import {
 import { type AccessKeyRecord, type BucketRecord, MetaUnavailable, type S3Meta } from "./meta.js";
 import {
   BodyReadError,
+  chunkPlacement,
   type DataRef,
   type IndexError,
   newSortId,
@@ -1058,7 +1059,7 @@ export class S3Api {
       sizeMax,
       (c) => digests.update(c),
       inline,
-      b.chunkWriteQuorum,
+      chunkPlacement(b),
     );
     const drop = () => {
       if (w.ok && w.body.data) void this.index.removeBody(w.body.data);
@@ -1372,7 +1373,7 @@ export class S3Api {
       this.opts.putBytesMax,
       undefined,
       false,
-      b.chunkWriteQuorum,
+      chunkPlacement(b),
     );
     if (!w.ok) throw kvError(w);
     return w.body;
