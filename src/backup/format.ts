@@ -14,8 +14,9 @@
  * Used by the nodes (writing images) and by the CLI (reading them, verifying, restoring).
  */
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { type BackupStore, DirStore } from "./store.js";
 
 export const BACKUP_FORMAT = "kumo-backup";
 export const BACKUP_FORMAT_VERSION = 1;
@@ -108,13 +109,23 @@ export function decodeRecords(data: Uint8Array): BackupRecord[] | { error: strin
 }
 
 /**
- * Streams the records of an image file, holding at most one read buffer and one record in
- * memory. Throws on a truncated or implausible record.
+ * Streams the records of an image (a file's path, or its bytes as they are read from a backup
+ * store), holding at most one read buffer and one record in memory. Throws on a truncated or
+ * implausible record.
  */
-export async function* readImage(path: string): AsyncGenerator<BackupRecord> {
+export async function* readImage(
+  input: string | AsyncIterable<Uint8Array>,
+  name: string = typeof input === "string" ? input : "image",
+): AsyncGenerator<BackupRecord> {
+  const path = name;
+  const source =
+    typeof input === "string" ? createReadStream(input, { highWaterMark: 1 << 20 }) : input;
   let buf: Buffer = Buffer.alloc(0);
-  for await (const piece of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    buf = buf.byteLength === 0 ? (piece as Buffer) : Buffer.concat([buf, piece as Buffer]);
+  for await (const raw of source) {
+    const piece = Buffer.isBuffer(raw)
+      ? raw
+      : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    buf = buf.byteLength === 0 ? piece : Buffer.concat([buf, piece]);
     let at = 0;
     while (buf.byteLength - at >= RECORD_HEAD_BYTES) {
       const kl = buf.readUInt32BE(at);
@@ -132,8 +143,13 @@ export async function* readImage(path: string): AsyncGenerator<BackupRecord> {
   if (buf.byteLength > 0) throw new Error(`${path}: the last record is cut off`);
 }
 
+/** A chunk's path in a backup (relative). */
+export function chunkPath(hex: string): string {
+  return join("chunks", hex.slice(0, 2), hex);
+}
+
 export function chunkFile(dir: string, hex: string): string {
-  return join(dir, "chunks", hex.slice(0, 2), hex);
+  return join(dir, chunkPath(hex));
 }
 
 export function shardFile(keyspace: string, shard: string): string {
@@ -149,9 +165,9 @@ export function chunkOfIndexKey(key: Uint8Array): string | undefined {
   return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
 }
 
-export async function sha256File(path: string): Promise<string> {
+export async function sha256Of(source: AsyncIterable<Uint8Array>): Promise<string> {
   const h = createHash("sha256");
-  for await (const piece of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(piece);
+  for await (const piece of source) h.update(piece);
   return h.digest("hex");
 }
 
@@ -206,16 +222,27 @@ export function parseManifest(
   return { ok: true, manifest: m as unknown as Manifest };
 }
 
+const noManifest = (where: string) => ({
+  ok: false as const,
+  message: `${where} does not exist: not a backup, or an incomplete one (the manifest is written last)`,
+});
+
+/** The manifest of a backup directory. */
 export function readManifest(
   dir: string,
 ): { ok: true; manifest: Manifest } | { ok: false; message: string } {
   const path = join(dir, MANIFEST_FILE);
-  if (!existsSync(path))
-    return {
-      ok: false,
-      message: `${path} does not exist: not a backup, or an incomplete one (the manifest is written last)`,
-    };
+  if (!existsSync(path)) return noManifest(path);
   return parseManifest(readFileSync(path, "utf8"));
+}
+
+/** The manifest of a backup in any store. */
+export async function loadManifest(
+  store: BackupStore,
+): Promise<{ ok: true; manifest: Manifest } | { ok: false; message: string }> {
+  if ((await store.size(MANIFEST_FILE)) === undefined)
+    return noManifest(`${store.location.replace(/\/$/, "")}/${MANIFEST_FILE}`);
+  return parseManifest((await store.readAll(MANIFEST_FILE)).toString("utf8"));
 }
 
 export interface VerifyReport {
@@ -234,26 +261,26 @@ export interface VerifyReport {
  * presence and size, for a quick look). Reads everything once, streaming.
  */
 export async function verifyBackup(
-  dir: string,
+  at: string | BackupStore,
   opts: { readonly chunkHashes?: boolean; readonly onProgress?: (bytes: number) => void } = {},
 ): Promise<VerifyReport> {
+  const store = typeof at === "string" ? new DirStore(at) : at;
   const problems: string[] = [];
-  const r = readManifest(dir);
+  const r = await loadManifest(store);
   if (!r.ok)
     return { manifest: undefined, problems: [r.message], shards: 0, keys: 0, chunks: 0, bytes: 0 };
   const m = r.manifest;
   let bytes = 0;
   let keys = 0;
   for (const s of m.shards) {
-    const path = join(dir, s.file);
-    if (!existsSync(path)) {
+    const size = await store.size(s.file);
+    if (size === undefined) {
       problems.push(`shard ${s.id}: ${s.file} is missing`);
       continue;
     }
-    const size = statSync(path).size;
     if (size !== s.bytes)
       problems.push(`shard ${s.id}: ${s.file} has ${size} bytes, the manifest says ${s.bytes}`);
-    else if ((await sha256File(path)) !== s.sha256)
+    else if ((await sha256Of(store.read(s.file))) !== s.sha256)
       problems.push(
         `shard ${s.id}: ${s.file} is corrupt (its SHA-256 differs from the manifest's)`,
       );
@@ -261,33 +288,45 @@ export async function verifyBackup(
     keys += s.keys;
     opts.onProgress?.(bytes);
   }
-  const list = join(dir, CHUNK_LIST_FILE);
   let hashes: string[] = [];
-  if (!existsSync(list)) problems.push(`${CHUNK_LIST_FILE} is missing`);
-  else if ((await sha256File(list)) !== m.chunks.sha256)
-    problems.push(`${CHUNK_LIST_FILE} is corrupt (its SHA-256 differs from the manifest's)`);
-  else hashes = chunkList(dir);
+  if ((await store.size(CHUNK_LIST_FILE)) === undefined)
+    problems.push(`${CHUNK_LIST_FILE} is missing`);
+  else {
+    const text = await store.readAll(CHUNK_LIST_FILE);
+    if (createHash("sha256").update(text).digest("hex") !== m.chunks.sha256)
+      problems.push(`${CHUNK_LIST_FILE} is corrupt (its SHA-256 differs from the manifest's)`);
+    else hashes = parseChunkList(text.toString("utf8"));
+  }
   if (hashes.length !== m.chunks.count && problems.length === 0)
     problems.push(
       `${CHUNK_LIST_FILE} lists ${hashes.length} chunks, the manifest says ${m.chunks.count}`,
     );
   const checkHashes = opts.chunkHashes ?? true;
   for (const h of hashes) {
-    const path = chunkFile(dir, h);
-    if (!existsSync(path)) {
+    const path = chunkPath(h);
+    const size = await store.size(path);
+    if (size === undefined) {
       problems.push(`chunk ${h} is missing`);
       continue;
     }
-    if (checkHashes && (await sha256File(path)) !== h) problems.push(`chunk ${h} is corrupt`);
-    bytes += statSync(path).size;
+    if (checkHashes && (await sha256Of(store.read(path))) !== h)
+      problems.push(`chunk ${h} is corrupt`);
+    bytes += size;
     opts.onProgress?.(bytes);
   }
   return { manifest: m, problems, shards: m.shards.length, keys, chunks: hashes.length, bytes };
 }
 
+function parseChunkList(text: string): string[] {
+  return text.split("\n").filter((l) => l !== "");
+}
+
+/** The chunk hashes a backup in any store lists. */
+export async function loadChunkList(store: BackupStore): Promise<string[]> {
+  return parseChunkList((await store.readAll(CHUNK_LIST_FILE)).toString("utf8"));
+}
+
 /** The chunk hashes a backup lists (its chunks.list). */
 export function chunkList(dir: string): string[] {
-  return readFileSync(join(dir, CHUNK_LIST_FILE), "utf8")
-    .split("\n")
-    .filter((l) => l !== "");
+  return parseChunkList(readFileSync(join(dir, CHUNK_LIST_FILE), "utf8"));
 }

@@ -1,44 +1,35 @@
 /**
  * `kumo backup create|restore|verify` (docs/operations.md, "Backup and restore").
  *
+ * Where: a directory, or s3://bucket/prefix in any S3-compatible service (src/backup/store.ts,
+ * s3-store.ts); the same files either way (DIR below).
+ *
  * create: asks a node for a consistent cut of every shard (src/api/admin/backup.ts), copies
  *   each shard's image into DIR/shards/, then every chunk the object index references in the
  *   cut into DIR/chunks/ (content-addressed and verified: a chunk already in DIR is not copied
- *   again, so repeated backups into one directory are incremental), and writes manifest.json
- *   last: a directory without it is visibly incomplete.
+ *   again, so repeated backups into one place are incremental), and writes manifest.json
+ *   last: a backup without it is visibly incomplete.
  * restore: verifies the whole backup first (hashes, chunk presence), refuses a cluster that
  *   holds data (unless --force), then recreates keyspaces, uploads the chunks to their ring
  *   nodes, and writes the metadata records and every key and object-index entry anew: logically,
  *   so the new cluster's shard layout does not have to match the old one's.
- * verify: the offline check of a backup directory.
+ * verify: the offline check of a backup (no cluster needed).
  *
  * Memory stays bounded: images stream to and from disk, chunks go one at a time per worker, and
  * restore batches are at most LOAD_BATCH_BYTES (a single larger value goes alone).
  */
 import { createHash } from "node:crypto";
-import {
-  createWriteStream,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import type { CutResult } from "../api/admin/backup.js";
 import {
   BACKUP_FORMAT,
   BACKUP_FORMAT_VERSION,
   CHUNK_LIST_FILE,
-  chunkFile,
-  chunkList,
   chunkOfIndexKey,
+  chunkPath,
   encodeRecord,
+  loadChunkList,
   MANIFEST_FILE,
   type Manifest,
   type ManifestKeyspace,
@@ -47,6 +38,8 @@ import {
   shardFile,
   verifyBackup,
 } from "../backup/format.js";
+import { openBackupStore, type S3StoreOptions } from "../backup/s3-store.js";
+import type { BackupStore } from "../backup/store.js";
 import { type Client, type ClientOptions, failOnError, request, resolveClient } from "./client.js";
 import { formatBytes } from "./output.js";
 import { Progress } from "./progress.js";
@@ -67,9 +60,40 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface CommonOptions extends ClientOptions {
+interface CommonOptions extends ClientOptions, StoreFlags {
   json?: boolean;
   quiet?: boolean;
+}
+
+/** Where an S3 backup location is served (the credentials come from the AWS SDK's chain). */
+interface StoreFlags {
+  s3Endpoint?: string;
+  s3Region?: string;
+  s3VirtualHost?: boolean;
+}
+
+function withStoreFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      "--s3-endpoint <url>",
+      "S3 service of an s3://bucket/prefix location (default: AWS); credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the AWS SDK's other sources)",
+      process.env.KUMO_BACKUP_S3_ENDPOINT,
+    )
+    .option("--s3-region <region>", "region of the S3 location", "us-east-1")
+    .option(
+      "--s3-virtual-host",
+      "virtual-host-style S3 addressing (default: path style with --s3-endpoint)",
+      false,
+    );
+}
+
+function storeAt(location: string, o: StoreFlags): BackupStore {
+  const s3: S3StoreOptions = {
+    ...(o.s3Endpoint ? { endpoint: o.s3Endpoint } : {}),
+    ...(o.s3Region ? { region: o.s3Region } : {}),
+    ...(o.s3VirtualHost ? { pathStyle: false } : {}),
+  };
+  return openBackupStore(location, s3);
 }
 
 /** Runs `fn` until it succeeds or TRANSFER_ATTEMPTS failed (with growing pauses). */
@@ -120,25 +144,25 @@ export interface CreateSummary {
   readonly seconds: number;
 }
 
-export async function backupCreate(c: Client, dir: string, quiet: boolean): Promise<CreateSummary> {
-  if (dir.startsWith("s3://"))
-    throw new Error(
-      "backups to an S3 bucket are not supported yet: back up to a directory (and copy it)",
-    );
+export async function backupCreate(
+  c: Client,
+  store: BackupStore,
+  quiet: boolean,
+): Promise<CreateSummary> {
   const t0 = performance.now();
-  mkdirSync(dir, { recursive: true });
+  const dir = store.location;
   // The manifest goes first and comes back last: an interrupted run leaves no valid backup.
-  rmSync(join(dir, MANIFEST_FILE), { force: true });
-  rmSync(join(dir, "shards"), { recursive: true, force: true });
-  rmSync(join(dir, CHUNK_LIST_FILE), { force: true });
+  await store.remove(MANIFEST_FILE);
+  await store.removeTree("shards");
+  await store.remove(CHUNK_LIST_FILE);
 
   const r = await request(c, "POST", "/v1/admin/backup/cut");
   await failOnError(r);
   const cut = (await r.json()) as CutResult;
   try {
-    const shards = await downloadImages(c, dir, cut, quiet);
-    const keyspaces = await keyspacesOf(dir, shards);
-    const chunks = await copyChunks(c, dir, shards, quiet);
+    const shards = await downloadImages(c, store, cut, quiet);
+    const keyspaces = await keyspacesOf(store, shards);
+    const chunks = await copyChunks(c, store, shards, quiet);
     const manifest: Manifest = {
       format: BACKUP_FORMAT,
       version: BACKUP_FORMAT_VERSION,
@@ -159,9 +183,7 @@ export async function backupCreate(c: Client, dir: string, quiet: boolean): Prom
         sha256: chunks.sha256,
       },
     };
-    const tmp = join(dir, `${MANIFEST_FILE}.tmp`);
-    writeFileSync(tmp, `${JSON.stringify(manifest, null, 2)}\n`);
-    renameSync(tmp, join(dir, MANIFEST_FILE));
+    await store.write(MANIFEST_FILE, enc.encode(`${JSON.stringify(manifest, null, 2)}\n`));
     return {
       dir,
       cut: cut.id,
@@ -187,7 +209,7 @@ export async function backupCreate(c: Client, dir: string, quiet: boolean): Prom
 
 async function downloadImages(
   c: Client,
-  dir: string,
+  store: BackupStore,
   cut: CutResult,
   quiet: boolean,
 ): Promise<ManifestShard[]> {
@@ -197,8 +219,6 @@ async function downloadImages(
   const out: ManifestShard[] = [];
   for (const s of cut.shards) {
     const file = shardFile(s.keyspace, s.id);
-    const path = join(dir, file);
-    mkdirSync(dirname(path), { recursive: true });
     await retried(`shard ${s.id}`, async () => {
       const r = await request(
         c,
@@ -217,12 +237,13 @@ async function downloadImages(
         bar.update(done + bytes);
         return piece;
       });
-      await pipeline(counted, createWriteStream(`${path}.tmp`));
+      await store.write(file, counted);
+      // (A damaged image written meanwhile is replaced by the next attempt; without the
+      // manifest, which comes last, no backup includes it.)
       if (bytes !== s.bytes || hash.digest("hex") !== s.sha256)
         throw new Error(
           `the image arrived damaged (${bytes} of ${s.bytes} bytes, or a different SHA-256)`,
         );
-      renameSync(`${path}.tmp`, path);
     });
     done += s.bytes;
     out.push({
@@ -247,12 +268,12 @@ async function downloadImages(
  * without a record ("default", fixed when the cluster was created) described by their shards.
  */
 async function keyspacesOf(
-  dir: string,
+  store: BackupStore,
   shards: readonly ManifestShard[],
 ): Promise<ManifestKeyspace[]> {
   const out = new Map<string, ManifestKeyspace>();
   for (const s of shards.filter((x) => x.keyspace === "_meta")) {
-    for await (const rec of readImage(join(dir, s.file))) {
+    for await (const rec of readImage(store.read(s.file), s.file)) {
       if (!dec.decode(rec.key.subarray(0, 3)).startsWith("ks/")) continue;
       const r = JSON.parse(dec.decode(rec.value)) as {
         name: string;
@@ -283,13 +304,13 @@ async function keyspacesOf(
 
 async function copyChunks(
   c: Client,
-  dir: string,
+  store: BackupStore,
   shards: readonly ManifestShard[],
   quiet: boolean,
 ): Promise<{ count: number; copied: number; bytes: number; sha256: string }> {
   const hashes = new Set<string>();
   for (const s of shards.filter((x) => x.keyspace === "_s3")) {
-    for await (const rec of readImage(join(dir, s.file))) {
+    for await (const rec of readImage(store.read(s.file), s.file)) {
       const h = chunkOfIndexKey(rec.key);
       if (h !== undefined) hashes.add(h);
     }
@@ -300,9 +321,10 @@ async function copyChunks(
   let copied = 0;
   let bytes = 0;
   await workers(list, CHUNK_INFLIGHT, async (h) => {
-    const path = chunkFile(dir, h);
-    if (existsSync(path)) {
-      bytes += statSync(path).size;
+    const path = chunkPath(h);
+    const have = await store.size(path);
+    if (have !== undefined) {
+      bytes += have;
     } else {
       await retried(`chunk ${h}`, async () => {
         const r = await request(c, "GET", `/v1/admin/backup/chunks/${h}`);
@@ -318,9 +340,7 @@ async function copyChunks(
         const data = new Uint8Array(await r.arrayBuffer());
         if (createHash("sha256").update(data).digest("hex") !== h)
           throw new Error("the chunk arrived damaged");
-        mkdirSync(dirname(path), { recursive: true });
-        writeFileSync(`${path}.tmp`, data);
-        renameSync(`${path}.tmp`, path);
+        await store.write(path, data);
         bytes += data.byteLength;
         copied++;
       });
@@ -329,7 +349,7 @@ async function copyChunks(
   });
   bar.finish();
   const text = list.map((h) => `${h}\n`).join("");
-  writeFileSync(join(dir, CHUNK_LIST_FILE), text);
+  await store.write(CHUNK_LIST_FILE, enc.encode(text));
   return {
     count: list.length,
     copied,
@@ -352,13 +372,14 @@ export interface RestoreSummary {
 
 export async function backupRestore(
   c: Client,
-  dir: string,
+  store: BackupStore,
   force: boolean,
   quiet: boolean,
 ): Promise<RestoreSummary> {
   const t0 = performance.now();
+  const dir = store.location;
   // Everything is checked before anything is written.
-  const report = await verifyBackup(dir);
+  const report = await verifyBackup(store);
   if (report.problems.length > 0 || !report.manifest)
     throw new Error(
       `the backup in ${dir} cannot be restored:\n  ${report.problems.slice(0, 20).join("\n  ")}${report.problems.length > 20 ? `\n  (and ${report.problems.length - 20} more)` : ""}`,
@@ -407,12 +428,12 @@ export async function backupRestore(
   }
 
   // 2. Chunks, before the index entries that point at them.
-  const hashes = chunkList(dir);
+  const hashes = await loadChunkList(store);
   const cbar = new Progress({ label: "chunks", unit: "items", total: hashes.length, quiet });
   let chunkBytes = 0;
   let cdone = 0;
   await workers(hashes, CHUNK_INFLIGHT, async (h) => {
-    const data = readFileSync(chunkFile(dir, h));
+    const data = await store.readAll(chunkPath(h));
     await retried(`chunk ${h}`, async () => {
       const r = await request(c, "PUT", `/v1/admin/backup/chunks/${h}`, data, {
         "content-type": "application/octet-stream",
@@ -434,7 +455,7 @@ export async function backupRestore(
   const order = [...m.shards].sort((a, b) => rank(a.keyspace) - rank(b.keyspace));
   for (const s of order) {
     const meta = s.keyspace === "_meta";
-    await loadImage(c, join(dir, s.file), s.keyspace, (rec) => {
+    await loadImage(c, store, s.file, s.keyspace, (rec) => {
       loadedBytes += rec.bytes;
       kbar.update(loadedBytes);
       if (meta) {
@@ -468,6 +489,7 @@ function rank(keyspace: string): number {
 
 async function loadImage(
   c: Client,
+  store: BackupStore,
   path: string,
   keyspace: string,
   keep: (rec: { key: Uint8Array; bytes: number }) => boolean,
@@ -496,7 +518,7 @@ async function loadImage(
   };
   let batch: Uint8Array[] = [];
   let batchBytes = 0;
-  for await (const rec of readImage(path)) {
+  for await (const rec of readImage(store.read(path), path)) {
     if (failure) break;
     if (!keep(rec)) continue;
     const encoded = encodeRecord(rec.key, rec.value);
@@ -524,16 +546,24 @@ export function registerBackup(
   const backup = program
     .command("backup")
     .description("consistent backups of the whole cluster, and restores");
-  withClient(backup.command("create"))
+  withStoreFlags(withClient(backup.command("create")))
     .description(
-      "write a consistent backup (all shards at one cut, metadata, chunks) to a directory",
+      "write a consistent backup (all shards at one cut, metadata, chunks) to a directory or an S3 bucket",
     )
-    .requiredOption("--to <dir>", "backup directory (chunks already in it are not copied again)")
+    .requiredOption(
+      "--to <location>",
+      "backup directory, or s3://bucket/prefix (chunks already there are not copied again)",
+    )
     .option("--json", "print the summary as JSON", false)
     .option("--quiet", "no progress output", false)
     .action((o: CommonOptions & { to: string }) =>
       run(async () => {
-        const s = await backupCreate(resolveClient(o), o.to, o.quiet === true || o.json === true);
+        const store = storeAt(o.to, o);
+        const s = await backupCreate(
+          resolveClient(o),
+          store,
+          o.quiet === true || o.json === true,
+        ).finally(() => store.close());
         if (o.json) console.log(JSON.stringify(s));
         else
           console.log(
@@ -543,20 +573,21 @@ export function registerBackup(
           );
       }),
     );
-  withClient(backup.command("restore"))
+  withStoreFlags(withClient(backup.command("restore")))
     .description("rebuild a new, empty cluster from a backup (verified first)")
-    .requiredOption("--from <dir>", "backup directory")
+    .requiredOption("--from <location>", "backup directory, or s3://bucket/prefix")
     .option("--force", "restore into a cluster that already holds data (writes over it)", false)
     .option("--json", "print the summary as JSON", false)
     .option("--quiet", "no progress output", false)
     .action((o: CommonOptions & { from: string; force: boolean }) =>
       run(async () => {
+        const store = storeAt(o.from, o);
         const s = await backupRestore(
           resolveClient(o),
-          o.from,
+          store,
           o.force,
           o.quiet === true || o.json === true,
-        );
+        ).finally(() => store.close());
         if (o.json) console.log(JSON.stringify(s));
         else
           console.log(
@@ -565,14 +596,16 @@ export function registerBackup(
           );
       }),
     );
-  backup
-    .command("verify <dir>")
-    .description("check a backup offline: manifest, image and chunk hashes, chunk presence")
+  withStoreFlags(backup.command("verify <location>"))
+    .description(
+      "check a backup (a directory or s3://bucket/prefix) without a cluster: manifest, image and chunk hashes, chunk presence",
+    )
     .option("--quick", "check chunks' presence and size only, not their hashes", false)
     .option("--json", "print the report as JSON", false)
-    .action((dir: string, o: { quick: boolean; json: boolean }) =>
+    .action((dir: string, o: StoreFlags & { quick: boolean; json: boolean }) =>
       run(async () => {
-        const r = await verifyBackup(dir, { chunkHashes: !o.quick });
+        const store = storeAt(dir, o);
+        const r = await verifyBackup(store, { chunkHashes: !o.quick }).finally(() => store.close());
         const { manifest: _m, ...rest } = r;
         if (o.json) console.log(JSON.stringify({ ok: r.problems.length === 0, ...rest }));
         else if (r.problems.length === 0)

@@ -180,12 +180,13 @@ export function chunkedRequest(
 export function runCli(
   args: readonly string[],
   timeoutMs = 30_000,
+  env: Readonly<Record<string, string>> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [MAIN, ...args],
-      { timeout: timeoutMs, encoding: "utf8" },
+      { timeout: timeoutMs, encoding: "utf8", env: { ...process.env, ...env } },
       (err, stdout, stderr) => {
         const code =
           err === null ? 0 : typeof err.code === "number" ? err.code : err.killed ? -1 : 1;

@@ -16,6 +16,7 @@ import {
   GetBucketVersioningCommand,
   GetObjectCommand,
   ListBucketsCommand,
+  ListObjectsV2Command,
   ListObjectVersionsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
@@ -396,4 +397,74 @@ test("backup while writing, restore into a fresh cluster, verify everything", {
   assert.match(again.stderr, /not empty/);
   assert.ok(readdirSync(dir).includes("manifest.json"));
   console.log(`total ${Date.now() - t0} ms`);
+});
+
+test("backup to an S3 bucket (here another Kumo cluster's), verify it there, restore from it", {
+  timeout: 150_000,
+}, async () => {
+  // The source cluster also serves the bucket the backup goes to: any S3 service works.
+  const { c, s3 } = await startCluster();
+  await s3.send(new CreateBucketCommand({ Bucket: "vault" }));
+  await s3.send(new CreateBucketCommand({ Bucket: "media" }));
+  const body = Buffer.alloc(2_500_000);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 7919) % 251;
+  await s3.send(new PutObjectCommand({ Bucket: "media", Key: "clip.bin", Body: body }));
+  const keys = new Map<string, string>();
+  for (let i = 0; i < 40; i++) {
+    await kvPut(c, "n1", "default", `s3backup${i}`, `value ${i}`);
+    keys.set(`s3backup${i}`, b64(`value ${i}`));
+  }
+  const location = "s3://vault/nightly/";
+  const s3Flags = ["--s3-endpoint", `http://${c.node("n2").s3}`];
+  const env = { AWS_ACCESS_KEY_ID: ROOT.accessKeyId, AWS_SECRET_ACCESS_KEY: ROOT.secretAccessKey };
+  const auth = ["--endpoint", c.node("n1").api, "--token", c.token];
+  const first = await runCli(
+    ["backup", "create", "--to", location, "--json", ...s3Flags, ...auth],
+    60_000,
+    env,
+  );
+  assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`);
+  const s1 = JSON.parse(first.stdout) as { chunks: number; chunksCopied: number; dir: string };
+  assert.ok(s1.chunks >= 3, JSON.stringify(s1));
+  assert.equal(s1.chunksCopied, s1.chunks);
+  assert.equal(s1.dir, location);
+  // The backup is objects in the bucket, manifest included.
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: "vault", Prefix: "nightly/" }));
+  const names = (listed.Contents ?? []).map((o) => o.Key);
+  assert.ok(names.includes("nightly/manifest.json"), JSON.stringify(names));
+  assert.ok(names.includes("nightly/chunks.list"));
+  // Incremental: a second backup to the same place copies none of the chunks it has. (It
+  // copies the chunks of the first backup's own files, now objects of this very cluster.)
+  const second = await runCli(
+    ["backup", "create", "--to", location, "--json", "--quiet", ...s3Flags, ...auth],
+    60_000,
+    env,
+  );
+  assert.equal(second.code, 0, `${second.stdout}\n${second.stderr}`);
+  const s2 = JSON.parse(second.stdout) as { chunks: number; chunksSkipped: number };
+  assert.ok(s2.chunksSkipped >= s1.chunks, JSON.stringify(s2));
+  const verify = await runCli(["backup", "verify", location, ...s3Flags], 60_000, env);
+  assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+  assert.match(verify.stdout, /is whole/);
+  // Without credentials the service refuses, and the command says so.
+  const denied = await runCli(["backup", "verify", location, ...s3Flags], 30_000, {
+    AWS_ACCESS_KEY_ID: "GKNOSUCHKEY000000001",
+    AWS_SECRET_ACCESS_KEY: "wrong",
+  });
+  assert.notEqual(denied.code, 0);
+  assert.match(denied.stderr, /kumo: /);
+
+  // A fresh cluster restored from the bucket.
+  const fresh = await startCluster();
+  const auth2 = ["--endpoint", fresh.c.node("n3").api, "--token", fresh.c.token];
+  const restore = await runCli(
+    ["backup", "restore", "--from", location, "--json", ...s3Flags, ...auth2],
+    90_000,
+    env,
+  );
+  assert.equal(restore.code, 0, `${restore.stdout}\n${restore.stderr}`);
+  const got = await kvAll(fresh.c, "default");
+  for (const [k, v] of keys) assert.equal(got.get(k), v, k);
+  const g = await fresh.s3.send(new GetObjectCommand({ Bucket: "media", Key: "clip.bin" }));
+  assert.equal(sha256Hex(await bytesOf(g.Body)), sha256Hex(body));
 });
