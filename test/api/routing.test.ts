@@ -76,3 +76,15 @@ test("a request for a keyspace whose replicas are still being created waits for 
   const g = await kv3.get("ks", enc.encode("k"), "linearizable");
   assert.ok(g.ok && g.item !== undefined && dec.decode(g.item.value) === "v", JSON.stringify(g));
 });
+
+test("read counters exist only for the shards a node still holds", async () => {
+  const kv1 = services[0] as KvService;
+  kv1.setShardMap(mapOf(4, "ks.c.0"));
+  const g = await kv1.get("ks", enc.encode("k"), "linearizable");
+  assert.ok(g.ok, JSON.stringify(g));
+  assert.ok(kv1.readsOf("ks.c.0") > 0);
+  kv1.forgetReadsExcept(new Set(["ks.c.0"]));
+  assert.ok(kv1.readsOf("ks.c.0") > 0, "a hosted shard keeps its counter");
+  kv1.forgetReadsExcept(new Set());
+  assert.equal(kv1.readsOf("ks.c.0"), 0);
+});

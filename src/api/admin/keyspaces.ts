@@ -422,7 +422,11 @@ export class KeyspaceAdmin {
     const shards: ShardStats[] = [];
     const rate = (now: number, before: number, ms: number) =>
       ms > 0 ? Math.max(0, ((now - before) * 1000) / ms) : 0;
-    for (const id of this.host.groupIds()) {
+    const hosted = new Set(this.host.groupIds());
+    // Counters of replicas this node no longer holds (moved, split away, deleted) go.
+    this.kv.forgetReadsExcept(hosted);
+    for (const id of this.lastCounts.keys()) if (!hosted.has(id)) this.lastCounts.delete(id);
+    for (const id of hosted) {
       const st = this.host.status(id);
       const m = this.host.localMachine(id);
       if (st?.role !== "leader" || !m) {

@@ -428,12 +428,17 @@ export class KvService {
     };
     if (!this.servesLocally(shard)) {
       // No local replica: ask one that has it (it runs the same logic locally).
+      // A replica that is down, or does not hold the shard (yet, or any more: STALE_ROUTE),
+      // passes the read on to the next one; when none serves it, a stale answer makes the
+      // router refresh its map and try again.
+      let stale: KvError | undefined;
       for (const r of this.currentReplicas(shard)) {
         span?.setAttribute("kumo.kv.target", r);
         const res = await this.forwardRead(r, shardId, consistency, wire, expect);
-        if (res.ok || res.code !== "UNAVAILABLE") return res;
+        if (res.ok || (res.code !== "UNAVAILABLE" && res.code !== "STALE_ROUTE")) return res;
+        if (res.code === "STALE_ROUTE") stale ??= res;
       }
-      return unavailable(`no replica of shard ${shardId} answered`);
+      return stale ?? unavailable(`no replica of shard ${shardId} answered`);
     }
     span?.setAttribute("kumo.kv.target", this.self);
     return this.readLocal(shardId, consistency, wire, expect);
@@ -445,6 +450,11 @@ export class KvService {
   /** Reads this node served from its replica of `shardId` since it started. */
   readsOf(shardId: string): number {
     return this.readsServed.get(shardId) ?? 0;
+  }
+
+  /** Drops the read counters of every shard not in `hosted` (replicas this node let go). */
+  forgetReadsExcept(hosted: ReadonlySet<string>): void {
+    for (const id of this.readsServed.keys()) if (!hosted.has(id)) this.readsServed.delete(id);
   }
 
   private async readLocal(
