@@ -849,8 +849,13 @@ export class ObjectIndex {
     ids: readonly string[],
     write: () => Promise<R>,
   ): Promise<R | IndexError> {
-    const expired = await this.claimBodies(ids);
-    if (expired) return expired;
+    const claimFailed = await this.claimBodies(ids);
+    if (claimFailed) {
+      // Not committed. The caller removes the bodies (their records with them), except after
+      // an unknown outcome: then the records are the sweeper's.
+      if (claimFailed.code === "OUTCOME_UNKNOWN") this.forgetBodies(ids);
+      return claimFailed;
+    }
     const r = await write();
     if (r.ok) this.settleBodies(ids);
     else if ((r as { code?: string }).code === "OUTCOME_UNKNOWN") this.forgetBodies(ids);
