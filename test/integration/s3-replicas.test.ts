@@ -16,7 +16,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
-import { type TestCluster, waitFor } from "./_cluster.js";
+import { runCli, type TestCluster, waitFor } from "./_cluster.js";
 import { bytesOf, createBucketWhenReady, s3Client, sha256Hex, startS3Cluster } from "./_s3.js";
 
 const ROOT = { accessKeyId: "GKROOTREPLICAS000001", secretAccessKey: "root-secret-replicas-01" };
@@ -83,8 +83,19 @@ test("a bucket keeps the number of chunk copies it asks for, through anti-entrop
   const w2 = await setBucket("one", { chunkWriteQuorum: 2 });
   assert.equal(w2.status, 400, w2.text);
   assert.match(w2.text, /cannot exceed/);
-  r = await setBucket("two", { chunkReplicas: 2, chunkWriteQuorum: 2 });
-  assert.equal(r.status, 200, r.text);
+  // Through the CLI this time: `kumo bucket set`, then `kumo bucket ls`.
+  const auth = ["--endpoint", c.node("n2").api, "--token", c.token];
+  const set = await runCli([
+    ...["bucket", "set", "two", "--chunk-replicas", "2", "--chunk-write-quorum", "2"],
+    ...auth,
+  ]);
+  assert.equal(set.code, 0, set.stdout + set.stderr);
+  const ls = await runCli(["bucket", "ls", "--json", ...auth]);
+  assert.equal(ls.code, 0, ls.stderr);
+  const listed = (JSON.parse(ls.stdout) as { buckets: { name: string; chunkReplicas?: number }[] })
+    .buckets;
+  assert.equal(listed.find((b) => b.name === "two")?.chunkReplicas, 2, ls.stdout);
+  assert.equal(listed.find((b) => b.name === "one")?.chunkReplicas, 1, ls.stdout);
   await new Promise((res) => setTimeout(res, 1_200)); // every node's bucket cache refreshes
 
   // 4 chunks per object (3 MiB + 5 bytes), through different nodes.
