@@ -115,9 +115,8 @@ export function decodeRecords(data: Uint8Array): BackupRecord[] | { error: strin
  */
 export async function* readImage(
   input: string | AsyncIterable<Uint8Array>,
-  name: string = typeof input === "string" ? input : "image",
+  path: string = typeof input === "string" ? input : "image",
 ): AsyncGenerator<BackupRecord> {
-  const path = name;
   const source =
     typeof input === "string" ? createReadStream(input, { highWaterMark: 1 << 20 }) : input;
   let buf: Buffer = Buffer.alloc(0);

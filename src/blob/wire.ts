@@ -21,11 +21,6 @@
  */
 import { HASH_BYTES } from "./chunks.js";
 
-export const BLOB_PUT = "blob.put";
-export const BLOB_PUSH = "blob.push";
-export const BLOB_GET = "blob.get";
-export const BLOB_HAS = "blob.has";
-export const BLOB_INVENTORY = "blob.inventory";
 export const BLOB_METHOD_PREFIX = "blob.";
 
 /** The `blob.*` method names of one service: the default class's, or a replication class's. */
@@ -52,6 +47,14 @@ export function blobMethods(prefix: string = BLOB_METHOD_PREFIX): BlobMethods {
     inventory: `${prefix}inventory`,
   };
 }
+
+/** The default class's methods ("blob.put", ...). */
+const DEFAULT_METHODS = blobMethods();
+export const BLOB_PUT = DEFAULT_METHODS.put;
+export const BLOB_PUSH = DEFAULT_METHODS.push;
+export const BLOB_GET = DEFAULT_METHODS.get;
+export const BLOB_HAS = DEFAULT_METHODS.has;
+export const BLOB_INVENTORY = DEFAULT_METHODS.inventory;
 
 /** Hashes per `blob.has` call. */
 export const HAS_HASHES_MAX = 4096;

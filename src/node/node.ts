@@ -3,7 +3,6 @@
  * host with this node's shard replicas, and the HTTP doors. The only place with real timers,
  * sockets and files wired together.
  */
-
 import { randomInt } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { statfs } from "node:fs/promises";
@@ -304,37 +303,25 @@ export class KumoNode {
     // and chunk service, the bucket and key records, the object index.
     const ring = new RingKeeper(kv, keyspaces, host, cfg.chunkReplicas);
     this.ring = ring;
-    const onError = (what: string, err: unknown) =>
-      this.log.warn({ err, what }, "chunk background task failed");
-    const blobDefault = new BlobService({
-      self: cfg.id,
-      transport,
-      store: await ChunkStore.open(join(cfg.data, "chunks")),
-      ring: () => ring.current(),
-      writeQuorum: cfg.chunkWriteQuorum,
-      cacheBytesMax: cfg.chunkCacheBytes,
-      onError,
-    });
-    // Replication classes 1..R-1 (src/blob/classes.ts): buckets that keep fewer copies.
+    // The default class (the ring's R copies), and replication classes 1..R-1
+    // (src/blob/classes.ts) for buckets that keep fewer copies.
+    const chunkService = async (n: number | undefined) => {
+      const cut = n === undefined ? undefined : ringCut(n);
+      return new BlobService({
+        self: cfg.id,
+        transport,
+        store: await ChunkStore.open(join(cfg.data, n === undefined ? "chunks" : classDirName(n))),
+        ring: () => (cut ? cut(ring.current()) : ring.current()),
+        writeQuorum: Math.min(cfg.chunkWriteQuorum, n ?? cfg.chunkWriteQuorum),
+        // A class gets a quarter of the hot-chunk cache: the default class serves most reads.
+        cacheBytesMax: n === undefined ? cfg.chunkCacheBytes : Math.floor(cfg.chunkCacheBytes / 4),
+        ...(n === undefined ? {} : { methodPrefix: classMethodPrefix(n) }),
+        onError: (what, err) => this.log.warn({ err, what }, "chunk background task failed"),
+      });
+    };
     const classes = new Map<number, BlobService>();
-    for (let n = 1; n < cfg.chunkReplicas; n++) {
-      const cut = ringCut(n);
-      classes.set(
-        n,
-        new BlobService({
-          self: cfg.id,
-          transport,
-          store: await ChunkStore.open(join(cfg.data, classDirName(n))),
-          ring: () => cut(ring.current()),
-          writeQuorum: Math.min(cfg.chunkWriteQuorum, n),
-          // A quarter of the hot-chunk cache each: the default class serves most reads.
-          cacheBytesMax: Math.floor(cfg.chunkCacheBytes / 4),
-          methodPrefix: classMethodPrefix(n),
-          onError,
-        }),
-      );
-    }
-    const blob = new ReplicationClasses(blobDefault, classes);
+    for (let n = 1; n < cfg.chunkReplicas; n++) classes.set(n, await chunkService(n));
+    const blob = new ReplicationClasses(await chunkService(undefined), classes);
     this.blob = blob;
     const chunks: ChunkPort = {
       put: (data, opts) => blob.putChunk(data, opts),
@@ -370,12 +357,11 @@ export class KumoNode {
     this.tokensHttp = tokensHttp;
     const index = new ObjectIndex(kv, chunks);
     this.index = index;
-    const swept = new Counter({
+    this.swept = new Counter({
       name: "kumo_s3_abandoned_bodies_swept_total",
       help: "Bodies of uploads that never committed (their node crashed, or they outlasted --s3-upload-deadline) whose chunk references were removed",
       registers: [ops.metrics.registry],
     });
-    this.onSwept = (n) => swept.inc(n);
     const s3api = new S3Api(s3meta, index, {
       domains: cfg.s3Domains,
       region: cfg.s3Region,
@@ -598,7 +584,7 @@ export class KumoNode {
           this.log.warn({ code: r.code, message: r.message }, "sweeping abandoned uploads failed");
           return;
         }
-        this.onSwept?.(r.swept);
+        this.swept?.inc(r.swept);
         if (r.swept > 0 || r.settled > 0)
           this.log.info(
             { swept: r.swept, settled: r.settled, refsScanned: r.refsScanned },
@@ -612,7 +598,7 @@ export class KumoNode {
   }
 
   private index: ObjectIndex | undefined;
-  private onSwept: ((n: number) => void) | undefined;
+  private swept: Counter | undefined;
   private sweeping = false;
   private sweptMs = 0;
   private rootKeyStored = false;

@@ -87,6 +87,15 @@ function stalled(bytes: Uint8Array, release: Promise<void> = new Promise(() => {
   })();
 }
 
+/** An upload by `writer` that sends `bytes`, then waits for `release` to end its body. */
+function heldUpload(bytes: number) {
+  let release = () => {};
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  return { upload: writer.writeBody(stalled(randomBytes(bytes), held), 1 << 30), release };
+}
+
 async function until(cond: () => Promise<boolean>, what: string): Promise<void> {
   const end = Date.now() + 5_000;
   while (!(await cond())) {
@@ -144,16 +153,7 @@ test("an abandoned upload's references go after the deadline; committed and youn
   assert.equal((await refsOf(abandoned)).length, 2);
 
   // An upload that starts now is young when the deadline of the first passes.
-  const release = { go: () => {} };
-  const young = writer.writeBody(
-    stalled(
-      randomBytes(CHUNK_BYTES + 10),
-      new Promise<void>((r) => {
-        release.go = r;
-      }),
-    ),
-    1 << 30,
-  );
+  const { upload: young, release } = heldUpload(CHUNK_BYTES + 10);
   await until(async () => (await keys("n/")).length === 2, "the young body's birth record");
 
   nowMs += 2;
@@ -174,7 +174,7 @@ test("an abandoned upload's references go after the deadline; committed and youn
   assert.ok(s.ok && s.swept === 0, JSON.stringify(s));
 
   // The young upload completes and commits normally.
-  release.go();
+  release();
   const y = await young;
   assert.ok(y.ok && y.body.data, JSON.stringify(y));
   const yc = await writer.commit(
@@ -193,22 +193,13 @@ test("an abandoned upload's references go after the deadline; committed and youn
 test("a writer that outlasts the deadline cannot commit the body the sweeper took", async () => {
   // (The first test's abandoned upload still hangs in this process: it counts as in flight.)
   const inFlight = writer.bodiesInFlight();
-  const release = { go: () => {} };
-  const slow = writer.writeBody(
-    stalled(
-      randomBytes(CHUNK_BYTES + 10),
-      new Promise<void>((r) => {
-        release.go = r;
-      }),
-    ),
-    1 << 30,
-  );
+  const { upload: slow, release } = heldUpload(CHUNK_BYTES + 10);
   await until(async () => (await keys("n/")).length === 1, "the slow body's birth record");
   const id = ((await keys("n/"))[0] as string).slice(2);
   nowMs += DEADLINE_MS + 1;
   const s = await sweeper.sweepOrphans(DEADLINE_MS);
   assert.ok(s.ok && s.swept === 1, JSON.stringify(s));
-  release.go();
+  release();
   const w = await slow;
   // The body's last chunk may land after the sweep: its reference goes with the failed commit.
   assert.ok(w.ok && w.body.data, JSON.stringify(w));

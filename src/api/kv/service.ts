@@ -162,7 +162,7 @@ export class KvService {
   ): Promise<T | KvError> {
     const deadline = Date.now() + this.opts.requestTimeoutMs;
     for (let attempt = 0; ; attempt++) {
-      const routedBy = this.shardIdsOf(keyspace);
+      const routedBy = this.map;
       const r = await op();
       if (r.ok) return r;
       // A keyspace created through another node a moment ago (for instance the object index,
@@ -189,7 +189,7 @@ export class KvService {
         // The keyspace was deleted and created again under the same name (or its shards
         // changed) while the request ran: the shard that failed is not the keyspace's any
         // more, so the request goes again, to the shards the map has now.
-        if (this.shardIdsOf(keyspace) === routedBy || Date.now() >= deadline) return r;
+        if (!shardsChanged(routedBy, this.map, keyspace) || Date.now() >= deadline) return r;
         continue;
       }
       if (this.resolveKeyspace) await this.resolveKeyspace(keyspace);
@@ -199,14 +199,6 @@ export class KvService {
       // The map may lag the split or deletion by one refresh: back off a little.
       if (attempt > 0) await sleep(Math.min(20 * attempt, 200));
     }
-  }
-
-  /** The keyspace's shards in the current map, as one comparable string. */
-  private shardIdsOf(keyspace: string): string {
-    return this.map
-      .shards(keyspace)
-      .map((s) => s.id)
-      .join(" ");
   }
 
   async get(
@@ -718,6 +710,14 @@ function keyspaceNotFound(keyspace: string): KvError {
 
 function staleRoute(): KvError {
   return { ok: false, code: "STALE_ROUTE", message: "the shard no longer serves this range" };
+}
+
+/** Whether `keyspace` has other shards in `now` than in `before` (checked on failures only). */
+function shardsChanged(before: ShardMap, now: ShardMap, keyspace: string): boolean {
+  if (before === now) return false;
+  const a = before.shards(keyspace);
+  const b = now.shards(keyspace);
+  return a.length !== b.length || a.some((s, i) => s.id !== b[i]?.id);
 }
 
 function unavailable(message: string): KvError {

@@ -37,6 +37,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { forEachLimited } from "../../base/index.js";
+import type { KvItem } from "../../shard/index.js";
 import type { KvError, KvService } from "../kv/service.js";
 
 export const INDEX_KEYSPACE = "_s3";
@@ -407,82 +408,110 @@ export class ObjectIndex {
    * are rare, and their chunk list was not necessarily written.
    */
   async sweepOrphans(deadlineMs: number): Promise<({ ok: true } & SweepReport) | KvError> {
+    const taken = await this.takeAbandoned(deadlineMs);
+    if (!taken.ok) return taken;
+    const removed = await this.removeAbandoned(taken.orphans);
+    if (!removed.ok) return removed;
+    return {
+      ok: true,
+      swept: taken.orphans.size,
+      settled: taken.settled,
+      refsScanned: removed.refsScanned,
+    };
+  }
+
+  /**
+   * The sweep's first half: birth records older than `deadlineMs` become the sweeper's
+   * ("writing" → "sweeping" by compare-and-set; a "sweeping" one whose sweeper stopped halfway
+   * is taken over); "committing" ones are dropped with their bodies kept.
+   */
+  private async takeAbandoned(
+    deadlineMs: number,
+  ): Promise<{ ok: true; orphans: Set<string>; settled: number } | KvError> {
     const now = this.clock();
     const orphans = new Set<string>();
     let settled = 0;
-    let startAfter: Uint8Array | undefined;
-    scan: for (;;) {
-      const r = await this.kv.list(
-        INDEX_KEYSPACE,
-        { prefix: enc.encode(BIRTH_PREFIX), startAfter, limit: SCAN_LIMIT },
-        "linearizable",
-      );
-      if (!r.ok) return r;
-      for (const i of r.items) {
-        const id = dec.decode(i.key).slice(BIRTH_PREFIX.length);
+    for await (const page of this.scan(BIRTH_PREFIX)) {
+      if (!page.ok) return page;
+      for (const i of page.items) {
         const b = parse<BirthRecord>(i.value);
         if (now - b.sinceMs < deadlineMs) continue;
+        const revision = { kind: "ifRevision" as const, revision: i.revision };
         if (b.state === "committing") {
           // The referencing entry may or may not have been written: the body stays (a leak
           // at worst), the record goes.
-          const d = await this.kv.delete(INDEX_KEYSPACE, i.key, {
-            kind: "ifRevision",
-            revision: i.revision,
-          });
-          if (d.ok) settled++;
+          if ((await this.kv.delete(INDEX_KEYSPACE, i.key, revision)).ok) settled++;
           continue;
         }
         if (b.state === "writing") {
-          const w = await this.kv.put(
-            INDEX_KEYSPACE,
-            i.key,
-            json({ state: "sweeping", sinceMs: now } satisfies BirthRecord),
-            { kind: "ifRevision", revision: i.revision },
-          );
+          const sweeping: BirthRecord = { state: "sweeping", sinceMs: now };
+          const w = await this.kv.put(INDEX_KEYSPACE, i.key, json(sweeping), revision);
           if (!w.ok) continue; // its writer claimed it just now
         }
-        // "sweeping" for a whole deadline: a sweeper stopped halfway; this one finishes.
-        orphans.add(id);
-        if (orphans.size >= SWEEP_BODIES_MAX) break scan;
+        orphans.add(dec.decode(i.key).slice(BIRTH_PREFIX.length));
+        if (orphans.size >= SWEEP_BODIES_MAX) return { ok: true, orphans, settled };
       }
-      if (!r.more || r.items.length === 0) break;
-      startAfter = r.items[r.items.length - 1]?.key;
+    }
+    return { ok: true, orphans, settled };
+  }
+
+  /**
+   * The sweep's second half: the pages, references and birth records of `orphans`. The
+   * references are found by one pass over all of them (an abandoned body's chunk list may not
+   * have been written).
+   */
+  private async removeAbandoned(
+    orphans: ReadonlySet<string>,
+  ): Promise<{ ok: true; refsScanned: number } | KvError> {
+    if (orphans.size === 0) return { ok: true, refsScanned: 0 };
+    const remove = async (items: readonly { key: Uint8Array }[]) => {
+      const failed = await boundedAll(items, REF_WRITES_INFLIGHT, (i) =>
+        this.kv.delete(INDEX_KEYSPACE, i.key, { kind: "none" }),
+      );
+      return failed && !failed.ok && failed.code !== "NOT_FOUND" ? failed : undefined;
+    };
+    for (const id of orphans) {
+      for await (const page of this.scan(`d/${id}/`)) {
+        if (!page.ok) return page;
+        await remove(page.items); // (a page left behind is harmless: nothing reads it)
+      }
     }
     let refsScanned = 0;
-    if (orphans.size > 0) {
-      for (const id of orphans) {
-        const pages = await this.kv.list(
-          INDEX_KEYSPACE,
-          { prefix: enc.encode(`d/${id}/`), startAfter: undefined, limit: SCAN_LIMIT },
-          "linearizable",
-        );
-        if (!pages.ok) return pages;
-        for (const p of pages.items) await this.kv.delete(INDEX_KEYSPACE, p.key, { kind: "none" });
-      }
-      let after: Uint8Array | undefined;
-      for (;;) {
-        const r = await this.kv.list(
-          INDEX_KEYSPACE,
-          { prefix: enc.encode("r/"), startAfter: after, limit: SCAN_LIMIT },
-          "linearizable",
-        );
-        if (!r.ok) return r;
-        refsScanned += r.items.length;
-        const mine = r.items.filter((i) => {
+    for await (const page of this.scan("r/")) {
+      if (!page.ok) return page;
+      refsScanned += page.items.length;
+      const failed = await remove(
+        page.items.filter((i) => {
           const k = dec.decode(i.key);
           return orphans.has(k.slice(k.lastIndexOf("/") + 1));
-        });
-        const failed = await boundedAll(mine, REF_WRITES_INFLIGHT, (i) =>
-          this.kv.delete(INDEX_KEYSPACE, i.key, { kind: "none" }),
-        );
-        if (failed && !failed.ok && failed.code !== "NOT_FOUND") return failed as KvError;
-        if (!r.more || r.items.length === 0) break;
-        after = r.items[r.items.length - 1]?.key;
-      }
-      for (const id of orphans)
-        await this.kv.delete(INDEX_KEYSPACE, birthKey(id), { kind: "none" });
+        }),
+      );
+      if (failed) return failed;
     }
-    return { ok: true, swept: orphans.size, settled, refsScanned };
+    for (const id of orphans) await this.kv.delete(INDEX_KEYSPACE, birthKey(id), { kind: "none" });
+    return { ok: true, refsScanned };
+  }
+
+  /**
+   * The index entries under `prefix` (after `startAfter`), a page of up to `limit` at a time,
+   * linearizably; a failed read is the last thing yielded.
+   */
+  private async *scan(
+    prefix: string,
+    startAfter?: Uint8Array,
+    limit = SCAN_LIMIT,
+  ): AsyncGenerator<{ ok: true; items: KvItem[] } | KvError> {
+    let after = startAfter;
+    for (;;) {
+      const r = await this.kv.list(
+        INDEX_KEYSPACE,
+        { prefix: enc.encode(prefix), startAfter: after, limit },
+        "linearizable",
+      );
+      yield r;
+      if (!r.ok || !r.more || r.items.length === 0) return;
+      after = r.items[r.items.length - 1]?.key;
+    }
   }
 
   // ---------------------------------------------------------------- bodies
@@ -808,19 +837,12 @@ export class ObjectIndex {
     key: string,
   ): Promise<{ ok: true; items: { record: ObjectRecord; revision: number }[] } | KvError> {
     const out: { record: ObjectRecord; revision: number }[] = [];
-    let startAfter: Uint8Array | undefined;
-    for (;;) {
-      const r = await this.kv.list(
-        INDEX_KEYSPACE,
-        { prefix: enc.encode(`${versionPrefix(bid)}${key}\0`), startAfter, limit: SCAN_LIMIT },
-        "linearizable",
-      );
-      if (!r.ok) return r;
-      for (const i of r.items)
+    for await (const page of this.scan(`${versionPrefix(bid)}${key}\0`)) {
+      if (!page.ok) return page;
+      for (const i of page.items)
         out.push({ record: parse<ObjectRecord>(i.value), revision: i.revision });
-      if (!r.more || r.items.length === 0) return { ok: true, items: out };
-      startAfter = r.items[r.items.length - 1]?.key;
     }
+    return { ok: true, items: out };
   }
 
   /**
@@ -1343,25 +1365,15 @@ export class ObjectIndex {
     max = PARTS_MAX,
   ): Promise<{ ok: true; parts: PartRecord[]; truncated: boolean } | KvError> {
     const out: PartRecord[] = [];
-    let startAfter: Uint8Array | undefined = after > 0 ? partKey(uploadId, after) : undefined;
-    for (;;) {
-      const r = await this.kv.list(
-        INDEX_KEYSPACE,
-        {
-          prefix: enc.encode(partPrefix(uploadId)),
-          startAfter,
-          limit: Math.min(SCAN_LIMIT, max + 1),
-        },
-        "linearizable",
-      );
-      if (!r.ok) return r;
-      for (const i of r.items) {
+    const from = after > 0 ? partKey(uploadId, after) : undefined;
+    for await (const page of this.scan(partPrefix(uploadId), from, Math.min(SCAN_LIMIT, max + 1))) {
+      if (!page.ok) return page;
+      for (const i of page.items) {
         if (out.length >= max) return { ok: true, parts: out, truncated: true };
         out.push(parse<PartRecord>(i.value));
       }
-      if (!r.more || r.items.length === 0) return { ok: true, parts: out, truncated: false };
-      startAfter = r.items[r.items.length - 1]?.key;
     }
+    return { ok: true, parts: out, truncated: false };
   }
 
   /**
