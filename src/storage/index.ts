@@ -25,4 +25,7 @@ export {
   entryKey,
   GroupStorage,
   type SnapshotProvider,
+  TAIL_BYTES_MAX,
+  TAIL_ENTRIES_MAX,
+  type TailCacheLimits,
 } from "./raftstore.js";

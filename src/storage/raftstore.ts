@@ -71,6 +71,19 @@ const EMPTY_BASE: SnapshotMeta = Object.freeze({ index: 0, term: 0, confState: E
 
 /** Entries read from the engine per scan in `entries()` (bounds memory for small maxBytes). */
 const ENTRIES_CHUNK = 64;
+/**
+ * Bounds of the per-group cache of the newest persisted entries (see `tail`). 1,000 groups cost
+ * at most 64 MiB; a busy group's apply and its followers' appends need only the last few cycles.
+ */
+export const TAIL_ENTRIES_MAX = 128;
+export const TAIL_BYTES_MAX = 64 * 1024;
+
+/** Bounds of the tail cache (tests shrink them to exercise eviction). */
+export interface TailCacheLimits {
+  readonly entriesMax: number;
+  readonly bytesMax: number;
+}
+const TAIL_LIMITS: TailCacheLimits = { entriesMax: TAIL_ENTRIES_MAX, bytesMax: TAIL_BYTES_MAX };
 const ENTRY_HEADER_BYTES = 4 + 8 + 8 + 1;
 
 function checkGroupId(groupId: string): void {
@@ -212,6 +225,8 @@ interface Staged {
   readonly rd: Ready;
   readonly snapshot: SnapshotMeta | undefined;
   readonly last: { index: number; term: number } | undefined;
+  /** The entries the batch writes (a contiguous run ending at `last`), for the tail cache. */
+  readonly appended: readonly Entry[];
 }
 
 export class GroupStorage implements RaftStorage {
@@ -222,12 +237,22 @@ export class GroupStorage implements RaftStorage {
   private last: number;
   private lastTerm: number;
   private staged: Staged | undefined;
+  /**
+   * The newest persisted entries, in memory: `tail[i]` is entry `last - tail.length + 1 + i`, all
+   * above the log base. Entries are read back right after they are written (to apply them once
+   * committed, and to send them to a follower that was a little behind); serving those from
+   * here saves an engine scan and a checksum per read. Bounded by TAIL_ENTRIES_MAX and
+   * TAIL_BYTES_MAX (or the limits `load` was given); anything older is read from the engine.
+   */
+  private tail: Entry[] = [];
+  private tailBytes = 0;
 
   private constructor(
     private readonly engine: StorageEngine,
     readonly groupId: string,
     private provider: SnapshotProvider | undefined,
     init: { hs: HardState; base: SnapshotMeta; last: number; lastTerm: number },
+    private readonly tailLimits: TailCacheLimits,
   ) {
     this.keys = new Keys(groupId);
     this.hs = init.hs;
@@ -244,6 +269,7 @@ export class GroupStorage implements RaftStorage {
     engine: StorageEngine,
     groupId: string,
     snapshotProvider?: SnapshotProvider,
+    tailLimits: TailCacheLimits = TAIL_LIMITS,
   ): GroupStorage {
     const keys = new Keys(groupId);
     const hsValue = engine.get(keys.hardState);
@@ -272,7 +298,13 @@ export class GroupStorage implements RaftStorage {
       last = e.index;
       lastTerm = e.term;
     }
-    return new GroupStorage(engine, groupId, snapshotProvider, { hs, base, last, lastTerm });
+    return new GroupStorage(
+      engine,
+      groupId,
+      snapshotProvider,
+      { hs, base, last, lastTerm },
+      tailLimits,
+    );
   }
 
   /**
@@ -362,6 +394,8 @@ export class GroupStorage implements RaftStorage {
     if (index === this.base.index) return this.base.term;
     if (index < this.base.index || index > this.last) return undefined;
     if (index === this.last) return this.lastTerm;
+    const cached = this.cached(index);
+    if (cached) return cached.term;
     return this.readEntry(index).term;
   }
 
@@ -373,6 +407,17 @@ export class GroupStorage implements RaftStorage {
     const out: Entry[] = [];
     let size = 0;
     let next = lo;
+    const tailFirst = this.last - this.tail.length + 1;
+    if (this.tail.length > 0 && lo >= tailFirst) {
+      // Same rule as below, from memory.
+      for (let i = lo - tailFirst; next < hi; i++, next++) {
+        const e = this.tail[i] as Entry;
+        size += entryBytes(e);
+        if (size > maxBytes && out.length > 0) break;
+        out.push(e);
+      }
+      return out;
+    }
     // Same rule as MemoryStorage's limitBytes: at least one entry, then stop before the one
     // that would exceed maxBytes. Read in chunks so a small maxBytes reads little.
     while (next < hi) {
@@ -433,6 +478,7 @@ export class GroupStorage implements RaftStorage {
       last = snapshot.index;
     }
     let lastEntry: { index: number; term: number } | undefined;
+    let appended: readonly Entry[] = [];
     const ents = rd.entries;
     if (ents.length > 0) {
       const first = (ents[0] as Entry).index;
@@ -458,12 +504,13 @@ export class GroupStorage implements RaftStorage {
           ops.push({ op: "delRange", start: k.entry(to + 1), end: k.entry(last + 1) });
         }
         lastEntry = { index: to, term: (ents[ents.length - 1] as Entry).term };
+        appended = from === first ? ents : ents.slice(from - first);
       }
     }
     if (rd.hardState) {
       ops.push({ op: "put", key: k.hardState, value: encodeHardState(rd.hardState) });
     }
-    this.staged = { rd, snapshot, last: lastEntry };
+    this.staged = { rd, snapshot, last: lastEntry, appended };
   }
 
   /** Moves the cached view forward once the batch holding `stage(rd)` is written. */
@@ -475,12 +522,49 @@ export class GroupStorage implements RaftStorage {
       this.base = s.snapshot;
       this.last = s.snapshot.index;
       this.lastTerm = s.snapshot.term;
+      this.tail = [];
+      this.tailBytes = 0;
     }
     if (s.last) {
+      this.cacheAppended(s.appended);
       this.last = s.last.index;
       this.lastTerm = s.last.term;
     }
     if (rd.hardState) this.hs = rd.hardState;
+  }
+
+  /** Entry `index` if the tail cache holds it. */
+  private cached(index: number): Entry | undefined {
+    const i = index - (this.last - this.tail.length + 1);
+    return i >= 0 && i < this.tail.length ? this.tail[i] : undefined;
+  }
+
+  /** Puts entries just persisted (replacing any suffix they overwrote) into the tail cache. */
+  private cacheAppended(ents: readonly Entry[]): void {
+    const first = (ents[0] as Entry).index;
+    // Cached entries below `first` stay (they are contiguous with the new ones); the rest were
+    // overwritten.
+    const keep = first - (this.last - this.tail.length + 1);
+    if (keep <= 0) {
+      this.tail = [];
+      this.tailBytes = 0;
+    } else if (keep < this.tail.length) {
+      for (const e of this.tail.splice(keep)) this.tailBytes -= entryBytes(e);
+    }
+    for (const e of ents) {
+      this.tail.push(e);
+      this.tailBytes += entryBytes(e);
+    }
+    let drop = 0;
+    while (
+      drop < this.tail.length &&
+      (this.tail.length - drop > this.tailLimits.entriesMax ||
+        this.tailBytes > this.tailLimits.bytesMax)
+    ) {
+      this.tailBytes -= entryBytes(this.tail[drop] as Entry);
+      drop++;
+    }
+    if (drop > 0) this.tail.splice(0, drop);
   }
 
   /**
@@ -522,6 +606,10 @@ export class GroupStorage implements RaftStorage {
     ops.push({ op: "delRange", start: k.conf(this.base.index + 1), end: k.conf(index + 1) });
     ops.push({ op: "put", key: k.base, value: encodeBase(base) });
     this.base = base;
+    const drop = Math.min(this.tail.length, index - (this.last - this.tail.length + 1) + 1);
+    if (drop > 0) {
+      for (const e of this.tail.splice(0, drop)) this.tailBytes -= entryBytes(e);
+    }
     return true;
   }
 

@@ -28,7 +28,12 @@ import type {
   PbRaftMessage,
   PbSnapshotChunk,
 } from "./codec.js";
-import { channelOptions, type GrpcCounters, type ResolvedGrpcOptions } from "./grpc-options.js";
+import {
+  CHUNK_OVERHEAD_BYTES,
+  channelOptions,
+  type GrpcCounters,
+  type ResolvedGrpcOptions,
+} from "./grpc-options.js";
 import { BoundedQueue } from "./queue.js";
 import type { CallResult } from "./transport.js";
 
@@ -36,6 +41,8 @@ import type { CallResult } from "./transport.js";
 export interface OutgoingBatch {
   readonly pb: PbRaftBatch;
   readonly messages: number;
+  /** An upper bound of its encoded size (what the queue counts). */
+  readonly bytes: number;
 }
 
 export interface OutgoingSnapshot {
@@ -163,8 +170,8 @@ export class PeerLink {
     if (creds) this.connect(creds);
   }
 
-  enqueue(batch: OutgoingBatch, sizeBytes: number): void {
-    for (const dropped of this.queue.push(batch, sizeBytes)) {
+  enqueue(batch: OutgoingBatch): void {
+    for (const dropped of this.queue.push(batch, batch.bytes)) {
       this.ctx.counters.messagesDropped += dropped.messages;
     }
     this.scheduleFlush();
@@ -334,11 +341,35 @@ export class PeerLink {
     });
   }
 
+  /**
+   * The next wire message: the oldest queued batch, merged with the ones after it while the sum
+   * stays within the message limit. Batches queue up together while the stream waits for a
+   * drain, or when several sends of one turn target this peer; one gRPC message costs the same
+   * framing and wake-up on both sides whatever it holds.
+   */
+  private nextMessage(): OutgoingBatch | undefined {
+    const first = this.queue.shift();
+    if (!first) return undefined;
+    const limitBytes = this.ctx.opts.messageBytesMax - CHUNK_OVERHEAD_BYTES;
+    let next = this.queue.peek();
+    if (!next || first.bytes + next.bytes > limitBytes) return first;
+    const messages = [...(first.pb.messages ?? [])];
+    let count = first.messages;
+    let bytes = first.bytes;
+    while (next && bytes + next.bytes <= limitBytes) {
+      this.queue.shift();
+      for (const m of next.pb.messages ?? []) messages.push(m);
+      count += next.messages;
+      bytes += next.bytes;
+      next = this.queue.peek();
+    }
+    return { pb: { from: first.pb.from, messages }, messages: count, bytes };
+  }
+
   private flush(): void {
     const call = this.stream;
     if (!call || !this.up || this.waitingDrain) return;
-    while (this.queue.length > 0) {
-      const out = this.queue.shift() as OutgoingBatch;
+    for (let out = this.nextMessage(); out !== undefined; out = this.nextMessage()) {
       this.ctx.counters.batchesSent++;
       this.ctx.counters.messagesSent += out.messages;
       if (!call.write(out.pb)) {

@@ -14,6 +14,7 @@ import {
   Metadata,
   Server,
   ServerCredentials,
+  type ServiceDefinition,
   type ServiceError,
   status,
 } from "@grpc/grpc-js";
@@ -66,6 +67,7 @@ import {
   type Transport,
   type TransportHandlers,
 } from "./transport.js";
+import { deserializeRaftBatch, serializeRaftBatch } from "./wire.js";
 
 type Ack = Record<string, never>;
 
@@ -128,6 +130,38 @@ function peerSpan(
     },
     parent,
   );
+}
+
+/**
+ * What the Raft stream's deserializer gives for bytes that do not parse. grpc-js fails the whole
+ * stream (INTERNAL) when a deserializer throws; a bad batch must cost only itself, so the
+ * deserializer returns this instead and the handler counts and drops it.
+ */
+const UNPARSABLE_BATCH: PbRaftBatch = Object.freeze({});
+
+function deserializeRaftBatchOrMarker(buf: Buffer): PbRaftBatch {
+  try {
+    return deserializeRaftBatch(buf);
+  } catch {
+    return UNPARSABLE_BATCH;
+  }
+}
+
+/**
+ * kumo.v1.Peer with the Raft stream (de)serialized by wire.ts instead of protobufjs (the schema
+ * and the bytes are the same; see wire.ts for why).
+ */
+function peerServiceFastRaft(): ServiceDefinition {
+  const svc = peerService();
+  const raft = method<PbRaftBatch, Ack>(svc, "Raft");
+  return {
+    ...svc,
+    Raft: {
+      ...raft,
+      requestSerialize: serializeRaftBatch,
+      requestDeserialize: deserializeRaftBatchOrMarker,
+    },
+  };
 }
 
 /** Zero-copy view as a plain Uint8Array (handlers should not see Buffer's extra API). */
@@ -201,7 +235,7 @@ export class GrpcTransport implements Transport {
     this.opts = resolveOptions(options);
     this.self = this.opts.self;
     this.health = new HealthServer(HEALTH_WATCHERS_MAX);
-    const svc = peerService();
+    const svc = peerServiceFastRaft();
     const raft = method<PbRaftBatch, Ack>(svc, "Raft");
     const snapshot = method<PbSnapshotChunk, Ack>(svc, "Snapshot");
     const call = method<PbCallRequest, PbCallResponse>(svc, "Call");
@@ -209,7 +243,7 @@ export class GrpcTransport implements Transport {
     this.rpc = {
       raftPath: raft.path,
       serializeBatch: (b) => {
-        const buf = raft.requestSerialize(b);
+        const buf = serializeRaftBatch(b);
         this.counters.bytesSent += buf.length;
         return buf;
       },
@@ -248,7 +282,7 @@ export class GrpcTransport implements Transport {
   private async startServing(): Promise<void> {
     const { serverCreds, clientCreds } = await this.credentials();
     const server = new Server(serverOptions(this.opts));
-    server.addService(peerService(), {
+    server.addService(peerServiceFastRaft(), {
       Raft: this.serveRaft,
       Call: this.serveCall,
       Snapshot: this.serveSnapshot,
@@ -314,14 +348,14 @@ export class GrpcTransport implements Transport {
     const limitBytes = this.opts.messageBytesMax - CHUNK_OVERHEAD_BYTES;
     const total = batchBytesUpperBound(inline);
     if (total <= limitBytes) {
-      link.enqueue({ pb: encodeBatch(this.self, inline), messages: inline.length }, total);
+      link.enqueue({ pb: encodeBatch(this.self, inline), messages: inline.length, bytes: total });
       return;
     }
     let part: GroupMessage[] = [];
     let partBytes = 0;
     const flush = (): void => {
       if (part.length === 0) return;
-      link.enqueue({ pb: encodeBatch(this.self, part), messages: part.length }, partBytes);
+      link.enqueue({ pb: encodeBatch(this.self, part), messages: part.length, bytes: partBytes });
       part = [];
       partBytes = 0;
     };
@@ -522,9 +556,10 @@ export class GrpcTransport implements Transport {
     });
     call.on("data", (pb: PbRaftBatch) => {
       if (done || !this.handlers) return;
-      const d = decodeBatch(pb);
-      if (!d.ok) {
-        // One bad batch (a newer peer's message type, say) must not cut the whole link.
+      const d = pb === UNPARSABLE_BATCH ? undefined : decodeBatch(pb);
+      if (!d?.ok) {
+        // One bad batch (bytes that do not parse, a newer peer's message type, ...) must not cut
+        // the whole link.
         this.counters.invalidReceived++;
         return;
       }

@@ -84,7 +84,12 @@ export interface Transport {
   start(handlers: TransportHandlers): Promise<void>;
   /** Registers or updates where a peer listens ("host:port" for gRPC). */
   setPeer(id: NodeId, address: string): void;
-  /** Queues a batch for `to`; never blocks, never throws. */
+  /**
+   * Queues a batch for `to`; never blocks, never throws. Messages to one peer arrive in the
+   * order sent (or not at all), but batch boundaries are not kept: consecutive batches still
+   * queued together may arrive as one `onRaft` (the gRPC transport merges them into one wire
+   * message), and a batch over the message limit arrives split.
+   */
   send(to: NodeId, batch: readonly GroupMessage[]): void;
   call(to: NodeId, method: string, body: Uint8Array, timeoutMs: number): Promise<CallResult>;
   /** Whether we currently have a working connection to `to` (best effort). */

@@ -28,6 +28,8 @@ import {
   MemoryEngine,
   type StorageEngine,
   strBytes,
+  TAIL_ENTRIES_MAX,
+  type TailCacheLimits,
   type WriteOp,
 } from "../../src/storage/index.js";
 import { removeDir, tempDir, withLmdb } from "./_util.js";
@@ -98,6 +100,15 @@ function assertSame(g: GroupStorage, m: MemoryStorage, where: string): void {
       m.entries(mid, hi, 60),
       `${where}: entries from ${mid}`,
     );
+    // The newest entries (served by the tail cache when it holds them), and slices ending early.
+    for (let from = Math.max(lo, hi - 4); from < hi; from++) {
+      assert.deepEqual(
+        g.entries(from, hi, Number.POSITIVE_INFINITY),
+        m.entries(from, hi, Number.POSITIVE_INFINITY),
+        `${where}: entries from ${from}`,
+      );
+      assert.deepEqual(g.entries(from, from + 1, 0), m.entries(from, from + 1, 0));
+    }
   }
 }
 
@@ -201,10 +212,11 @@ async function runModel(
   actions: readonly Action[],
   engine0: StorageEngine,
   reopen?: (e: StorageEngine) => Promise<StorageEngine>,
+  tail?: TailCacheLimits,
 ): Promise<StorageEngine> {
   let engine = engine0;
   const ref = new MemoryStorage();
-  let g: GroupStorage = GroupStorage.load(engine, "g7");
+  let g: GroupStorage = GroupStorage.load(engine, "g7", undefined, tail);
   g.setSnapshotProvider(provider(() => g));
   for (const [n, a] of actions.entries()) {
     const where = `step ${n} ${a.kind}`;
@@ -266,7 +278,7 @@ async function runModel(
       if (applies) assert.deepEqual(g.snapshotMeta(), snapshot.meta, `${where}: snapshot meta`);
     } else {
       if (reopen) engine = await reopen(engine);
-      g = GroupStorage.load(engine, "g7");
+      g = GroupStorage.load(engine, "g7", undefined, tail);
       g.setSnapshotProvider(provider(() => g));
     }
     assertSame(g, ref, where);
@@ -285,6 +297,76 @@ describe("GroupStorage", () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  test("matches MemoryStorage with a tiny tail cache (eviction by count and by bytes)", async () => {
+    for (const tail of [
+      { entriesMax: 3, bytesMax: 1 << 20 },
+      { entriesMax: 1 << 10, bytesMax: 150 },
+      { entriesMax: 0, bytesMax: 0 },
+    ]) {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(actionArb, { maxLength: 60, size: "medium" }),
+          async (actions) => {
+            await runModel(actions, new MemoryEngine(), undefined, tail);
+          },
+        ),
+        { numRuns: 150 },
+      );
+    }
+  });
+
+  test("the newest entries are read from memory, older ones from the engine", async () => {
+    const engine = new MemoryEngine();
+    let scans = 0;
+    let gets = 0;
+    const counting: StorageEngine = Object.assign(Object.create(engine) as StorageEngine, {
+      scan: (...a: Parameters<StorageEngine["scan"]>) => {
+        scans++;
+        return engine.scan(...a);
+      },
+      get: (...a: Parameters<StorageEngine["get"]>) => {
+        gets++;
+        return engine.get(...a);
+      },
+    });
+    const g = GroupStorage.load(counting, "g1");
+    const total = TAIL_ENTRIES_MAX + 20;
+    for (let i = 1; i <= total; i += 10) {
+      const entries: Entry[] = Array.from({ length: 10 }, (_, k) => ({
+        term: 1,
+        index: i + k,
+        type: "normal" as const,
+        data: new Uint8Array([k]),
+      }));
+      await persist(counting, g, ready({ entries }));
+    }
+    scans = 0;
+    gets = 0;
+    const newest = g.entries(total - 10, total + 1, Number.POSITIVE_INFINITY);
+    assert.equal(newest.length, 11);
+    assert.equal(g.term(total - 5), 1);
+    assert.equal(scans + gets, 0, "the tail was read from the engine");
+    const oldest = g.entries(1, 5, Number.POSITIVE_INFINITY);
+    assert.deepEqual(
+      oldest.map((e) => e.index),
+      [1, 2, 3, 4],
+    );
+    assert.ok(scans > 0, "evicted entries come from the engine");
+    // A compaction drops cached entries below the new base; a reload starts with no cache.
+    const ops: WriteOp[] = [];
+    g.compact(total - 3, total, ops);
+    await counting.write(ops, { sync: true });
+    assert.deepEqual(
+      g.entries(total - 2, total + 1, Number.POSITIVE_INFINITY).map((e) => e.index),
+      [total - 2, total - 1, total],
+    );
+    scans = 0;
+    const again = GroupStorage.load(counting, "g1");
+    scans = 0;
+    assert.equal(again.entries(total, total + 1, Number.POSITIVE_INFINITY).length, 1);
+    assert.equal(scans, 1);
   });
 
   test("matches MemoryStorage on LmdbEngine, across close/reopen", async () => {
@@ -405,14 +487,16 @@ describe("GroupStorage", () => {
 
   test("a flipped byte in a stored entry is reported, never returned", () =>
     withLmdb(async (engine) => {
-      const g = GroupStorage.load(engine, "7");
+      const w = GroupStorage.load(engine, "7");
       const entries: Entry[] = Array.from({ length: 10 }, (_, i) => ({
         term: 3,
         index: i + 1,
         type: "normal",
         data: strBytes(`payload ${i}`),
       }));
-      await persist(engine, g, ready({ entries, hardState: { term: 3, vote: "a", commit: 4 } }));
+      await persist(engine, w, ready({ entries, hardState: { term: 3, vote: "a", commit: 4 } }));
+      // The writer serves its newest entries from memory; a fresh load reads them from the disk.
+      const g = GroupStorage.load(engine, "7");
       for (const at of [0, 5, 13, 20, 22]) {
         // Flip one byte of entry 5 (crc, term, index, type or data) directly through the engine.
         const key = entryKey("7", 5);

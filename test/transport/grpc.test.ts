@@ -15,8 +15,13 @@ import {
   type PbRaftBatch,
   type PbSnapshotChunk,
 } from "../../src/transport/codec.js";
-import { GrpcTransport, type GrpcTransportOptions } from "../../src/transport/index.js";
+import {
+  type GroupMessage,
+  GrpcTransport,
+  type GrpcTransportOptions,
+} from "../../src/transport/index.js";
 import { method, peerService } from "../../src/transport/protos.js";
+import { serializeRaftBatch } from "../../src/transport/wire.js";
 import {
   bytes,
   eventually,
@@ -59,14 +64,42 @@ async function node(
   return { t, rec };
 }
 
-/** A raw kumo.v1.Peer client, to send what a correct transport never would. */
-function rawClientStream<Req>(address: string, name: "Raft" | "Snapshot") {
+/** A small message limit, so that a few 60 KiB appends exceed it. */
+const SMALL_LIMITS = {
+  messageBytesMax: 256 * 1024,
+  snapshotInlineBytesMax: 64 * 1024,
+  snapshotChunkBytes: 64 * 1024,
+};
+
+/** An append from a to b carrying one entry of `size` bytes. */
+function app(i: number, size: number): Message {
+  return {
+    type: "app",
+    from: "a",
+    to: "b",
+    term: 1,
+    index: i,
+    logTerm: 1,
+    commit: 0,
+    entries: [{ term: 1, index: i + 1, type: "normal", data: bytes(size, i) }],
+  };
+}
+
+/**
+ * A raw kumo.v1.Peer client, to send what a correct transport never would; `serialize` replaces
+ * the schema's serializer (to send raw bytes, say).
+ */
+function rawClientStream<Req>(
+  address: string,
+  name: "Raft" | "Snapshot",
+  serialize?: (r: Req) => Buffer,
+) {
   const m = method<Req, unknown>(peerService(), name);
   const client = new Client(address, credentials.createInsecure());
   let result: { err: ServiceError | null } | undefined;
   const call = client.makeClientStreamRequest<Req, unknown>(
     m.path,
-    m.requestSerialize,
+    serialize ?? m.requestSerialize,
     m.responseDeserialize,
     new Metadata(),
     {},
@@ -122,24 +155,9 @@ describe("GrpcTransport", () => {
   });
 
   test("a batch larger than the message limit is split, in order; an impossible message is dropped", async () => {
-    const options = {
-      messageBytesMax: 256 * 1024,
-      snapshotInlineBytesMax: 64 * 1024,
-      snapshotChunkBytes: 64 * 1024,
-    };
-    const a = await node("a", options);
-    const b = await node("b", options);
+    const a = await node("a", SMALL_LIMITS);
+    const b = await node("b", SMALL_LIMITS);
     a.t.setPeer("b", b.t.address());
-    const app = (i: number, size: number): Message => ({
-      type: "app",
-      from: "a",
-      to: "b",
-      term: 1,
-      index: i,
-      logTerm: 1,
-      commit: 0,
-      entries: [{ term: 1, index: i + 1, type: "normal", data: bytes(size, i) }],
-    });
     const batch = Array.from({ length: 10 }, (_, i) => ({ group: "g", msg: app(i, 60 * 1024) }));
     a.t.send("b", batch);
     await eventually(() => b.rec.messages().length === 10, "all ten messages");
@@ -262,6 +280,35 @@ describe("GrpcTransport", () => {
     call.end();
   });
 
+  test("bytes that do not parse as a batch are dropped without closing the stream", async () => {
+    const b = await node("b");
+    const { call, result } = rawClientStream<Buffer>(b.t.address(), "Raft", (buf) => buf);
+    const valid = (term: number): Buffer =>
+      serializeRaftBatch({
+        from: "x",
+        messages: [
+          { group: "g", msg: { type: "MESSAGE_TYPE_TIMEOUT_NOW", from: "x", to: "b", term } },
+        ],
+      });
+    call.write(valid(3));
+    // A group (wire type 3), a length past the end, a truncated batch.
+    for (const bad of [
+      Buffer.from([0x0b]),
+      Buffer.from([0x12, 0x05, 0x0a]),
+      valid(4).subarray(0, 9),
+    ])
+      call.write(bad);
+    call.write(valid(5));
+    await eventually(() => b.rec.batches.length === 2, "the valid batches");
+    assert.deepEqual(
+      b.rec.batches.map((r) => r.batch[0]?.msg.term),
+      [3, 5],
+    );
+    assert.equal(b.t.stats().invalidReceived, 3);
+    assert.equal(result(), undefined, "the stream is still open");
+    call.end();
+  });
+
   test("start() on a port in use fails with a clear error", async () => {
     const a = await node("a");
     const clash = new GrpcTransport({ self: "b", listen: a.t.address() });
@@ -319,5 +366,31 @@ describe("GrpcTransport", () => {
     assert.equal(b.rec.batches.length, 0);
     await a.start(new Recorder());
     await eventually(() => b.rec.batches.length === 1, "the early batch");
+  });
+
+  test("batches queued together go out merged into few wire messages, in order, within the limit", async () => {
+    const b = await node("b", SMALL_LIMITS);
+    const a = new GrpcTransport({
+      self: "a",
+      listen: "127.0.0.1:0",
+      stopGraceMs: 200,
+      ...SMALL_LIMITS,
+    });
+    live.push(a);
+    a.setPeer("b", b.t.address());
+    // 30 small sends and 6 of 60 KiB queue up while the stream is not open yet.
+    const sent: GroupMessage[] = [];
+    for (let i = 0; i < 30; i++) sent.push(heartbeat("a", "b", i));
+    for (let i = 0; i < 6; i++) sent.push({ group: "g", msg: app(i, 60 * 1024) });
+    for (const m of sent) a.send("b", [m]);
+    await a.start(new Recorder());
+    await eventually(() => b.rec.messages().length === sent.length, "every message");
+    assert.deepStrictEqual(b.rec.messages(), sent);
+    // 36 sends: the heartbeats share one message, the appends need at least two (the limit).
+    assert.ok(
+      b.rec.batches.length >= 2 && b.rec.batches.length <= 4,
+      `${b.rec.batches.length} wire batches`,
+    );
+    assert.equal(a.stats().batchesSent, b.rec.batches.length);
   });
 });
