@@ -428,12 +428,19 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
    * only between cycles: during a cycle the engine may already show writes staged for entries
    * that raft has not yet marked applied (and configuration changes it has not yet taken), so
    * data, index and configuration would disagree. Then raft is told "temporarily unavailable"
-   * and retries on the next heartbeat. The image is cached while it is still current.
+   * and retries when the cycle ends (retryRefusedSnapshots) or on the next heartbeat answer. The
+   * image is cached while it is still current.
    */
   private makeSnapshot(g: Group<R, M>): Snapshot | undefined {
-    if (this.cycleRunning || g.machine.applied !== g.machine.durableApplied) return undefined;
+    if (this.cycleRunning || g.machine.applied !== g.machine.durableApplied) {
+      this.snapshotsRefused.add(g);
+      return undefined;
+    }
     const st = g.raft.status();
-    if (st.applied !== g.machine.durableApplied) return undefined;
+    if (st.applied !== g.machine.durableApplied) {
+      this.snapshotsRefused.add(g);
+      return undefined;
+    }
     const cached = this.snapshots.get(g.id);
     if (cached && cached.meta.index === st.applied) return cached;
     const snap: Snapshot = {
@@ -446,10 +453,12 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
 
   // ------------------------------------------------------------------ inputs
 
-  /** Raft messages from a peer node (possibly for many groups). */
+  /** Groups whose snapshot makeSnapshot refused (retried when the cycle ends). */
+  private readonly snapshotsRefused = new Set<Group<R, M>>();
   /** Groups stepped while a cycle was in flight (their eager messages go out at once). */
   private readonly eagerGroups = new Set<Group<R, M>>();
 
+  /** Raft messages from a peer node (possibly for many groups). */
   receive(from: NodeId, batch: readonly GroupMessage[]): void {
     for (const { group, msg, traces } of batch) {
       const g = this.groups.get(group);
@@ -780,7 +789,24 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     } finally {
       this.cycleRunning = false;
     }
+    this.retryRefusedSnapshots();
     if (this.dirty.size > 0 || this.pendingOps.length > 0) this.schedule();
+  }
+
+  /**
+   * Between cycles the snapshot provider can answer: retry the snapshots it refused during the
+   * cycle now, instead of on a heartbeat answer that, under load, tends to arrive during the next
+   * cycle again. A group whose retry is refused again waits for the next cycle's end (no spin).
+   */
+  private retryRefusedSnapshots(): void {
+    if (this.snapshotsRefused.size === 0) return;
+    const groups = [...this.snapshotsRefused];
+    this.snapshotsRefused.clear();
+    for (const g of groups) {
+      if (g.removed || !g.raft.hasSnapshotsWanted()) continue;
+      g.raft.retrySnapshots();
+      if (g.raft.hasReady()) this.dirty.add(g);
+    }
   }
 
   private async runCycle(): Promise<void> {

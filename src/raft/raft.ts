@@ -164,6 +164,8 @@ export class RawNode {
   private vote: NodeId = NONE;
   private lead: NodeId = NONE;
   private role: Role = "follower";
+  /** Followers whose snapshot the storage could not provide when it was due (sendSnapshot). */
+  private readonly snapshotsWanted = new Set<NodeId>();
 
   private conf: ConfState;
   private voters: JointVoters = { incoming: new Set(), outgoing: new Set() };
@@ -414,6 +416,30 @@ export class RawNode {
     this.forwardBuf = [];
     this.forwardBytes = 0;
     return m;
+  }
+
+  /** Whether a snapshot the storage could not provide is still owed to a follower. */
+  hasSnapshotsWanted(): boolean {
+    return this.snapshotsWanted.size > 0;
+  }
+
+  /**
+   * Tries again, now, to send the snapshots the storage said were temporarily unavailable. A
+   * host calls it when its snapshot provider can answer (between its cycles). Otherwise the
+   * retry waits for the follower's next heartbeat answer, and on a host whose cycles run back to
+   * back under load that answer can keep arriving while the provider is unavailable, starving a
+   * new replica of its snapshot.
+   */
+  retrySnapshots(): void {
+    const wanted = [...this.snapshotsWanted];
+    this.snapshotsWanted.clear();
+    if (this.role !== "leader") return;
+    for (const id of wanted) {
+      const pr = this.prs.get(id);
+      if (pr?.state !== "probe") continue;
+      pr.probeSent = false;
+      this.sendAppend(id, false);
+    }
   }
 
   /**
@@ -733,6 +759,7 @@ export class RawNode {
       this.vote = NONE;
     }
     this.lead = NONE;
+    this.snapshotsWanted.clear();
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.randomizedElectionTimeout = this.electionTimeout + this.random.int(this.electionTimeout);
@@ -1219,8 +1246,10 @@ export class RawNode {
   private sendSnapshot(to: NodeId, pr: Progress): void {
     const snapshot = this.log.snapshot();
     if (!snapshot) {
-      // Temporarily unavailable: wait for the next heartbeat answer and try again.
+      // Temporarily unavailable: try again on the next heartbeat answer, or when the host says
+      // the storage can provide one (retrySnapshots), whichever comes first.
       pr.probeSent = true;
+      this.snapshotsWanted.add(to);
       return;
     }
     this.send({ type: "snap", to, from: this.id, term: this.term, snapshot });

@@ -146,6 +146,13 @@ describe("multi-raft host", () => {
       5000,
       "all groups quiesced",
     );
+    // A follower answers the quiescing heartbeat once its cycle's write is durable, which can
+    // be a moment after the group counts as quiesced here: let those answers go out first.
+    const sentNow = () => nodes.map((n) => n.transport.stats().messagesSent).join();
+    for (let i = 0, last = ""; i < 100 && sentNow() !== last; i++) {
+      last = sentNow();
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const ticks = nodes.map((n) => n.host.stats.ticksDelivered);
     const msgs = nodes.map((n) => n.transport.stats().messagesSent);
     await new Promise((r) => setTimeout(r, 300)); // 30 ticks of wall time

@@ -49,6 +49,39 @@ describe("snapshots", () => {
     assert.equal(lastIndexOf(h, "c"), lastIndexOf(h, "a"));
   });
 
+  // Rule: a snapshot the storage cannot provide right now is owed, not forgotten: the host's
+  // retrySnapshots() (called when its provider can answer) sends it without waiting for a
+  // heartbeat answer, which under load may keep arriving while the provider is unavailable.
+  test("a snapshot the storage could not provide is sent on retrySnapshots(), without a heartbeat", () => {
+    const h = cluster("a");
+    h.stop("c");
+    proposeAll(h, "a", values(10));
+    h.peer("a").compact(0);
+    const storage = h.peer("a").storage;
+    const real = storage.snapshot.bind(storage);
+    storage.snapshot = () => undefined as unknown as ReturnType<typeof real>;
+    h.restart("c");
+    h.tick(3);
+    const leader = h.node("a");
+    assert.equal(sentOf(h, "snap").length, 0, "no snapshot while the storage refuses");
+    assert.ok(leader.hasSnapshotsWanted(), "the refused snapshot is owed");
+    // Nothing retries without a heartbeat answer: delivering what is in flight sends nothing.
+    h.deliver();
+    assert.equal(sentOf(h, "snap").length, 0);
+    storage.snapshot = real;
+    const sent = h.sent.length;
+    leader.retrySnapshots();
+    assert.equal(leader.hasSnapshotsWanted(), false);
+    h.flush();
+    const snaps = sentOf(h, "snap", (m) => m.to === "c", sent);
+    assert.equal(snaps.length, 1, "sent at once, before any heartbeat");
+    h.deliver();
+    assertApplied(h, ABC, values(10));
+    // A follower's retrySnapshots() is a no-op.
+    h.node("b").retrySnapshots();
+    assert.equal(h.node("b").hasSnapshotsWanted(), false);
+  });
+
   // Rule: a snapshot in flight pauses appends to that follower; if its acknowledgement is lost
   // the leader falls back to probing after snapshotRetryTicks and the follower still converges.
   test("appends pause while a snapshot is in flight; a lost ack is recovered", () => {
