@@ -48,7 +48,7 @@ export const CHUNK_BYTES = 1 << 20;
 /** Chunks per chunk-list page (36 bytes each: about 9 KiB). */
 export const PAGE_CHUNKS = 256;
 /** Chunk writes in flight per upload (the upload's memory: about this many MiB). */
-const PUT_INFLIGHT_CHUNKS = 8;
+export const PUT_INFLIGHT_CHUNKS = 4;
 /**
  * Chunk bytes being written by all uploads of this node together. Past it, uploads stop
  * reading their bodies (TCP backpressure to the clients) instead of queueing more chunk
@@ -575,7 +575,9 @@ export class ObjectIndex {
       });
       const tracked = p.finally(() => inflight.delete(tracked));
       inflight.add(tracked);
-      return tracked;
+      // Nothing returned: returning `tracked` from this async function would make the caller's
+      // `await` wait for the chunk to be stored, one chunk at a time (the pipeline of up to
+      // PUT_INFLIGHT_CHUNKS would never fill).
     };
 
     let slots = 0;
