@@ -228,6 +228,34 @@ export function recordAfterSplit(
   return { ...rec, shards };
 }
 
+/**
+ * The shards a node should hold a replica of: those a record lists it in, the fixed keyspaces'
+ * shards, and a split's new half this node created by applying the split (`localChildren`, the
+ * last child of each parent held here) **while no record has that half yet**: recordSplit writes
+ * its record just after the split applies, and until then nothing else names it. Once the half
+ * has a record, the record decides like for any shard. (Keeping every local child wanted for as
+ * long as its parent is held kept orphans alive: a node that held the parent as a learner makes
+ * a replica of the half that is not in the half's configuration, which never catches up; a
+ * later move of the half to that node then waited for ever for it to pass the split.)
+ */
+export function replicasWantedOn(
+  self: NodeId,
+  records: readonly KeyspaceRecord[],
+  fixedShards: Iterable<string>,
+  localChildren: Iterable<string>,
+): Set<string> {
+  const wanted = new Set<string>(fixedShards);
+  const recorded = new Set<string>();
+  for (const rec of records) {
+    for (const s of rec.shards) {
+      recorded.add(s.id);
+      if (s.replicas.includes(self)) wanted.add(s.id);
+    }
+  }
+  for (const child of localChildren) if (!recorded.has(child)) wanted.add(child);
+  return wanted;
+}
+
 export interface KeyspaceRecord {
   readonly name: string;
   readonly sharding: Sharding;

@@ -10,6 +10,7 @@ import {
   planKeyspace,
   recordAfterSplit,
   replicaLoad,
+  replicasWantedOn,
   statsFromReports,
   validateKeyspaceSpec,
 } from "../../src/placement/keyspaces.js";
@@ -146,6 +147,36 @@ describe("keyspace records", () => {
     assert.notEqual(next.shards[1]?.replicas[0], first.replicas[0]);
     assert.equal(recordAfterSplit(next, first.id, at, "t.g.x"), undefined, "already recorded");
     assert.equal(recordAfterSplit(rec, first.id, first.start, "y"), undefined, "at the start");
+  });
+
+  test("the replicas a node keeps: listed ones, fixed ones, and a split's half only until it has a record", () => {
+    const rec = (shards: [string, string[]][]) => ({
+      name: "r",
+      sharding: "range" as const,
+      replicas: 3,
+      generation: "g",
+      shards: shards.map(([id, replicas], i) => ({
+        id,
+        start: String(i),
+        end: i === shards.length - 1 ? "" : String(i + 1),
+        replicas,
+      })),
+    });
+    const sorted = (x: Set<string>) => [...x].sort();
+    // n4 holds parent "p" (listed) and made "c" by applying p's split; no record has "c" yet.
+    const before = [rec([["p", ["n1", "n4", "n5"]]])];
+    assert.deepEqual(sorted(replicasWantedOn("n4", before, ["meta"], ["c"])), ["c", "meta", "p"]);
+    // The split is recorded and "c" placed elsewhere: n4's replica of it is an orphan to let go,
+    // even though n4 still holds the parent (whose last child stays "c").
+    const after = [
+      rec([
+        ["p", ["n1", "n4", "n5"]],
+        ["c", ["n1", "n2", "n3"]],
+      ]),
+    ];
+    assert.deepEqual(sorted(replicasWantedOn("n4", after, [], ["c"])), ["p"]);
+    // Listed in the half's record: kept, whatever the parent.
+    assert.deepEqual(sorted(replicasWantedOn("n2", after, [], [])), ["c"]);
   });
 
   test("the metadata group: 3 voters, 5 from five eligible members, never shrinking in a failure", () => {

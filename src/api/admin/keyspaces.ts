@@ -43,6 +43,7 @@ import {
   REPORT_SHARDS_MAX,
   recordAfterSplit,
   replicaLoad,
+  replicasWantedOn,
   type ShardStats,
   SPLIT_BYTES_DEFAULT,
   statsFromReports,
@@ -701,19 +702,20 @@ export class KeyspaceAdmin {
     const map = new ShardMap(++this.version, [...fixed, ...r.records.map(recordKeyspace)]);
     this.kv.setShardMap(map);
     this.notePlacement(map);
-    // Replicas of shards no record places here any more go (a deleted keyspace); the fixed
-    // keyspaces' shards are never removed here.
-    const wanted = new Set(
-      r.records.flatMap((rec) =>
-        rec.shards.filter((s) => s.replicas.includes(this.self)).map((s) => s.id),
-      ),
-    );
-    for (const k of fixed) for (const s of k.shards) wanted.add(s.id);
-    // A split half exists locally before its record does (recordSplit writes it afterwards).
+    // Replicas of shards no record places here any more go (a moved replica, a deleted
+    // keyspace); the fixed keyspaces' shards are never removed here. A split half exists
+    // locally before its record does (recordSplit writes it afterwards): see replicasWantedOn.
+    const localChildren: string[] = [];
     for (const id of this.host.groupIds()) {
       const child = this.host.localMachine(id)?.metaDurable.child;
-      if (child !== undefined) wanted.add(child);
+      if (child !== undefined) localChildren.push(child);
     }
+    const wanted = replicasWantedOn(
+      this.self,
+      r.records,
+      fixed.flatMap((k) => k.shards.map((s) => s.id)),
+      localChildren,
+    );
     const now = Date.now();
     for (const id of this.host.groupIds()) {
       if (wanted.has(id)) {
