@@ -41,6 +41,11 @@ export const SPLIT_LOAD_OPS_PER_SEC_DEFAULT = 2000;
 export const SPLIT_HOT_REPORTS_MIN_DEFAULT = 3;
 /** Replica moves in flight at once, cluster-wide (each copies a shard: snapshot + log). */
 export const MOVES_MAX_DEFAULT = 8;
+/**
+ * A move in flight this long has stopped counting as progressing (see `Round.progressing`):
+ * far longer than copying a shard of SPLIT_BYTES_DEFAULT takes, even on a slow network.
+ */
+export const MOVE_STALL_MS_DEFAULT = 10 * 60_000;
 export const SPLITS_MAX_DEFAULT = 4;
 export const LEADER_TRANSFERS_MAX_DEFAULT = 8;
 /** Bounds the hot-report counters (they only need to reach the minimum). */
@@ -53,6 +58,8 @@ export interface PlanLimits {
   readonly movesMax: number;
   readonly splitsMax: number;
   readonly leaderTransfersMax: number;
+  /** A move in flight longer than this holds no budget (with `ClusterView.movesSinceMs`). */
+  readonly moveStallMs: number;
 }
 
 export const PLAN_LIMITS_DEFAULT: PlanLimits = {
@@ -62,6 +69,7 @@ export const PLAN_LIMITS_DEFAULT: PlanLimits = {
   movesMax: MOVES_MAX_DEFAULT,
   splitsMax: SPLITS_MAX_DEFAULT,
   leaderTransfersMax: LEADER_TRANSFERS_MAX_DEFAULT,
+  moveStallMs: MOVE_STALL_MS_DEFAULT,
 };
 
 /** Why a voter must go. */
@@ -156,7 +164,8 @@ function checkLimits(limits: PlanLimits): void {
       limits.splitBytes > 0 &&
       limits.splitLoadOpsPerSec > 0 &&
       Number.isInteger(limits.splitHotReportsMin) &&
-      limits.splitHotReportsMin >= 1,
+      limits.splitHotReportsMin >= 1 &&
+      limits.moveStallMs > 0,
     () => `invalid plan limits: ${JSON.stringify(limits)}`,
   );
 }
@@ -165,6 +174,20 @@ function checkLimits(limits: PlanLimits): void {
 export function moveInFlight(shard: ShardDesc, stats: ShardStats | undefined): boolean {
   if (stats === undefined) return false;
   return stats.learners.length > 0 || !sameSet(stats.voters, shard.voters);
+}
+
+/**
+ * The view with `movesSinceMs` filled in from `since` (shard id → when the caller first saw its
+ * move in flight), which it updates in place: moves no longer in flight are forgotten, new ones
+ * start now. The placement leader keeps `since` between its rounds.
+ */
+export function withMovesSince(view: ClusterView, since: Map<string, number>): ClusterView {
+  const movesSinceMs: Record<string, number> = {};
+  for (const s of view.shards)
+    if (moveInFlight(s, view.stats[s.id])) movesSinceMs[s.id] = since.get(s.id) ?? view.nowMs;
+  since.clear();
+  for (const [id, ms] of Object.entries(movesSinceMs)) since.set(id, ms);
+  return { ...view, movesSinceMs };
 }
 
 /**
@@ -259,9 +282,15 @@ class Round {
 
   /**
    * Whether a move in flight can make progress: the group has a leader (or no replica yet, so
-   * none to wait for), and every incoming replica is on an alive node.
+   * none to wait for), every incoming replica is on an alive node, and it has not been in flight
+   * for longer than `moveStallMs`. The last is for what the view cannot show: a move can wait
+   * for ever on a replica its node never creates (docs/placement.md, "Liveness and stale
+   * replicas", has the case that was found), and a stuck move that held the budget would starve
+   * every other shard's repair, the repair of a dead node's replicas included.
    */
   private progressing(shard: ShardDesc, stats: ShardStats): boolean {
+    const since = this.view.movesSinceMs?.[shard.id];
+    if (since !== undefined && this.view.nowMs - since > this.limits.moveStallMs) return false;
     if (!stats.leader && stats.voters.length > 0) return false;
     const current = new Set(stats.voters);
     const incoming = [...shard.voters.filter((v) => !current.has(v)), ...stats.learners];

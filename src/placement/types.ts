@@ -89,6 +89,12 @@ export interface ClusterView {
   readonly stats: Readonly<Record<string, ShardStats>>;
   /** The placement leader's clock, for liveness (`livenessAt`). */
   readonly nowMs: number;
+  /**
+   * Since when (the placement leader's clock) each shard's move has been seen in flight, by
+   * shard id; absent when the caller does not track it. A move in flight for longer than
+   * `PlanLimits.moveStallMs` stops holding the moves budget.
+   */
+  readonly movesSinceMs?: Readonly<Record<string, number>>;
 }
 
 /** The zone of a member ("" when unlabelled: all unlabelled nodes share one zone). */

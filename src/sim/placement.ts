@@ -49,6 +49,7 @@ import {
   type Sharding,
   type ShardStats,
   unlistedVoters,
+  withMovesSince,
 } from "../placement/index.js";
 import {
   applyConfChange,
@@ -252,6 +253,8 @@ class SimNode {
   records: KeyspaceRecord[] = [];
   members = new Map<NodeId, MemberRecord>();
   lastPlanMs = 0;
+  /** KeyspaceAdmin.movesSince: when each move was first seen in flight. */
+  readonly movesSince = new Map<string, number>();
   lastRingMs = Number.NEGATIVE_INFINITY;
   ticks = 0;
 
@@ -265,6 +268,7 @@ class SimNode {
     this.records = [];
     this.members = new Map();
     this.lastPlanMs = 0;
+    this.movesSince.clear();
     this.lastRingMs = Number.NEGATIVE_INFINITY;
   }
 }
@@ -890,7 +894,7 @@ class PlacementSim {
     if (this.now - n.lastPlanMs < PLAN_INTERVAL_MS) return;
     const snapshot = [...this.records.values()];
     const records = snapshot.map((x) => x.record);
-    const plan = planAll(this.clusterView(n, records), {
+    const plan = planAll(withMovesSince(this.clusterView(n, records), n.movesSince), {
       ...PLAN_LIMITS_DEFAULT,
       movesMax: MOVES_PER_ROUND,
     });

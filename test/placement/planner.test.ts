@@ -212,6 +212,43 @@ test("repair: the moves budget counts moves in flight, and goes to the shards mo
   );
 });
 
+test("repair: moves in flight for longer than moveStallMs stop holding the budget", () => {
+  // Two moves whose learners are on alive nodes and whose groups have leaders: they look
+  // progressing, but (as when the learner's node never creates its replica) never finish.
+  const members = ["n1", "n2", "n3", "n4", "n5", "n6"].map((id) => member(id));
+  members.push(member("d1", { liveness: "dead" }));
+  const shards = [
+    shard("m1", ["n1", "n2", "n4"]),
+    shard("m2", ["n2", "n3", "n5"]),
+    shard("r", ["n1", "n3", "d1"]), // a dead voter to replace
+  ];
+  const stats = {
+    m1: settled(shards[0] as ShardDesc, { voters: ["n1", "n2", "n3"], learners: ["n4"] }),
+    m2: settled(shards[1] as ShardDesc, { voters: ["n1", "n2", "n3"], learners: ["n5"] }),
+  };
+  const lim = limits({ movesMax: 2, moveStallMs: 60_000 });
+  const at = (nowMs: number, sinceMs: number): ClusterView => ({
+    ...view({ members, shards, stats }),
+    nowMs,
+    movesSinceMs: { m1: sinceMs, m2: sinceMs },
+  });
+  // Not tracked, or in flight for less than moveStallMs: the budget is full, "r" waits.
+  for (const v of [view({ members, shards, stats }), at(100_000, 50_000)]) {
+    const plan = planRepair(v, lim);
+    assert.deepEqual(plan.ops, []);
+    assert.deepEqual(
+      plan.blocked.map((b) => [b.shard, b.reason]),
+      [["r", "moves-limit"]],
+    );
+  }
+  // Stalled: "r" is repaired (the stalled moves stay as they are: nothing urgent about them).
+  const plan = planRepair(at(100_000, 39_999), lim);
+  assert.deepEqual(
+    plan.ops.map((op) => [op.shard, op.kind]),
+    [["r", "replace"]],
+  );
+});
+
 test("repair: a shard of an unknown keyspace is reported, not touched", () => {
   const members = ["n1", "n2", "n3"].map((id) => member(id));
   const plan = planRepair(view({ members, shards: [shard("s1", ["n1"], { keyspace: "gone" })] }));

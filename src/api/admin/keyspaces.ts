@@ -48,6 +48,7 @@ import {
   SPLIT_BYTES_DEFAULT,
   statsFromReports,
   validateKeyspaceSpec,
+  withMovesSince,
 } from "../../placement/index.js";
 import type { NodeId } from "../../raft/index.js";
 import {
@@ -385,19 +386,29 @@ export class KeyspaceAdmin {
     return true;
   }
 
+  /**
+   * Since when this node, planning as the metadata leader, has seen each shard's move in
+   * flight (a new placement leader starts counting afresh: it can only be later, never wrongly
+   * early).
+   */
+  private readonly movesSince = new Map<string, number>();
+
   /** The records as the planners see them, with the members' latest reports. */
   private clusterView(records: readonly KeyspaceRecord[], nowMs: number): ClusterView {
     const { stats, reports } = statsFromReports(this.reports, Date.now(), REPORT_STALE_MS);
-    return clusterViewOf({
-      records,
-      members: this.members,
-      memberRecord: (id) => this.memberRecords.get(id),
-      liveness: (id) => this.livenessOf(id, nowMs),
-      unreachableSince: (id) => this.unreachableSince.get(id),
-      nowMs,
-      stats,
-      report: (id) => reports.get(id),
-    });
+    return withMovesSince(
+      clusterViewOf({
+        records,
+        members: this.members,
+        memberRecord: (id) => this.memberRecords.get(id),
+        liveness: (id) => this.livenessOf(id, nowMs),
+        unreachableSince: (id) => this.unreachableSince.get(id),
+        nowMs,
+        stats,
+        report: (id) => reports.get(id),
+      }),
+      this.movesSince,
+    );
   }
 
   // ------------------------------------------------------------------ reports
