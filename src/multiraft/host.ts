@@ -360,6 +360,14 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     return this.groups.has(id);
   }
 
+  /**
+   * Writes proposed through this replica and not answered yet. A caller about to drop the
+   * replica waits for them: removeGroup could only answer them "outcome unknown".
+   */
+  pendingProposals(id: string): number {
+    return this.groups.get(id)?.proposals.size ?? 0;
+  }
+
   groupIds(): string[] {
     return [...this.groups.keys()];
   }

@@ -198,6 +198,11 @@ export class RawNode {
   private leadTransferee: NodeId = NONE;
   private leaseDisabled = false;
   private pendingConfIndex = 0;
+  /**
+   * A leader's cache for leaving(): the members once its log up to `index` is applied (a
+   * leader's log only grows within its term, so index and term identify that prefix).
+   */
+  private pendingMembers: { index: number; term: number; members: ReadonlySet<NodeId> } | undefined;
   private uncommittedBytes = 0;
   private heartbeatSeq = 0;
   private pendingReads: PendingRead[] = [];
@@ -1423,7 +1428,10 @@ export class RawNode {
     if (this.role === "leader" && !this.firstSightOfProp(m)) return;
     // A sender outside the configuration (removed, or not added yet) would never receive the
     // entries, so it could never answer its client: refuse, and it sends the client elsewhere.
-    const accept = this.role === "leader" && this.prs.has(m.from);
+    // The same goes for a sender that a configuration change in our log, not applied yet, takes
+    // out: an entry appended after that change commits after it, and once we apply the change
+    // we stop replicating to the sender, which would wait for its proposal in vain.
+    const accept = this.role === "leader" && this.prs.has(m.from) && !this.leaving(m.from);
     const refused: Entry[] = [];
     let reason: PropRefusal = "NOT_LEADER";
     for (const e of m.entries) {
@@ -1433,6 +1441,32 @@ export class RawNode {
       if (r && (r.code === "OVERLOADED" || r.code === "TRANSFERRING")) reason = r.code;
     }
     if (refused.length > 0) this.refuseProp(m, refused, reason);
+  }
+
+  /**
+   * Whether a configuration change in the log but not applied yet removes `id` (a leader's
+   * question: see handleProp). Changes are serialized (pendingConfIndex), so there are few such
+   * entries; the members they leave are computed once per pendingConfIndex.
+   */
+  private leaving(id: NodeId): boolean {
+    if (this.pendingConfIndex <= this.log.applied) return false;
+    let pending = this.pendingMembers;
+    if (
+      pending === undefined ||
+      pending.index !== this.pendingConfIndex ||
+      pending.term !== this.term
+    ) {
+      let conf = this.conf;
+      const lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+      for (const e of this.log.slice(lo, this.pendingConfIndex + 1, Number.POSITIVE_INFINITY)) {
+        if (e.type !== "conf") continue;
+        const r = applyConfChange(conf, decodeConfChange(e.data));
+        if (r.ok) conf = r.confState;
+      }
+      pending = { index: this.pendingConfIndex, term: this.term, members: allMembers(conf) };
+      this.pendingMembers = pending;
+    }
+    return !pending.members.has(id);
   }
 
   /**

@@ -88,3 +88,28 @@ test("read counters exist only for the shards a node still holds", async () => {
   kv1.forgetReadsExcept(new Set());
   assert.equal(kv1.readsOf("ks.c.0"), 0);
 });
+
+test("a write through a node whose replica the group removed, still in the map, reaches the leader", async () => {
+  // A replica being moved away: the group has applied its removal, the map (written after the
+  // move) still lists it. Its forwards are refused by the leader; the write must go to the
+  // leader directly and succeed, not wait for a leader this replica will never hear from.
+  const [h1] = cluster.hosts;
+  const [kv1, , kv3] = services as [KvService, KvService, KvService];
+  await createEverywhere("ks.d.0");
+  for (const kv of services) {
+    kv.setShardMap(mapOf(5, "ks.d.0"));
+    kv.setKeyspaceResolver(async () => kv.setShardMap(mapOf(5, "ks.d.0")));
+  }
+  const first = await kv1.put("ks", enc.encode("m"), enc.encode("0"), { kind: "none" });
+  assert.ok(first.ok, JSON.stringify(first));
+  const cc = h1?.proposeConfChange("ks.d.0", { changes: [{ type: "removeNode", node: "n3" }] });
+  assert.ok(cc?.ok, JSON.stringify(cc));
+  for (let i = 0; h1?.status("ks.d.0")?.voters.includes("n3"); i++) {
+    assert.ok(i < 500, "the removal applies on the leader");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const w = await kv3.put("ks", enc.encode("m"), enc.encode("1"), { kind: "none" });
+  assert.ok(w.ok, JSON.stringify(w));
+  const g = await kv1.get("ks", enc.encode("m"), "linearizable");
+  assert.ok(g.ok && g.item !== undefined && dec.decode(g.item.value) === "1", JSON.stringify(g));
+});

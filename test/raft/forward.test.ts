@@ -174,6 +174,33 @@ describe("forwarded proposals: membership", () => {
   });
 });
 
+describe("forwarded proposals: a pending removal", () => {
+  // Once the leader applies c's removal it stops replicating to c, so c would never see an entry
+  // appended after the change commit: its client would wait, then hear "outcome unknown".
+  test("a leader refuses proposals from a node its unapplied configuration change removes", () => {
+    const h = cluster("a");
+    assert.ok(h.node("a").proposeConfChange({ changes: [{ type: "removeNode", node: "c" }] }).ok);
+    assert.ok(forward(h, "c", "from-c").ok, "c has not seen the change yet");
+    assert.ok(forward(h, "b", "from-b").ok);
+    h.flush();
+    // The proposals reach the leader while the change is appended but not committed.
+    h.deliverOnly((m) => m.type === "prop");
+    h.deliver();
+    assert.deepEqual(
+      h.peer("c").refused.map((r) => [text(r.data), r.reason]),
+      [["from-c", "NOT_LEADER"]],
+      "c's proposal is refused (certainly not appended), so c can send its client elsewhere",
+    );
+    assert.deepEqual(h.peer("b").refused, []);
+    assert.deepEqual(valuesOf(h, "a"), ["from-b"]);
+    assert.deepEqual(valuesOf(h, "b"), ["from-b"]);
+    // Once the change is applied nothing is pending: b's proposals are taken as before.
+    assert.ok(forward(h, "b", "later").ok);
+    h.deliver();
+    assert.deepEqual(valuesOf(h, "a"), ["from-b", "later"]);
+  });
+});
+
 describe("eager messages while a Ready is in flight", () => {
   test("a commit reached during the leader's own write is announced at once; acks wait", () => {
     const h = cluster("a");

@@ -81,8 +81,9 @@ const PLAN_INTERVAL_MS = 2_000;
 const MOVES_PER_ROUND = 2;
 /**
  * A replica no record places here any more is deleted once this node's copy of the group no
- * longer counts it as a voter (it applied its removal), or after this long in any case (it was
- * removed while it was down, and will never hear of it).
+ * longer counts it as a voter (it applied its removal) and no write proposed through it waits
+ * for an answer, or after this long in any case (it was removed while it was down, and will
+ * never hear of it).
  */
 const UNLISTED_GRACE_MS = 30_000;
 /** How long PUT waits for a new keyspace's shards to elect leaders before answering 201. */
@@ -743,6 +744,11 @@ export class KeyspaceAdmin {
         if (to && !st.voters.includes(this.self)) this.host.transferLeadership(id, to);
         continue;
       }
+      // Writes still waiting on this replica get their answer first (each is bounded by its
+      // request deadline): the refusal of a forward, or the entry, is usually a round trip
+      // away, while removing the replica now would leave their outcome unknown.
+      const draining = this.host.pendingProposals(id) > 0 && now - since < UNLISTED_GRACE_MS;
+      if (draining && !retired) continue;
       if (retired || !st?.voters.includes(this.self) || now - since >= UNLISTED_GRACE_MS) {
         this.host.removeGroup(id);
         this.unlistedSince.delete(id);

@@ -329,8 +329,12 @@ export class KvService {
         case "UNREACHABLE":
         case "NO_GROUP": {
           const hint = outcome.code === "NOT_LEADER" ? outcome.leaderHint : "";
-          if (!local && hint && hint !== target) {
+          if (hint && hint !== target && hint !== this.self) {
+            // Certainly not appended: try the leader itself. A local replica's forward was
+            // refused too (the leader is taking this replica out of the group, say): asking the
+            // leader directly gets an answer this replica may no longer be able to give.
             target = hint;
+            local = false;
             leaderlessSince = undefined;
             continue;
           }
@@ -356,7 +360,7 @@ export class KvService {
           return {
             ok: false,
             code: "OUTCOME_UNKNOWN",
-            message: `shard ${shard.id} did not confirm the write in time; it may or may not have been applied`,
+            message: `shard ${shard.id} did not confirm the write (${outcome.message}); it may or may not have been applied`,
           };
       }
     }
