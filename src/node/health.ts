@@ -86,6 +86,12 @@ interface Seen {
   leader: string | undefined;
   /** Monotonic ms when a leader was last seen; undefined: never since this node started. */
   leaderSeenMs: number | undefined;
+  /**
+   * Monotonic ms when the replica was first seen, for a replica created while the node runs (a
+   * new keyspace's shard, a split half, a replica moved here); undefined for those the node
+   * started with.
+   */
+  createdMs: number | undefined;
 }
 
 /**
@@ -94,6 +100,7 @@ interface Seen {
  */
 export class ShardWatch {
   private readonly seen = new Map<string, Seen>();
+  private sampled = false;
   private changes = 0;
   private timer: NodeJS.Timeout | undefined;
 
@@ -118,7 +125,11 @@ export class ShardWatch {
       const leader = this.source.leaderOf(id);
       let s = this.seen.get(id);
       if (!s) {
-        s = { leader: undefined, leaderSeenMs: undefined };
+        s = {
+          leader: undefined,
+          leaderSeenMs: undefined,
+          createdMs: this.sampled ? now : undefined,
+        };
         this.seen.set(id, s);
       }
       if (leader === undefined) continue;
@@ -128,6 +139,7 @@ export class ShardWatch {
       s.leader = leader;
       s.leaderSeenMs = now;
     }
+    this.sampled = true;
   }
 
   /** Leader changes observed on local replicas since the node started. */
@@ -137,15 +149,19 @@ export class ShardWatch {
 
   /**
    * Whether a local group counts as without quorum: no leader known now, and none seen within
-   * the leaderless timeout (or ever since this node started); or this node leads it and cannot
-   * reach a majority of its voters.
+   * the leaderless timeout (or ever since this node started, for a replica it started with; a
+   * replica created since gets the leaderless timeout to see its first leader, so that creating
+   * a keyspace, whose new shards are on every node at once, does not take every node out of
+   * its load balancer while they elect); or this node leads it and cannot reach a majority of
+   * its voters.
    */
   unavailable(groupId: string): boolean {
     const leader = this.source.leaderOf(groupId);
     if (leader === this.source.self) return !this.source.leaderReachesQuorum(groupId);
     if (leader !== undefined) return false;
-    const seenMs = this.seen.get(groupId)?.leaderSeenMs;
-    return seenMs === undefined || this.nowMs() - seenMs > this.leaderlessTimeoutMs;
+    const s = this.seen.get(groupId);
+    const sinceMs = s?.leaderSeenMs ?? s?.createdMs;
+    return sinceMs === undefined || this.nowMs() - sinceMs > this.leaderlessTimeoutMs;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * /readyz's verdict (src/node/health.ts) with a fake clock: a shard counts as without quorum
  * only once it has had no leader for the leaderless timeout (an election or a leadership
- * transfer is not an outage), at once if it never had one, and at once when this node leads it
+ * transfer is not an outage), at once if it never had one since the node started (a replica
+ * created later gets the timeout to find its first leader), and at once when this node leads it
  * without reaching a majority; leader changes are counted.
  */
 import assert from "node:assert/strict";
@@ -82,6 +83,27 @@ test("a shard that never had a leader is unavailable; one between leaders only a
   watch.sample();
   assert.equal(readiness("serving", statuses(), watch).ready, true);
   assert.equal(watch.leaderChanges(), 1);
+});
+
+test("a replica created while the node runs gets the leaderless timeout to see its first leader", () => {
+  const { clock, leaders, watch, statuses } = setup();
+  leaders.set("s1", "n2");
+  leaders.set("s2", "n2");
+  watch.sample();
+  assert.equal(readiness("serving", statuses(), watch).ready, true);
+  // A new keyspace's shard appears on every node at once, electing its first leader: the node
+  // stays in its load balancer meanwhile (if it left, so would every other node).
+  clock.ms += 1000;
+  leaders.set("s3", undefined);
+  watch.sample();
+  clock.ms += 1900;
+  assert.equal(readiness("serving", statuses(), watch).ready, true);
+  // One that finds no leader within the timeout has no quorum.
+  clock.ms += 200;
+  assert.deepEqual(readiness("serving", statuses(), watch).unavailableShards, ["s3"]);
+  leaders.set("s3", "n3");
+  watch.sample();
+  assert.equal(readiness("serving", statuses(), watch).ready, true);
 });
 
 test("a leader that cannot reach a majority counts as no quorum at once", () => {
