@@ -902,6 +902,13 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
         g.reads.delete(rs.context);
         g.readyReads.push({ index: rs.index, waiter: w });
       }
+      for (const ctx of rd.refusedReads) {
+        const w = g.reads.get(ctx);
+        if (!w) continue;
+        g.reads.delete(ctx);
+        clearTimeout(w.timer);
+        w.resolve({ ok: false, code: "NOT_LEADER", leaderHint: g.raft.basicStatus().leader });
+      }
       if (g.readyReads.length > 0) this.releaseReads(g);
     }
 

@@ -173,6 +173,8 @@ export class RawNode {
   private votes = new Map<NodeId, boolean>();
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
+  /** Contexts of forwarded reads the leader refused, for the next Ready. */
+  private refusedReads: string[] = [];
   /** Proposals to forward to `lead` at the next ready() (one MsgProp per cycle). */
   private forwardBuf: Entry[] = [];
   private forwardBytes = 0;
@@ -604,6 +606,7 @@ export class RawNode {
     if (this.role === "leader" && (this.appendNeeded || this.readRoundNeeded)) return true;
     if (this.msgs.length > 0 || this.readStates.length > 0) return true;
     if (this.forwardBuf.length > 0 || this.refused.length > 0) return true;
+    if (this.refusedReads.length > 0) return true;
     if (this.log.unstableEntries.length > 0 || this.log.unstableSnapshot) return true;
     if (!this.log.unstableSnapshot && this.log.hasNextCommittedEntries()) return true;
     if (!sameSoft(this.softState(), this.prevSoft)) return true;
@@ -647,10 +650,12 @@ export class RawNode {
         : this.log.nextCommittedEntries(this.maxApplyBytes),
       readStates: this.readStates,
       refusedProposals: this.refused,
+      refusedReads: this.refusedReads,
     };
     this.msgs = [];
     this.readStates = [];
     this.refused = [];
+    this.refusedReads = [];
     this.prevSoft = soft;
     if (rd.hardState) this.prevHard = rd.hardState;
     this.readyInFlight = true;
@@ -1027,6 +1032,7 @@ export class RawNode {
         return;
       case "readIndexResp":
         if (m.index > 0) this.readStates.push({ index: m.index, context: m.context });
+        else this.refusedReads.push(m.context);
         return;
       default:
         return;
@@ -1141,6 +1147,12 @@ export class RawNode {
         if (pr) this.handleHeartbeatResp(m, pr);
         return;
       case "readIndex": {
+        // As for forwarded proposals (handleProp): a node outside the configuration, or on its
+        // way out, may never apply up to the read's index, so it could never serve the read.
+        if (!this.prs.has(m.from) || this.leaving(m.from)) {
+          this.refuseRead(m);
+          return;
+        }
         const r = this.leaderRead(m.context, m.from, m.mode);
         if (!r.ok) this.refuseRead(m);
         return;

@@ -247,6 +247,11 @@ export interface Ready {
    * appended, so the host may fail them as retryable (the data is what was proposed).
    */
   readonly refusedProposals: readonly { readonly data: Uint8Array; readonly reason: PropRefusal }[];
+  /**
+   * Contexts of this node's forwarded reads (readIndex) that the leader refused: no
+   * ReadState will come for them, so the host may fail them as retryable at once.
+   */
+  readonly refusedReads: readonly string[];
 }
 
 export type ProposeError =

@@ -58,6 +58,8 @@ export class MemoryPeer {
   readonly readStates: ReadState[] = [];
   /** Forwarded proposals the leader refused (Ready.refusedProposals), for the caller to take. */
   readonly refused: Ready["refusedProposals"][number][] = [];
+  /** Contexts of forwarded reads the leader refused (Ready.refusedReads). */
+  readonly refusedReads: string[] = [];
   private inFlight: Ready | undefined;
 
   constructor(
@@ -135,6 +137,7 @@ export class MemoryPeer {
     }
     this.readStates.push(...rd.readStates);
     this.refused.push(...rd.refusedProposals);
+    this.refusedReads.push(...rd.refusedReads);
     this.node.advance(rd);
     return rd.messages.slice();
   }

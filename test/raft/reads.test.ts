@@ -97,6 +97,29 @@ describe("reads: ReadIndex", () => {
     assert.deepEqual(readStates(h, "a"), [], "the leader does not keep the follower's read");
   });
 
+  // Rule: a leader confirms no read for a node that may never apply up to the read's index:
+  // one outside the configuration, or one that a change in the log (not applied yet) removes.
+  // The refusal comes back as Ready.refusedReads, so the node can send its client elsewhere.
+  test("a leader refuses the ReadIndex of a node its unapplied configuration change removes", () => {
+    const h = cluster("a");
+    proposeAll(h, "a", ["x"]);
+    assert.ok(h.node("a").proposeConfChange({ changes: [{ type: "removeNode", node: "c" }] }).ok);
+    assert.deepEqual(h.node("c").readIndex("rc"), { ok: true });
+    assert.deepEqual(h.node("b").readIndex("rb"), { ok: true });
+    h.flush();
+    h.deliverOnly((m) => m.type === "readIndex");
+    h.deliver();
+    h.tick(1);
+    assert.deepEqual(h.peer("c").refusedReads, ["rc"]);
+    assert.deepEqual(readStates(h, "c"), []);
+    assert.deepEqual(h.peer("b").refusedReads, []);
+    assert.equal(readStates(h, "b").length, 1, "b's read is confirmed as usual");
+    // Once removed, c is outside the configuration: still refused.
+    assert.deepEqual(h.node("c").readIndex("rc2"), { ok: true });
+    h.deliver();
+    assert.deepEqual(h.peer("c").refusedReads, ["rc", "rc2"]);
+  });
+
   // Rule: a follower that knows no leader refuses the read with NOT_LEADER.
   test("a ReadIndex with no known leader is refused", () => {
     const h = new Harness(ABC);

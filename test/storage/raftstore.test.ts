@@ -46,6 +46,7 @@ function ready(parts: Partial<Pick<Ready, "hardState" | "snapshot" | "entries">>
     mustSync: entries.length > 0 || parts.hardState !== undefined || parts.snapshot !== undefined,
     messages: [],
     refusedProposals: [],
+    refusedReads: [],
     eagerMessages: [],
     committedEntries: [],
     readStates: [],

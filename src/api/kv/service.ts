@@ -437,7 +437,7 @@ export class KvService {
       return stale ?? unavailable(`no replica of shard ${shardId} answered`);
     }
     span?.setAttribute("kumo.kv.target", this.self);
-    return this.readLocal(shardId, consistency, wire, expect);
+    return this.readLocal(shardId, consistency, wire, expect, true);
   }
 
   /** Reads served from this node's replicas, per shard (for the placement reports). */
@@ -453,11 +453,17 @@ export class KvService {
     for (const id of this.readsServed.keys()) if (!hosted.has(id)) this.readsServed.delete(id);
   }
 
+  /**
+   * Serves a read from the local replica. `mayForward` (a client's request, not one forwarded
+   * here): when the leader refuses to confirm this replica's read (the replica is being moved
+   * away, say), the leader is asked to serve it instead.
+   */
   private async readLocal(
     shardId: string,
     consistency: Consistency,
     wire: WireRead,
     expect: Expect,
+    mayForward = false,
   ): Promise<{ ok: true; items: KvItem[] } | KvError> {
     this.readsServed.set(shardId, (this.readsServed.get(shardId) ?? 0) + 1);
     if (consistency === "stale") {
@@ -482,6 +488,11 @@ export class KvService {
         Math.min(remaining, this.opts.leaderlessTimeoutMs),
       );
       if (r.ok) return readMachine(r.machine, wire, expect);
+      if (r.code === "NOT_LEADER" && mayForward && r.leaderHint && r.leaderHint !== this.self) {
+        mayForward = false; // once: the leader's own replica needs no further hop
+        const res = await this.forwardRead(r.leaderHint, shardId, consistency, wire, expect);
+        if (res.ok || (res.code !== "UNAVAILABLE" && res.code !== "STALE_ROUTE")) return res;
+      }
       if (r.code === "NOT_LEADER" || r.code === "TIMEOUT") {
         leaderlessSince ??= attemptStart;
         if (Date.now() - leaderlessSince > this.opts.leaderlessTimeoutMs) {
