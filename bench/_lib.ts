@@ -19,7 +19,9 @@ import {
   readFileSync,
   realpathSync,
   rmSync,
+  statfsSync,
   statSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import { Agent, request } from "node:http";
@@ -140,10 +142,78 @@ export function diskFlushes(dir: string): number | undefined {
 export function machine(dataDir: string): string {
   const c = cpus();
   const model = c[0]?.model.trim() ?? "?";
+  let size = "";
+  try {
+    const st = statfsSync(dataDir);
+    const gib = (blocks: number) => ((blocks * st.bsize) / 2 ** 30).toFixed(0);
+    size = `, ${gib(st.blocks)} GiB, ${gib(st.bavail)} GiB free`;
+  } catch {
+    // no statfs: the size stays unsaid
+  }
   return (
     `machine: ${c.length} cores (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB memory, ` +
-    `Linux ${release()}, node ${process.version}; data dir ${dataDir} on ${diskOf(dataDir)}`
+    `Linux ${release()}, node ${process.version}; data dir ${dataDir} on ${diskOf(dataDir)}${size}`
   );
+}
+
+// ------------------------------------------------------------------ recording runs
+
+const RECORDED = "## Recorded runs";
+
+/**
+ * Whether this run is added to docs/benchmarks.md (issue #8: every benchmark records itself):
+ * yes unless `--no-record` or BENCH_RECORD=0.
+ */
+export const recording =
+  !process.argv.includes("--no-record") &&
+  !["0", "false", "no"].includes((process.env.BENCH_RECORD ?? "").toLowerCase());
+
+/**
+ * Appends a run to the "Recorded runs" section at the end of docs/benchmarks.md (created when
+ * missing) as `### title` and `body`; returns the file, or undefined when not recording.
+ */
+export function recordRun(title: string, body: readonly string[]): string | undefined {
+  if (!recording) return undefined;
+  const doc = join(REPO, "docs/benchmarks.md");
+  let text = readFileSync(doc, "utf8").replace(/\n+$/, "");
+  if (!text.split("\n").includes(RECORDED)) {
+    text +=
+      `\n\n${RECORDED}\n\nEvery benchmark run (\`npm run bench\`, \`bench:*\`) appends what it ` +
+      "printed here: the date, the exact command, the machine (cores, memory, disk), the code " +
+      "version and its tables (`--no-record` or `BENCH_RECORD=0` to skip). The sections above " +
+      "discuss selected runs.";
+  }
+  text += `\n\n### ${title}\n\n${body.join("\n").replace(/\n+$/, "")}\n`;
+  writeFileSync(doc, text);
+  return doc;
+}
+
+/**
+ * Records everything this benchmark prints from now on: call the returned function at the end.
+ * The record opens with the date, the command, the machine and the code version, which
+ * benchmarks that print less (bench:raft, bench:storage) do not print themselves.
+ */
+export function recordPrinted(name: string, dataDir: string): () => void {
+  const started = new Date();
+  const chunks: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+    return write(chunk, ...rest);
+  }) as typeof process.stdout.write;
+  return () => {
+    process.stdout.write = write;
+    const when = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+    const doc = recordRun(`${name}, ${when}`, [
+      "```text",
+      `command: ${commandLine()}`,
+      machine(dataDir),
+      `code: ${codeVersion()}`,
+      chunks.join("").replace(/\n+$/, ""),
+      "```",
+    ]);
+    if (doc) console.log(`recorded in ${doc}`);
+  };
 }
 
 /** The repository root (dist/bench/_lib.js is two levels below it). */

@@ -24,7 +24,7 @@
  *
  * It prints the tables and the targets (Kumo/etcd ratios) with met/missed. A benchmark, not a
  * test: it never fails on a number. docs/benchmarks.md ("Kumo and etcd side by side") records
- * runs (`--record` adds this run there).
+ * selected runs; every run is added to its "Recorded runs" section (`--no-record` to skip).
  *
  * Options (flag or environment variable):
  *   --quick / BENCH_QUICK=1                   put:1, put:64, get:64, mix:64 with 0.5 s warm-up + 2 s
@@ -46,18 +46,10 @@
  *                                             seconds for other processes to go idle (0)
  *   --dir / BENCH_DIR                         where data directories go (the OS temp directory)
  *   --node-args / BENCH_NODE_ARGS, --node-logs / BENCH_NODE_LOGS   as for bench/kv.ts
- *   --record / BENCH_RECORD=1                 add the run to docs/benchmarks.md
+ *   --no-record / BENCH_RECORD=0              do not add the run to docs/benchmarks.md
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import {
-  accessSync,
-  constants,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { accessSync, constants, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { Etcd3 } from "etcd3";
@@ -72,9 +64,9 @@ import {
   onInterrupt,
   option,
   processCpuSeconds,
-  REPO,
   rawFsync,
   rawSeqWrite,
+  recordRun,
   reportHeader,
   STOP_GRACE_MS,
   serverProcessOptions,
@@ -105,7 +97,6 @@ import {
 const flag = (name: string, env: string) =>
   process.argv.includes(`--${name}`) || process.env[env] === "1";
 const quick = flag("quick", "BENCH_QUICK");
-const record = flag("record", "BENCH_RECORD");
 const seconds = numberOption("seconds", "BENCH_SECONDS", quick ? 2 : 10);
 const warmupSeconds = numberOption("warmup", "BENCH_WARMUP_SECONDS", quick ? 0.5 : 1.5);
 const fsyncSeconds = numberOption("fsync-seconds", "BENCH_FSYNC_SECONDS", quick ? 1 : 2);
@@ -684,28 +675,6 @@ function verdicts(rows: readonly Row[]): string[] {
   return out;
 }
 
-// ------------------------------------------------------------------ recording
-
-const SECTION = "## Kumo and etcd side by side";
-
-/** Adds `body` at the end of the section (created at the end of the file if missing). */
-function recordRun(body: string[]): string {
-  const doc = join(REPO, "docs/benchmarks.md");
-  const lines = readFileSync(doc, "utf8").split("\n");
-  let at = lines.indexOf(SECTION);
-  if (at < 0) {
-    while (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
-    lines.push("", SECTION, "", "Runs recorded by `npm run bench:etcd -- --record`.", "");
-    at = lines.length - 4;
-  }
-  let end = lines.findIndex((l, i) => i > at && l.startsWith("## "));
-  if (end < 0) end = lines.length;
-  while (end > at + 1 && lines[end - 1] === "") end--;
-  lines.splice(end, 0, "", ...body);
-  writeFileSync(doc, `${lines.join("\n").replace(/\n+$/, "")}\n`);
-  return doc;
-}
-
 // ------------------------------------------------------------------ main
 
 async function main(): Promise<void> {
@@ -867,22 +836,18 @@ async function main(): Promise<void> {
   const took = `bench:etcd took ${((performance.now() - started) / 1000).toFixed(0)} s`;
   console.log(took);
 
-  if (record) {
-    const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
-    const doc = recordRun([
-      `### Run of ${when}${quick ? " (quick)" : ""}`,
-      "",
-      `Recorded by \`npm run bench:etcd -- --record${quick ? " --quick" : ""}\`; one run on a shared machine.`,
-      "",
-      "```text",
-      ...header,
-      took,
-      "```",
-      "",
-      ...out.map((l, i) =>
-        i > 0 && l !== "" && !l.startsWith("|") && !l.endsWith(":") ? `- ${l}` : l,
-      ),
-    ]);
+  const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  const doc = recordRun(`bench:etcd, ${when}${quick ? " (quick)" : ""}`, [
+    "```text",
+    ...header,
+    took,
+    "```",
+    "",
+    ...out.map((l, i) =>
+      i > 0 && l !== "" && !l.startsWith("|") && !l.endsWith(":") ? `- ${l}` : l,
+    ),
+  ]);
+  if (doc) {
     console.log(`recorded in ${doc}`);
   }
 }

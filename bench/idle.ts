@@ -35,6 +35,7 @@ import {
   numberOption,
   option,
   processCpuSeconds,
+  recordPrinted,
   STOP_GRACE_MS,
   sleep,
   startBenchCluster,
@@ -235,4 +236,6 @@ async function main(): Promise<void> {
   console.log(`bench:idle took ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
 
+const recorded = recordPrinted("bench:idle", baseDir);
 await main();
+recorded();

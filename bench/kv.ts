@@ -50,6 +50,7 @@ import {
   processCpuSeconds,
   profilesIn,
   rawFsync,
+  recordPrinted,
   STOP_GRACE_MS,
   serverProcessOptions,
   startBenchCluster,
@@ -456,4 +457,6 @@ async function main(): Promise<void> {
   }
 }
 
+const recorded = recordPrinted("bench:kv", baseDir);
 await main();
+recorded();

@@ -5,9 +5,11 @@
  * leader applies it (a closed loop), so the 64-proposer run shows what batching buys.
  * A benchmark, not a test: it prints numbers; docs/benchmarks.md records them.
  */
+import { tmpdir } from "node:os";
 import { Prng } from "../src/base/index.js";
 import type { Entry, Message, NodeId } from "../src/raft/index.js";
 import { MemoryPeer, RecordingMachine } from "../src/sim/peer.js";
+import { recordPrinted } from "./_lib.js";
 
 interface Result {
   proposers: number;
@@ -101,6 +103,7 @@ function run(proposers: number, durationMs: number, valueBytes: number): Result 
   };
 }
 
+const recorded = recordPrinted("bench:raft", tmpdir());
 const durationMs = Number(process.env.BENCH_MS ?? 3000);
 const valueBytes = 256;
 console.log(
@@ -120,3 +123,4 @@ const [one, many] = results as [Result, Result];
 console.log(
   `batching speed-up (64 vs 1 proposers): ${(many.entriesPerSec / one.entriesPerSec).toFixed(1)}x`,
 );
+recorded();

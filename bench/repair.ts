@@ -22,6 +22,7 @@ import {
   machine,
   numberOption,
   option,
+  recordPrinted,
   startBenchCluster,
 } from "./_lib.js";
 
@@ -135,4 +136,6 @@ async function main(): Promise<void> {
   }
 }
 
+const recorded = recordPrinted("bench:repair", baseDir);
 await main();
+recorded();

@@ -28,7 +28,7 @@
  * - `maxAttempts: 1`: errors are counted, not retried.
  *
  * A benchmark, not a test: it prints numbers (and how they compare with the targets); it never
- * fails on them. docs/benchmarks.md ("S3") records them (`--record` appends the run there).
+ * fails on them. docs/benchmarks.md ("S3") discusses them; every run is added to its "Recorded runs".
  *
  * Options (flag or environment variable):
  *   --quick / BENCH_QUICK=1                   CI smoke: 1 s windows, 4 KiB and 1 MiB with 1 and 16
@@ -52,14 +52,12 @@
  *   --node-logs / BENCH_NODE_LOGS             1: print the servers' output after they stop
  *   --cpu-prof / BENCH_CPU_PROF               node ids to run under `node --cpu-prof` ("n1", "all")
  *   --cpu-prof-dir / BENCH_CPU_PROF_DIR       where the .cpuprofile files go (a new temp directory)
- *   --record / BENCH_RECORD=1                 append a dated section with the tables to
- *                                             docs/benchmarks.md
+ *   --no-record / BENCH_RECORD=0              do not add the run (and its tables) to
+ *                                             docs/benchmarks.md, "Recorded runs"
  */
 import { randomBytes } from "node:crypto";
-import { appendFileSync } from "node:fs";
 import { Agent } from "node:http";
 import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
   GetObjectCommand,
@@ -82,8 +80,8 @@ import {
   processCpuSeconds,
   procStatusMiB,
   profilesIn,
-  REPO,
   rawSeqWrite,
+  recordRun,
   reportHeader,
   STOP_GRACE_MS,
   serverProcessOptions,
@@ -104,7 +102,6 @@ const BUCKET = "bench";
 const flag = (name: string, env: string) =>
   process.argv.includes(`--${name}`) || process.env[env] === "1";
 const quick = flag("quick", "BENCH_QUICK");
-const record = flag("record", "BENCH_RECORD");
 const seconds = numberOption("seconds", "BENCH_SECONDS", quick ? 1 : 5);
 const maxOpsAll = numberOption("max-ops", "BENCH_MAX_OPS", 0);
 const warmupSeconds = numberOption("warmup", "BENCH_WARMUP_SECONDS", quick ? 0.5 : 2);
@@ -627,26 +624,17 @@ async function main(): Promise<void> {
   const took = `bench:s3 took ${((performance.now() - started) / 1000).toFixed(0)} s`;
   console.log(took);
 
-  if (record) {
-    const doc = join(REPO, "docs/benchmarks.md");
-    const day = new Date().toISOString().slice(0, 10);
-    appendFileSync(
-      doc,
-      [
-        "",
-        `## S3 (${day}${quick ? ", quick" : ""})`,
-        "",
-        "Recorded by `npm run bench:s3 -- --record`; numbers are from one run on a shared machine.",
-        "",
-        "```text",
-        ...header,
-        took,
-        "```",
-        "",
-        ...out.map((l, i) => (i > 0 && l !== "" && !l.startsWith("|") ? `- ${l}` : l)),
-        "",
-      ].join("\n"),
-    );
+  const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  const doc = recordRun(`bench:s3, ${when}${quick ? " (quick)" : ""}`, [
+    "```text",
+    ...header,
+    took,
+    "```",
+    "",
+    ...out.map((l, i) => (i > 0 && l !== "" && !l.startsWith("|") ? `- ${l}` : l)),
+    "",
+  ]);
+  if (doc) {
     console.log(`recorded in ${doc}`);
   }
 

@@ -48,11 +48,11 @@
  *   --dir / BENCH_DIR                         where data directories go (the OS temp directory)
  *   --node-args / BENCH_NODE_ARGS             extra `node` flags for every server, space-separated
  *   --node-logs / BENCH_NODE_LOGS             1: print the servers' output after they stop
- *   --record / BENCH_RECORD=1                 append a dated section with the tables to
- *                                             docs/benchmarks.md
+ *   --no-record / BENCH_RECORD=0              do not add the run (and its tables) to
+ *                                             docs/benchmarks.md, "Recorded runs"
  */
 import { createHash, randomBytes } from "node:crypto";
-import { appendFileSync, lstatSync, readdirSync, readFileSync, statfsSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, statfsSync } from "node:fs";
 import { Agent } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -76,7 +76,7 @@ import {
   option,
   percentile,
   procStatusMiB,
-  REPO,
+  recordRun,
   reportHeader,
   STOP_GRACE_MS,
   serverProcessOptions,
@@ -106,7 +106,6 @@ const VERIFY_RANGE_BYTES = 64 * 1024;
 const flag = (name: string, env: string) =>
   process.argv.includes(`--${name}`) || process.env[env] === "1";
 const quick = flag("quick", "BENCH_QUICK");
-const record = flag("record", "BENCH_RECORD");
 const parts = option("only", "BENCH_SCALE_PARTS", option("parts", "BENCH_SCALE_PARTS", ""))
   .split(",")
   .map((s) => s.trim())
@@ -849,25 +848,16 @@ async function main(): Promise<void> {
   const took = `bench:scale took ${fmt((performance.now() - started) / 1000)} s`;
   console.log(took);
 
-  if (record) {
-    const doc = join(REPO, "docs/benchmarks.md");
-    const day = new Date().toISOString().slice(0, 10);
-    appendFileSync(
-      doc,
-      [
-        "",
-        `## Scale (${day}${quick ? ", quick" : ""})`,
-        "",
-        "Recorded by `npm run bench:scale -- --record`; numbers are from one run on a shared machine.",
-        "",
-        "```text",
-        ...header,
-        took,
-        "```",
-        "",
-        ...out.map((l) => l.replace(/^### /, "#### ")),
-      ].join("\n"),
-    );
+  const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  const doc = recordRun(`bench:scale, ${when}${quick ? " (quick)" : ""}`, [
+    "```text",
+    ...header,
+    took,
+    "```",
+    "",
+    ...out.map((l) => l.replace(/^### /, "#### ")),
+  ]);
+  if (doc) {
     console.log(`recorded in ${doc}`);
   }
 }

@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { open } from "lmdb";
 import { LmdbEngine, u64, type WriteOp } from "../src/storage/index.js";
+import { recordPrinted } from "./_lib.js";
 
 interface Row {
   name: string;
@@ -202,4 +203,6 @@ async function main(): Promise<void> {
   for (const l of lines) print(l);
 }
 
+const recorded = recordPrinted("bench:storage", baseDir);
 await main();
+recorded();

@@ -62,7 +62,26 @@ export interface ListRequest {
   readonly prefix: Uint8Array;
   readonly startAfter: Uint8Array | undefined;
   readonly limit: number;
+  /** Roll keys up at a delimiter where they are scanned (see `Rollup`). */
+  readonly rollup?: Rollup;
 }
+
+/**
+ * Keys rolled up at a delimiter, by the replica that scans them (S3's common prefixes): a key
+ * whose bytes from offset `from` on contain `delimiter` (before its first `stopAt` byte, when
+ * given) comes back once as its prefix up to and including the delimiter, marked `rolledUp`,
+ * and the scan skips every other key under that prefix. A page of N common prefixes then costs
+ * one read instead of N (each a ReadIndex round and a scan of keys the caller throws away).
+ * A replica that does not know `rollup` returns plain keys; callers must handle both.
+ */
+export interface Rollup {
+  readonly from: number;
+  readonly delimiter: Uint8Array;
+  readonly stopAt?: number;
+}
+
+/** An item of a listing: a key, or (with `rollup`) a common prefix (empty value, revision 0). */
+export type ListItem = KvItem & { readonly rolledUp?: true };
 
 type Host = MultiRaftHost<ApplyResult, ShardMachine>;
 
@@ -224,7 +243,7 @@ export class KvService {
     keyspace: string,
     req: ListRequest,
     consistency: Consistency,
-  ): Promise<{ ok: true; items: KvItem[]; more: boolean } | KvError> {
+  ): Promise<{ ok: true; items: ListItem[]; more: boolean } | KvError> {
     return this.routed(keyspace, async () => {
       if (!this.map.hasKeyspace(keyspace)) return keyspaceNotFound(keyspace);
       const results = await Promise.all(
@@ -234,15 +253,23 @@ export class KvService {
             startAfter: req.startAfter,
             limit: req.limit + 1,
             exact: false,
+            ...(req.rollup ? { rollup: req.rollup } : {}),
           }),
         ),
       );
-      const items: KvItem[] = [];
+      let items: ListItem[] = [];
       for (const r of results) {
         if (!r.ok) return r;
         items.push(...r.items);
       }
       items.sort((a, b) => compareBytes(a.key, b.key));
+      // Keys under one common prefix may sit in two shards (a split inside it): each rolls
+      // them up, the prefix is listed once. (A shard that returned limit+1 items still has
+      // limit+1 distinct ones, so `more` stays right.)
+      if (req.rollup)
+        items = items.filter(
+          (it, i) => i === 0 || !sameBytes(it.key, (items[i - 1] as ListItem).key),
+        );
       const more = items.length > req.limit;
       return { ok: true as const, items: items.slice(0, req.limit), more };
     });
@@ -402,7 +429,7 @@ export class KvService {
     shard: ShardInfo,
     consistency: Consistency,
     wire: WireRead,
-  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+  ): Promise<{ ok: true; items: ListItem[] } | KvError> {
     const span = tracing.on ? routeSpan(this.self, "read", shard) : undefined;
     if (span === undefined) return this.readShardRouted(shard, consistency, wire, undefined);
     span.setAttribute("kumo.kv.consistency", consistency);
@@ -414,7 +441,7 @@ export class KvService {
     consistency: Consistency,
     wire: WireRead,
     span: Span | undefined,
-  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+  ): Promise<{ ok: true; items: ListItem[] } | KvError> {
     const shardId = shard.id;
     const expect = {
       keyspace: shard.keyspace,
@@ -464,7 +491,7 @@ export class KvService {
     wire: WireRead,
     expect: Expect,
     mayForward = false,
-  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+  ): Promise<{ ok: true; items: ListItem[] } | KvError> {
     this.readsServed.set(shardId, (this.readsServed.get(shardId) ?? 0) + 1);
     if (consistency === "stale") {
       const m = this.host.localMachine(shardId);
@@ -516,7 +543,7 @@ export class KvService {
     consistency: Consistency,
     wire: WireRead,
     expect: Expect,
-  ): Promise<{ ok: true; items: KvItem[] } | KvError> {
+  ): Promise<{ ok: true; items: ListItem[] } | KvError> {
     const body = enc.encode(
       JSON.stringify({
         shard: shardId,
@@ -525,6 +552,13 @@ export class KvService {
         startAfter: wire.startAfter ? b64(wire.startAfter) : undefined,
         limit: wire.limit,
         exact: wire.exact,
+        rollup: wire.rollup
+          ? {
+              from: wire.rollup.from,
+              delimiter: b64(wire.rollup.delimiter),
+              stopAt: wire.rollup.stopAt,
+            }
+          : undefined,
         keyspace: expect.keyspace,
         sharding: expect.sharding,
         start: b64(expect.start),
@@ -534,7 +568,10 @@ export class KvService {
     const r = await this.transport.call(to, READ, body, this.opts.requestTimeoutMs);
     if (!r.ok) return unavailable(`replica ${to} unreachable: ${r.message}`);
     const res = JSON.parse(dec.decode(r.body)) as
-      | { ok: true; items: { key: string; value: string; revision: number }[] }
+      | {
+          ok: true;
+          items: { key: string; value: string; revision: number; rolledUp?: true }[];
+        }
       | KvError;
     if (!res.ok) return res;
     return {
@@ -543,6 +580,7 @@ export class KvService {
         key: unb64(i.key),
         value: unb64(i.value),
         revision: i.revision,
+        ...(i.rolledUp ? { rolledUp: true as const } : {}),
       })),
     };
   }
@@ -566,10 +604,11 @@ export class KvService {
       const startAfter = typeof req.startAfter === "string" ? unb64(req.startAfter) : undefined;
       const limit = Number(req.limit);
       const exact = req.exact === true;
+      const rollup = parseRollup(req.rollup);
       const res = await this.readLocal(
         String(req.shard),
         req.consistency === "stale" ? "stale" : "linearizable",
-        { prefix, startAfter, limit, exact },
+        { prefix, startAfter, limit, exact, ...(rollup ? { rollup } : {}) },
         {
           keyspace: String(req.keyspace),
           sharding: req.sharding === "range" ? "range" : "hash",
@@ -584,6 +623,7 @@ export class KvService {
               key: b64(i.key),
               value: b64(i.value),
               revision: i.revision,
+              ...(i.rolledUp ? { rolledUp: true } : {}),
             })),
           }
         : res;
@@ -599,6 +639,18 @@ interface WireRead {
   readonly limit: number;
   /** A point read of the key `prefix`. */
   readonly exact: boolean;
+  readonly rollup?: Rollup;
+}
+
+/** The `rollup` of a forwarded read (absent or malformed: none, i.e. plain keys). */
+function parseRollup(v: unknown): Rollup | undefined {
+  if (typeof v !== "object" || v === null) return undefined;
+  const r = v as Record<string, unknown>;
+  if (typeof r.delimiter !== "string" || !Number.isSafeInteger(r.from)) return undefined;
+  const delimiter = unb64(r.delimiter);
+  if (delimiter.byteLength === 0 || (r.from as number) < 0) return undefined;
+  const stopAt = Number.isInteger(r.stopAt) ? (r.stopAt as number) & 0xff : undefined;
+  return { from: r.from as number, delimiter, ...(stopAt !== undefined ? { stopAt } : {}) };
 }
 
 /** The shard's range according to the reader's map (encoded keys, as in ShardInfo). */
@@ -622,7 +674,7 @@ function readMachine(
   m: ShardMachine,
   wire: WireRead,
   expect: Expect,
-): { ok: true; items: KvItem[] } | KvError {
+): { ok: true; items: ListItem[] } | KvError {
   const meta = m.metaDurable;
   if (meta.retired) return staleRoute();
   if (wire.exact) {
@@ -651,24 +703,76 @@ function readMachine(
         : sameBytes(expect.end, encoded(meta.end));
     if (!startOk || !endOk) return staleRoute();
   }
-  return { ok: true, items: scanMachine(m, wire.prefix, wire.startAfter, wire.limit) };
+  return {
+    ok: true,
+    items: scanMachine(m, wire.prefix, wire.startAfter, wire.limit, wire.rollup),
+  };
 }
 
-function scanMachine(
+/** The smallest key strictly after `key`. */
+function successor(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.byteLength + 1);
+  out.set(key, 0);
+  return out;
+}
+
+/** Keys read per engine scan while rolling up: small after a jump, doubling while none comes. */
+const ROLLUP_CHUNK_MIN = 8;
+const ROLLUP_CHUNK_MAX = 1024;
+const EMPTY = new Uint8Array(0);
+
+export function scanMachine(
   m: ShardMachine,
   prefix: Uint8Array,
   startAfter: Uint8Array | undefined,
   limit: number,
-): KvItem[] {
+  rollup?: Rollup,
+): ListItem[] {
   let start = prefix;
-  if (startAfter && compareBytes(startAfter, prefix) >= 0) {
-    // The smallest key strictly after startAfter.
-    start = new Uint8Array(startAfter.byteLength + 1);
-    start.set(startAfter, 0);
-  }
+  if (startAfter && compareBytes(startAfter, prefix) >= 0) start = successor(startAfter);
   // No upper bound for an empty prefix, or one of only 0xff bytes (nothing sorts after it).
   const end = prefix.some((b) => b !== 0xff) ? prefixEnd(prefix) : undefined;
-  return m.scan(start, end, limit);
+  if (!rollup) return m.scan(start, end, limit);
+  const out: ListItem[] = [];
+  let chunk = ROLLUP_CHUNK_MIN;
+  while (out.length < limit) {
+    const want = Math.min(chunk, limit - out.length);
+    const items = m.scan(start, end, want);
+    let jumped = false;
+    for (const it of items) {
+      const at = delimiterAt(it.key, rollup);
+      if (at < 0) {
+        out.push(it);
+        continue;
+      }
+      const common = it.key.slice(0, at + rollup.delimiter.byteLength);
+      out.push({ key: common, value: EMPTY, revision: 0, rolledUp: true });
+      // Nothing sorts after a prefix of only 0xff bytes: the scan is over.
+      if (common.every((b) => b === 0xff)) return out;
+      start = prefixEnd(common);
+      chunk = ROLLUP_CHUNK_MIN;
+      jumped = true;
+      break;
+    }
+    if (jumped) continue;
+    if (items.length < want) break;
+    start = successor((items[items.length - 1] as ListItem).key);
+    chunk = Math.min(chunk * 2, ROLLUP_CHUNK_MAX);
+  }
+  return out;
+}
+
+/** Where `rollup.delimiter` starts in `key` past `rollup.from` (and before `stopAt`), or -1. */
+function delimiterAt(key: Uint8Array, rollup: Rollup): number {
+  if (key.byteLength <= rollup.from) return -1;
+  const buf = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  const at = buf.indexOf(rollup.delimiter, rollup.from);
+  if (at < 0) return -1;
+  if (rollup.stopAt !== undefined) {
+    const stop = buf.indexOf(rollup.stopAt, rollup.from);
+    if (stop >= 0 && stop < at + rollup.delimiter.byteLength) return -1;
+  }
+  return at;
 }
 
 /**

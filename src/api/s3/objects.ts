@@ -1091,15 +1091,10 @@ export class ObjectIndex {
     o: { prefix: string; delimiter: string; after: string | undefined; max: number },
   ): Promise<{ ok: true; page: ListPage } | KvError> {
     const base = headPrefix(bid);
-    return this.scanRollup(
-      base,
-      o,
-      (key) => key,
-      (item) => {
-        const rec = parse<ObjectRecord>(item.value);
-        return rec.deleteMarker ? undefined : rec;
-      },
-    );
+    return this.scanRollup(base, o, undefined, (item) => {
+      const rec = parse<ObjectRecord>(item.value);
+      return rec.deleteMarker ? undefined : rec;
+    });
   }
 
   /**
@@ -1135,7 +1130,7 @@ export class ObjectIndex {
     const keys = await this.scanRollup(
       versionPrefix(bid),
       o,
-      (k) => k.slice(0, k.indexOf("\0")),
+      0, // a v/ entry's key ends at NUL (the version's sort id follows)
       (item) => parse<ObjectRecord>(item.value),
     );
     if (!keys.ok) return keys;
@@ -1211,15 +1206,32 @@ export class ObjectIndex {
     };
   }
 
+  /**
+   * One page of keys under `base + o.prefix`, rolled up at `o.delimiter`. The replicas roll
+   * keys up where they scan them (KV `Rollup`), so a page of 1,000 common prefixes is one read;
+   * keys that come back plain with a delimiter (a replica of an older version) are rolled up
+   * here, with a fresh read past them. `keyEnd`: the byte where an index key's object key ends
+   * (v/ entries carry a version after it).
+   */
   private async scanRollup(
     base: string,
     o: { prefix: string; delimiter: string; after: string | undefined; max: number },
-    keyOf: (rest: string) => string,
+    keyEnd: number | undefined,
     recordOf: (item: { key: Uint8Array; value: Uint8Array }) => ObjectRecord | undefined,
   ): Promise<{ ok: true; page: ListPage } | KvError> {
+    const keyOf = (rest: string) =>
+      keyEnd === undefined ? rest : rest.slice(0, rest.indexOf(String.fromCharCode(keyEnd)));
     const entries: ListEntry[] = [];
     const prefixes: string[] = [];
     const full = base + o.prefix;
+    const rollup =
+      o.delimiter === ""
+        ? undefined
+        : {
+            from: enc.encode(full).byteLength,
+            delimiter: enc.encode(o.delimiter),
+            ...(keyEnd !== undefined ? { stopAt: keyEnd } : {}),
+          };
     let cursor: Uint8Array | undefined;
     if (o.after !== undefined) {
       const rest = o.after.slice(o.prefix.length);
@@ -1235,12 +1247,27 @@ export class ObjectIndex {
       const want = o.max - entries.length - prefixes.length;
       const r = await this.kv.list(
         INDEX_KEYSPACE,
-        { prefix: enc.encode(full), startAfter: cursor, limit: Math.min(SCAN_LIMIT, want + 1) },
+        {
+          prefix: enc.encode(full),
+          startAfter: cursor,
+          limit: Math.min(SCAN_LIMIT, want + 1),
+          ...(rollup ? { rollup } : {}),
+        },
         "linearizable",
       );
       if (!r.ok) return r;
       let jumped = false;
       for (const item of r.items) {
+        if (item.rolledUp) {
+          const cp = dec.decode(item.key).slice(base.length);
+          if (entries.length + prefixes.length >= o.max)
+            return { ok: true, page: { entries, prefixes, truncated: true, last } };
+          prefixes.push(cp);
+          last = cp;
+          lastSeenKey = cp;
+          cursor = afterAllWithPrefix(base + cp);
+          continue;
+        }
         const key = keyOf(dec.decode(item.key).slice(base.length));
         cursor = item.key;
         if (key === lastSeenKey) continue; // versions of one key
@@ -1439,15 +1466,37 @@ export class ObjectIndex {
         : o.afterUploadId !== undefined
           ? enc.encode(`${base}${o.after}\0${o.afterUploadId}`)
           : afterKey(base + o.after);
+    // Rolled up by the replicas, as in scanRollup (an upload's key ends at NUL).
+    const rollup =
+      o.delimiter === ""
+        ? undefined
+        : {
+            from: enc.encode(base + o.prefix).byteLength,
+            delimiter: enc.encode(o.delimiter),
+            stopAt: 0,
+          };
     for (;;) {
       const r = await this.kv.list(
         INDEX_KEYSPACE,
-        { prefix: enc.encode(base + o.prefix), startAfter, limit: SCAN_LIMIT },
+        {
+          prefix: enc.encode(base + o.prefix),
+          startAfter,
+          limit: SCAN_LIMIT,
+          ...(rollup ? { rollup } : {}),
+        },
         "linearizable",
       );
       if (!r.ok) return r;
       let jumped = false;
       for (const i of r.items) {
+        if (i.rolledUp) {
+          if (uploads.length + prefixes.length >= o.max)
+            return { ok: true, uploads, prefixes, truncated: true };
+          const cp = dec.decode(i.key).slice(base.length);
+          if (prefixes[prefixes.length - 1] !== cp) prefixes.push(cp);
+          startAfter = afterAllWithPrefix(base + cp);
+          continue;
+        }
         startAfter = i.key;
         const up = parse<UploadRecord>(i.value);
         const rest = up.key.slice(o.prefix.length);
