@@ -719,13 +719,13 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private onTimer(): void {
     if (this.stopped) return;
     const now = performance.now();
-    // Ticks owed by the monotonic clock (more than one if the event loop stalled).
+    // Ticks owed by the monotonic clock (more than one if the event loop stalled): Raft's lease
+    // clock gets them all, its timers at most half an election timeout (RawNode.elapse).
     const owed = Math.floor((now - this.lastTickAt) / this.tickMs);
     if (owed <= 0) return;
     this.lastTickAt += owed * this.tickMs;
-    const ticks = Math.min(owed, 4 * this.electionTimeoutTicks);
     try {
-      for (const g of this.groups.values()) this.tickGroup(g, ticks);
+      for (const g of this.groups.values()) this.tickGroup(g, owed);
     } catch (err) {
       this.fatal(err);
       return;
@@ -749,7 +749,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
         return;
       raft.unquiesce();
     }
-    for (let i = 0; i < ticks; i++) raft.tick();
+    raft.elapse(ticks);
     this.stats.ticksDelivered += ticks;
     this.dirty.add(g);
     const st = raft.basicStatus();

@@ -287,6 +287,24 @@ export class RawNode {
     else this.tickElection();
   }
 
+  /**
+   * Advances logical time by `ticks` (at least 1) at once: what a host delivers when its timer
+   * fires late. The lease clock advances by all of them, so a leader that stalled never trusts
+   * a stale lease; the election and heartbeat timers by at most half an election timeout. The
+   * time this node could not run says nothing about its peers (what they sent meanwhile waits
+   * to be read), and counting all of it would start elections, and check-quorum step-downs, on
+   * every replica of a group that stalled together (each applying the same large entry, say)
+   * before they read the heartbeats that show the leader alive. Followers then keep their lease
+   * promises longer in real time, never shorter, so lease reads stay sound.
+   */
+  elapse(ticks: number): void {
+    assert(Number.isSafeInteger(ticks) && ticks >= 1, () => `elapse(${ticks})`);
+    if (this.quiesced) return;
+    const timers = Math.min(ticks, Math.max(1, Math.floor(this.electionTimeout / 2)));
+    this.now += ticks - timers;
+    for (let i = 0; i < timers; i++) this.tick();
+  }
+
   /** Starts an election now (as if the election timeout had elapsed). */
   campaign(): void {
     this.unquiesce();

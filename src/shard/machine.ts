@@ -393,25 +393,36 @@ export class ShardMachine {
     // The right half as of this entry: durable keys with this batch's staged writes on top.
     // In key order that is one stored range; in hash order it is every key whose hash position
     // is at or past `at`, found by hashing each key of the shard.
-    const moved = new Map<string, Uint8Array | null>();
     const from = hashed ? this.dataPrefix : this.storedKey(at);
     const to = hashed || !end ? this.dataEnd : this.storedKey(end);
+    const strip = this.dataPrefix.byteLength;
     const right = (stored: Uint8Array) =>
-      !hashed || compareBytes(hashPosition(stored.subarray(this.dataPrefix.byteLength)), at) >= 0;
-    for (const [k, v] of this.engine.scan(from, to)) if (right(k)) moved.set(toHex(k), v);
+      !hashed || compareBytes(hashPosition(stored.subarray(strip)), at) >= 0;
+    // Writes staged earlier in this batch win over the engine's values. Every replica applies
+    // this on its event loop at the same log position, so the copy of a 64 MiB half must be
+    // cheap: no per-key hex strings or maps for the (usually many) durable keys, only for the
+    // (usually few) staged ones. Moved keys need no overlay entry of their own: from this entry
+    // on the parent refuses them (WRONG_SHARD), so nothing in this batch reads them again.
+    const staged = new Map<string, Uint8Array | null>();
     for (const [hk, v] of this.overlay) {
       const k = fromHex(hk);
-      if (compareBytes(k, from) >= 0 && compareBytes(k, to) < 0 && right(k)) moved.set(hk, v);
+      if (compareBytes(k, from) >= 0 && compareBytes(k, to) < 0 && right(k)) staged.set(hk, v);
     }
     const child = new ShardMachineKeys(cmd.newShard);
-    for (const [hk, v] of moved) {
-      if (v === null) continue;
-      const key = fromHex(hk).subarray(this.dataPrefix.byteLength);
-      ops.push({ op: "put", key: concat(child.dataPrefix, key), value: v });
+    for (const [k, v] of this.engine.scan(from, to)) {
+      if (!right(k) || (staged.size > 0 && staged.has(toHex(k)))) continue;
+      ops.push({ op: "put", key: concat(child.dataPrefix, k.subarray(strip)), value: v });
+      if (hashed) ops.push({ op: "del", key: k });
+    }
+    for (const [hk, v] of staged) {
+      const k = fromHex(hk);
+      if (v !== null)
+        ops.push({ op: "put", key: concat(child.dataPrefix, k.subarray(strip)), value: v });
+      // After this batch's own put of `k` (earlier in `ops`), so it goes too.
+      if (hashed) ops.push({ op: "del", key: k });
       this.overlay.set(hk, null);
     }
-    if (hashed) for (const hk of moved.keys()) ops.push({ op: "del", key: fromHex(hk) });
-    else ops.push({ op: "delRange", start: from, end: to });
+    if (!hashed) ops.push({ op: "delRange", start: from, end: to });
     const childMeta: ShardMeta = {
       start: toHex(at),
       ...(meta.end === undefined ? {} : { end: meta.end }),

@@ -192,6 +192,8 @@ class Simulation {
   private readonly history: HistoryOp[] = [];
   private readonly leaderOfTerm = new Map<number, NodeId>();
   private readonly committedTerm = new Map<number, number>();
+  /** Index → the term in which it was first seen committed (see checkNode). */
+  private readonly commitTermOf = new Map<number, number>();
   private maxCommitted = 0;
   private readonly appliedAt = new Map<number, string>();
   private nextOpId = 1;
@@ -630,8 +632,12 @@ class Simulation {
       const t = n.peer.node.termAt(i);
       if (t === undefined) continue;
       const known = this.committedTerm.get(i);
-      if (known === undefined) this.committedTerm.set(i, t);
-      else if (known !== t) {
+      if (known === undefined) {
+        this.committedTerm.set(i, t);
+        // The term it was committed in: the first node to see it committed is its leader, or
+        // a follower told by that leader, which is then in the leader's term.
+        this.commitTermOf.set(i, st.term);
+      } else if (known !== t) {
         this.violate(
           "committed-entry-changed",
           `${n.id} committed index ${i} with term ${t}, but term ${known} was committed there before`,
@@ -656,11 +662,15 @@ class Simulation {
         const at = this.now + this.prng.next() * (this.latencyMs + this.jitterMs) * 6;
         this.queue.push(at, { k: "kill", node: n.id, epoch: n.epoch });
       }
-      // Leader completeness: a new leader holds every entry committed before it.
+      // Leader completeness (Raft §5.4): a leader holds every entry committed in an earlier
+      // term. Not every entry committed before it took office: a candidate of an older term
+      // can win its votes and read them late (a paused node, delayed messages) after a newer
+      // term committed entries it lacks. It cannot commit or confirm a read with them: the
+      // majority that committed them is already past its term.
       const first = n.peer.node.status().firstIndex;
       for (let i = Math.max(first, 1); i <= this.maxCommitted; i++) {
         const want = this.committedTerm.get(i);
-        if (want === undefined) continue;
+        if (want === undefined || (this.commitTermOf.get(i) ?? 0) >= st.term) continue;
         const have = n.peer.node.termAt(i);
         if (have !== want) {
           this.violate(
@@ -1061,10 +1071,12 @@ class Simulation {
     if (!n?.up || !n.paused) return;
     n.paused = false;
     this.log(`resume ${id}`);
-    // A correct host counts ticks from a monotonic clock: the time spent stopped is replayed as
-    // ticks before anything else is processed (this is what keeps a stale lease from serving).
+    // A correct host counts ticks from a monotonic clock: the time spent stopped is delivered
+    // before anything else is processed, to the lease clock in full (this is what keeps a stale
+    // lease from serving) and to the election timers in part (RawNode.elapse), as the
+    // multi-Raft host does.
     const missed = Math.floor((this.now - n.pausedAt) / n.tickMs);
-    for (let i = 0; i < missed; i++) n.peer.node.tick();
+    if (missed > 0) n.peer.node.elapse(missed);
     this.afterInput(n);
     const buffered = n.buffered;
     n.buffered = [];
