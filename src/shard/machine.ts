@@ -29,6 +29,25 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /**
+ * Sizes of the split halves made on an engine, for the half's machine to start with (the host
+ * opens it once the split is durable): without it, its first size estimate scans the whole half
+ * on the event loop. Per engine, since every host of a simulation shares this module.
+ */
+const splitSizes = new WeakMap<StorageEngine, Map<string, { bytes: number; keys: number }>>();
+
+/** Keys read per step by the split-point searches (middleKeySteps, middleHashSteps). */
+const SCAN_STEP_KEYS = 4096;
+const ZERO_BYTE = new Uint8Array(1);
+
+/** Runs a stepped computation to its end at once. */
+function runSteps<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
  * A shard's own description, kept with its data (`s/<shard>/meta`) and carried in snapshots.
  * Ranges are positions in hex; absent = unbounded on that side. A key's position is the key
  * itself, or for a shard of a hash keyspace (`hashed`) its hash prefix followed by the key, as
@@ -178,6 +197,12 @@ export class ShardMachine {
     this.dataEnd = prefixEnd(this.dataPrefix);
     this.appliedKey = enc.encode(`s/${shardId}/applied`);
     this.metaKey = metaKeyOf(shardId);
+    // A split half made on this engine a moment ago: its size is known (no scan of the half).
+    const hint = splitSizes.get(engine)?.get(shardId);
+    if (hint) {
+      this.size = { ...hint };
+      splitSizes.get(engine)?.delete(shardId);
+    }
     const rawMeta = engine.get(this.metaKey);
     this.meta = rawMeta ? (JSON.parse(dec.decode(rawMeta)) as ShardMeta) : NO_META;
     this.metaDurable = this.meta;
@@ -304,21 +329,38 @@ export class ShardMachine {
   }
 
   /**
-   * The key that halves the shard by size (as of `durableApplied`): the first key at or past
-   * the middle byte. Undefined when the shard has fewer than two keys (nothing to split).
-   */
-  /**
    * Where a shard of a hash keyspace splits in two by size: the 4-byte hash position (murmur3,
    * big-endian) that the most even cut in hash order starts at. Undefined when every key has
    * the same hash (nothing to split).
    */
   middleHash(): Uint8Array | undefined {
+    return runSteps(this.middleHashSteps());
+  }
+
+  /**
+   * The key that halves the shard by size (as of `durableApplied`): the first key at or past
+   * the middle byte. Undefined when the shard has fewer than two keys (nothing to split).
+   */
+  middleKey(): Uint8Array | undefined {
+    return runSteps(this.middleKeySteps());
+  }
+
+  /**
+   * `middleHash` in steps: it yields after every `SCAN_STEP_KEYS` keys, so that the split round
+   * (on the leader's event loop) lets requests and Raft messages through while it reads a whole
+   * shard (about a second for 64 MiB here). The shard may change between steps; the split
+   * proposed from the answer is checked again where it is applied.
+   */
+  *middleHashSteps(): Generator<void, Uint8Array | undefined> {
     const byHash: [number, number][] = [];
     let total = 0;
-    for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
-      const bytes = k.byteLength - this.dataPrefix.byteLength + v.byteLength;
-      byHash.push([murmur3(k.subarray(this.dataPrefix.byteLength)), bytes]);
-      total += bytes;
+    for (const step of this.scanSteps()) {
+      for (const [k, v] of step) {
+        const bytes = k.byteLength - this.dataPrefix.byteLength + v.byteLength;
+        byHash.push([murmur3(k.subarray(this.dataPrefix.byteLength)), bytes]);
+        total += bytes;
+      }
+      yield;
     }
     byHash.sort((a, b) => a[0] - b[0]);
     let acc = 0;
@@ -334,18 +376,34 @@ export class ShardMachine {
     return undefined;
   }
 
-  middleKey(): Uint8Array | undefined {
+  /** `middleKey` in steps (see middleHashSteps). */
+  *middleKeySteps(): Generator<void, Uint8Array | undefined> {
     const half = this.approximateSize().bytes / 2;
     let acc = 0;
     let first = true;
-    for (const [k, v] of this.engine.scan(this.dataPrefix, this.dataEnd)) {
-      // The first key whose predecessors hold half the bytes; never the first key (the left
-      // half must keep at least one).
-      if (!first && acc >= half) return k.slice(this.dataPrefix.byteLength);
-      acc += k.byteLength - this.dataPrefix.byteLength + v.byteLength;
-      first = false;
+    for (const step of this.scanSteps()) {
+      for (const [k, v] of step) {
+        // The first key whose predecessors hold half the bytes; never the first key (the left
+        // half must keep at least one).
+        if (!first && acc >= half) return k.slice(this.dataPrefix.byteLength);
+        acc += k.byteLength - this.dataPrefix.byteLength + v.byteLength;
+        first = false;
+      }
+      yield;
     }
     return undefined;
+  }
+
+  /** The shard's stored items in key order, SCAN_STEP_KEYS at a time. */
+  private *scanSteps(): Generator<[Uint8Array, Uint8Array][]> {
+    let from = this.dataPrefix;
+    for (;;) {
+      const step = [...this.engine.scan(from, this.dataEnd, { limit: SCAN_STEP_KEYS })];
+      if (step.length > 0) yield step;
+      if (step.length < SCAN_STEP_KEYS) return;
+      const last = (step[step.length - 1] as [Uint8Array, Uint8Array])[0];
+      from = concat(last, ZERO_BYTE); // the smallest key after `last`
+    }
   }
 
   get retiredDurable(): boolean {
@@ -409,15 +467,23 @@ export class ShardMachine {
       if (compareBytes(k, from) >= 0 && compareBytes(k, to) < 0 && right(k)) staged.set(hk, v);
     }
     const child = new ShardMachineKeys(cmd.newShard);
+    // What leaves, so that the size estimate stays known (a full scan of the shard otherwise).
+    let movedBytes = 0;
+    let movedKeys = 0;
     for (const [k, v] of this.engine.scan(from, to)) {
       if (!right(k) || (staged.size > 0 && staged.has(toHex(k)))) continue;
       ops.push({ op: "put", key: concat(child.dataPrefix, k.subarray(strip)), value: v });
       if (hashed) ops.push({ op: "del", key: k });
+      movedBytes += k.byteLength - strip + v.byteLength;
+      movedKeys++;
     }
     for (const [hk, v] of staged) {
       const k = fromHex(hk);
-      if (v !== null)
+      if (v !== null) {
         ops.push({ op: "put", key: concat(child.dataPrefix, k.subarray(strip)), value: v });
+        movedBytes += k.byteLength - strip + v.byteLength;
+        movedKeys++;
+      }
       // After this batch's own put of `k` (earlier in `ops`), so it goes too.
       if (hashed) ops.push({ op: "del", key: k });
       this.overlay.set(hk, null);
@@ -436,7 +502,12 @@ export class ShardMachine {
     ops.push({ op: "put", key: child.appliedKey, value: encodeApplied(e.index, e.term) });
     GroupStorage.bootstrapAt(cmd.newShard, cmd.voters, e.index, e.term, ops);
     this.setMeta({ ...meta, end: toHex(at), child: cmd.newShard }, ops);
-    this.size = undefined;
+    if (this.size) {
+      this.size = { bytes: this.size.bytes - movedBytes, keys: this.size.keys - movedKeys };
+    }
+    let sizes = splitSizes.get(this.engine);
+    if (!sizes) splitSizes.set(this.engine, (sizes = new Map()));
+    sizes.set(cmd.newShard, { bytes: movedBytes, keys: movedKeys });
     this.created.push(cmd.newShard);
     return { ok: true, revision: e.index };
   }

@@ -343,6 +343,9 @@ describe("shard machine: splitting", () => {
       m.scan(new Uint8Array(0), undefined, 10).map((i) => new TextDecoder().decode(i.key)),
       ["a", "b"],
     );
+    // The size estimate follows the split (no rescan): what a fresh scan finds.
+    assert.deepEqual(m.approximateSize(), new ShardMachine(engine, "p").approximateSize());
+    assert.equal(m.approximateSize().keys, 2);
     assert.deepEqual(
       run(m, { ...split("b"), newShard: "p.2" }),
       { ok: true, revision: 18 },
@@ -351,6 +354,9 @@ describe("shard machine: splitting", () => {
     assert.equal(new ShardMachine(engine, "p.2").get(enc.encode("b"))?.revision, 12);
     // The child: the moved keys with their revisions, applied index = the split's, its own range.
     const child = new ShardMachine(engine, "p.1");
+    // It starts with the size the split measured (a second machine would scan: the same).
+    assert.deepEqual(child.approximateSize(), { bytes: 2 * (1 + 8 + 1), keys: 2 });
+    assert.deepEqual(new ShardMachine(engine, "p.1").approximateSize(), child.approximateSize());
     assert.equal(child.applied, 16);
     assert.deepEqual(
       child
@@ -375,6 +381,35 @@ describe("shard machine: splitting", () => {
     void other.write(ops, { sync: false });
     copy.batchCommitted();
     assert.deepEqual(copy.metaDurable, child.metaDurable);
+  });
+
+  test("the split-point searches run in steps, with the answers of the one-shot searches", () => {
+    const engine = new MemoryEngine();
+    const m = new ShardMachine(engine, "big");
+    const ops: WriteOp[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const cmd = encodeCommand({
+        op: "put",
+        key: enc.encode(`k${String(i).padStart(5, "0")}`),
+        value: new Uint8Array(i % 7),
+        cond: { kind: "none" },
+      });
+      m.apply({ term: 1, index: i + 1, type: "normal", data: cmd }, ops);
+    }
+    m.stageApplied(ops);
+    void engine.write(ops, { sync: false });
+    m.batchCommitted();
+    for (const [steps, once] of [
+      [m.middleKeySteps(), m.middleKey()],
+      [m.middleHashSteps(), m.middleHash()],
+    ] as const) {
+      let yields = 0;
+      let r = steps.next();
+      for (; !r.done; r = steps.next()) yields++;
+      assert.ok(yields >= 2, `${yields} steps for 20,000 keys: the caller gets turns`);
+      assert.deepEqual(r.value, once);
+      assert.ok(once !== undefined);
+    }
   });
 
   test("a hash keyspace's shard splits in hash order: each half owns a hash range", () => {
