@@ -505,8 +505,8 @@ export class ShardMachine {
     if (this.size) {
       this.size = { bytes: this.size.bytes - movedBytes, keys: this.size.keys - movedKeys };
     }
-    let sizes = splitSizes.get(this.engine);
-    if (!sizes) splitSizes.set(this.engine, (sizes = new Map()));
+    const sizes = splitSizes.get(this.engine) ?? new Map();
+    splitSizes.set(this.engine, sizes);
     sizes.set(cmd.newShard, { bytes: movedBytes, keys: movedKeys });
     this.created.push(cmd.newShard);
     return { ok: true, revision: e.index };
