@@ -1030,7 +1030,13 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     p.waiter.resolve(
       reason === "OVERLOADED"
         ? { ok: false, code: "OVERLOADED", message: "the shard leader has too many writes waiting" }
-        : { ok: false, code: "NOT_LEADER", leaderHint: g.raft.basicStatus().leader },
+        : reason === "UNKNOWN"
+          ? {
+              ok: false,
+              code: "TIMEOUT",
+              message: "a leader of an earlier term may have appended it (RawNode: UNKNOWN)",
+            }
+          : { ok: false, code: "NOT_LEADER", leaderHint: g.raft.basicStatus().leader },
     );
   }
 

@@ -186,6 +186,14 @@ export class RawNode {
    * highest seq and the recent ones), so that a duplicate is never appended twice.
    */
   private propsSeen = new Map<NodeId, Map<string, { max: number; recent: Set<number> }>>();
+  /** The term `propsSeen` belongs to: the last one this node led (kept after it steps down). */
+  private propsSeenTerm = 0;
+  /**
+   * The terms this node led since it started (the newest LED_TERMS_MAX), and the first term it
+   * can tell about: it may have led an earlier one (before a restart, or beyond that bound).
+   */
+  private ledTerms: number[] = [];
+  private ledTermsKnownFrom = 1;
   /** Forwarded proposals known not to have been appended, for the next ready(). */
   private refused: { data: Uint8Array; reason: PropRefusal }[] = [];
 
@@ -272,6 +280,7 @@ export class RawNode {
     // election timeout after boot. Leaders exist only from term 2 on (bootstrap is term 1), so
     // a node whose durable term is below 2 never promised anything and may vote at once.
     this.ticksSinceLeader = this.term >= 2 ? 0 : this.electionTimeout;
+    this.ledTermsKnownFrom = this.term + 1;
     this.prevSoft = this.softState();
     this.prevHard = this.hardState();
   }
@@ -578,8 +587,10 @@ export class RawNode {
           logTerm: 0,
         });
       } else if (m.type === "prop") {
-        // Forwarded in an old term: never appended; tell the forwarder at once (and our term).
-        this.refuseProp(m, m.entries, "NOT_LEADER");
+        // Forwarded in an old term: tell the forwarder at once (and our term) that it was not
+        // appended, when that is certain (see certainlyNotTaken); otherwise say nothing, and the
+        // forwarder learns the outcome from the log.
+        this.answerUntakenProp(m);
       } else if (m.type === "preVote") {
         this.send({
           type: "preVoteResp",
@@ -800,7 +811,6 @@ export class RawNode {
     this.readRoundNeeded = false;
     this.appendNeeded = false;
     this.uncommittedBytes = 0;
-    this.propsSeen.clear();
     const last = this.log.lastIndex();
     for (const [id, pr] of this.prs) {
       const fresh = new Progress(
@@ -843,6 +853,12 @@ export class RawNode {
     this.reset(this.term);
     this.role = "leader";
     this.lead = this.id;
+    this.propsSeen.clear();
+    this.propsSeenTerm = this.term;
+    this.ledTerms.push(this.term);
+    if (this.ledTerms.length > LED_TERMS_MAX) {
+      this.ledTermsKnownFrom = (this.ledTerms.shift() as number) + 1;
+    }
     const self = this.prs.get(this.id);
     assert(self, "leader must be in its configuration");
     self.becomeReplicate();
@@ -1454,14 +1470,18 @@ export class RawNode {
 
   /** A leader appends what it can of a follower's forwarded proposals and refuses the rest. */
   private handleProp(m: MsgProp): void {
+    if (this.role !== "leader") {
+      this.answerUntakenProp(m);
+      return;
+    }
     // A duplicate must be ignored, not refused: its first copy may have been appended.
-    if (this.role === "leader" && !this.firstSightOfProp(m)) return;
+    if (!this.firstSightOfProp(m)) return;
     // A sender outside the configuration (removed, or not added yet) would never receive the
     // entries, so it could never answer its client: refuse, and it sends the client elsewhere.
     // The same goes for a sender that a configuration change in our log, not applied yet, takes
     // out: an entry appended after that change commits after it, and once we apply the change
     // we stop replicating to the sender, which would wait for its proposal in vain.
-    const accept = this.role === "leader" && this.prs.has(m.from) && !this.leaving(m.from);
+    const accept = this.prs.has(m.from) && !this.leaving(m.from);
     const refused: Entry[] = [];
     let reason: PropRefusal = "NOT_LEADER";
     for (const e of m.entries) {
@@ -1506,6 +1526,28 @@ export class RawNode {
    * delayed past PROP_WINDOW later ones). At most PROP_INCARNATIONS_MAX incarnations per sender
    * are kept (a follower restarting that often within one term loses the oldest record).
    */
+  /**
+   * Answers a MsgProp this node is not going to append (it does not lead the message's term
+   * now). NOT_LEADER ("not appended: retry") only when that is certain: this node never led that
+   * term, or led it and never saw this message. Not so for a late copy of one it took while it
+   * led that term (the network duplicated it: a refusal would let the client write twice), nor
+   * for a term it may have led without remembering what it took (before a restart, or before its
+   * last LED_TERMS_MAX terms as leader): UNKNOWN then. Only one node leads a term, and a
+   * forwarder sends each MsgProp to one node. Either answer carries our term, so a forwarder
+   * stuck in an old term (a removed member, say) learns it and stops forwarding there.
+   */
+  private answerUntakenProp(m: MsgProp): void {
+    const certain =
+      m.term === this.propsSeenTerm
+        ? this.firstSightOfProp(m)
+        : m.term >= this.ledTermsKnownFrom && !this.ledTerms.includes(m.term);
+    if (!certain) {
+      this.refuseProp(m, m.entries, "UNKNOWN");
+      return;
+    }
+    this.refuseProp(m, m.entries, "NOT_LEADER");
+  }
+
   private firstSightOfProp(m: MsgProp): boolean {
     let bySender = this.propsSeen.get(m.from);
     if (!bySender) {
@@ -1556,6 +1598,8 @@ function isEager(m: Message): boolean {
 /** See firstSightOfProp. */
 const PROP_WINDOW = 1024;
 const PROP_INCARNATIONS_MAX = 8;
+/** Terms led that a node remembers (to tell a late forwarded proposal it certainly did not take). */
+const LED_TERMS_MAX = 64;
 
 function sameSoft(a: SoftState, b: SoftState): boolean {
   return a.leader === b.leader && a.role === b.role;

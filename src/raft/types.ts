@@ -188,8 +188,13 @@ export interface MsgProp extends MessageBase {
   readonly seq: number;
 }
 
-/** Why forwarded proposals were refused (nothing of them was appended). */
-export type PropRefusal = "NOT_LEADER" | "OVERLOADED" | "TRANSFERRING";
+/**
+ * Why forwarded proposals were refused: nothing of them was appended, except for `UNKNOWN`: the
+ * node led the proposals' term and may have appended them (it does not remember what it took
+ * then: it restarted, or led other terms since), so their outcome is unknown. Either way the
+ * forwarder stops waiting for them and learns the refuser's term.
+ */
+export type PropRefusal = "NOT_LEADER" | "OVERLOADED" | "TRANSFERRING" | "UNKNOWN";
 
 /** The leader (or a node that is not one any more) refused these forwarded proposals. */
 export interface MsgPropResp extends MessageBase {

@@ -102,7 +102,9 @@ interface ClientOp {
 type Resp =
   | { readonly kind: "ok"; readonly value?: string | null; readonly ok?: boolean }
   | { readonly kind: "retry"; readonly hint: NodeId }
-  | { readonly kind: "fail" };
+  | { readonly kind: "fail" }
+  /** The outcome is unknown (a refusal that says the proposal may have been appended). */
+  | { readonly kind: "unknown" };
 
 type Ev =
   | { readonly k: "tick"; readonly node: NodeId; readonly epoch: number }
@@ -542,12 +544,17 @@ class Simulation {
   private finishDisk(n: SimNode): void {
     const msgs = n.peer.finishReady();
     for (const m of msgs) this.send(m);
-    // Refused forwards were certainly not appended: the client may retry them.
+    // Refused forwards were certainly not appended: the client may retry them. Except UNKNOWN
+    // (a leader of an earlier term may have appended it): the outcome is unknown, as a host says.
     for (const r of n.peer.refused.splice(0)) {
       const f = n.forwarded.get(decodeCommand(r.data).id);
       if (!f) continue;
       n.forwarded.delete(f.op.id);
-      this.respond(f.op, f.attempt, { kind: "retry", hint: "" });
+      this.respond(
+        f.op,
+        f.attempt,
+        r.reason === "UNKNOWN" ? { kind: "unknown" } : { kind: "retry", hint: "" },
+      );
     }
     // Read permissions granted by raft: serve each once its index is applied.
     for (const rs of n.peer.readStates.splice(0)) {
@@ -827,6 +834,11 @@ class Simulation {
         op,
         attempt: ++op.attempt,
       });
+      return;
+    }
+    if (resp.kind === "unknown") {
+      this.lastLeaderHint.delete(op.client);
+      this.complete(op, "info", undefined);
       return;
     }
     this.complete(op, resp.kind === "ok" ? "ok" : "fail", resp);

@@ -160,6 +160,7 @@ const PROP_REFUSALS: ReadonlySet<string> = new Set<PropRefusal>([
   "NOT_LEADER",
   "OVERLOADED",
   "TRANSFERRING",
+  "UNKNOWN",
 ]);
 
 const MESSAGE_TYPES_BY_WIRE: ReadonlyMap<unknown, Message["type"]> = new Map(

@@ -148,6 +148,43 @@ describe("forwarded proposals: duplicates", () => {
     assert.deepEqual(h.peer("b").refused, [], "a duplicate is ignored, not refused");
   });
 
+  // Rule: a late copy of a MsgProp the node took while it led that term is never refused as
+  // "not appended" after it stepped down or restarted: the client would write twice (found by the simulator, seed 295 of 5 nodes: a leader resumed from a
+  // pause, took a forward, lost its term, then refused the network's duplicate of it).
+  for (const how of ["a transfer (new term)", "check-quorum (same term)", "a restart"] as const) {
+    test(`a duplicate that arrives after ${how} is "outcome unknown", never "not appended"`, () => {
+      const h = cluster("a");
+      assert.ok(forward(h, "b", "once").ok);
+      h.flush();
+      const prop = h.queue.find((m): m is MsgProp => m.type === "prop");
+      assert.ok(prop);
+      h.deliverOnly((m) => m.type === "prop"); // a appends it (term 2) ...
+      assert.equal(h.node("a").status().lastIndex, 3);
+      if (how === "a transfer (new term)") {
+        assert.deepEqual(h.node("a").transferLeadership("c"), { ok: true });
+        h.deliver();
+        assert.equal(termOf(h, "c"), 3);
+      } else if (how === "check-quorum (same term)") {
+        h.isolate("a");
+        tickUntil(h, () => h.node("a").basicStatus().role !== "leader", 40, ["a"]);
+        assert.equal(termOf(h, "a"), 2);
+        h.heal();
+      } else {
+        h.restart("a");
+      }
+      assert.notEqual(h.node("a").basicStatus().role, "leader");
+      h.node("a").step(prop); // ... and the network delivers it again
+      h.flush();
+      h.deliverOnly((m) => m.type === "propResp");
+      // Never "not appended" (NOT_LEADER: the client would write it again); "outcome unknown"
+      // where the node cannot tell a late copy of what it took from a new message.
+      assert.deepEqual(
+        h.peer("b").refused.map((r) => r.reason),
+        ["UNKNOWN"],
+      );
+    });
+  }
+
   test("a restarted follower's proposals are not mistaken for duplicates", () => {
     const h = cluster("a");
     assert.ok(forward(h, "b", "before").ok);
