@@ -1689,6 +1689,12 @@ class PlacementSim {
     );
     const plan = planAll(view, { ...PLAN_LIMITS_DEFAULT, movesMax: MOVES_PER_ROUND });
     this.lastBlocked = plan.blocked.map((b) => `${b.shard} ${b.reason} (${b.detail})`);
+    // The planner works from the metadata leader's view: a node that has just joined or come
+    // back counts (balance moves replicas onto it) only once that view has its record and sees
+    // it alive. Until then the cluster is not converged, though no plan says so yet.
+    const seen = new Set(view.members.filter((m) => m.liveness === "alive").map((m) => m.id));
+    for (const id of eligible)
+      if (!seen.has(id)) unmet.push({ text: `${id} is alive but not yet in the planner's view` });
     // The known planner issue's signature: every move in flight can never finish (it waits
     // for a node that is gone and cannot be retargeted, or its group lost a quorum for good),
     // and together they use up the budget other shards wait for.
