@@ -574,7 +574,14 @@ test("property: any key and query signed by the SDK verifies; a changed signatur
   await fc.assert(
     fc.asyncProperty(
       fc.array(text, { minLength: 1, maxLength: 3 }),
-      fc.dictionary(text, fc.string({ unit: "binary", maxLength: 16 }), { maxKeys: 3 }),
+      // Not "__proto__": the SDK's signer builds the canonical query in a plain object, where
+      // that name sets the prototype instead of a key, so it signs the query without it (our
+      // verifier keeps it, as the SigV4 spec says: fast-check found the mismatch).
+      fc.dictionary(
+        text.filter((k) => k !== "__proto__"),
+        fc.string({ unit: "binary", maxLength: 16 }),
+        { maxKeys: 3 },
+      ),
       fc.constantFrom("us-east-1", "kumo", "eu-west-3"),
       fc.boolean(),
       fc.nat(63),
