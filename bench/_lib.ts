@@ -168,12 +168,24 @@ export const recording =
   !process.argv.includes("--no-record") &&
   !["0", "false", "no"].includes((process.env.BENCH_RECORD ?? "").toLowerCase());
 
+/** Lines as a fenced text block (a benchmark's own output, kept verbatim in the record). */
+export function textBlock(lines: readonly string[]): string[] {
+  return ["```text", ...lines, "```"];
+}
+
 /**
- * Appends a run to the "Recorded runs" section at the end of docs/benchmarks.md (created when
- * missing) as `### title` and `body`; returns the file, or undefined when not recording.
+ * Appends a run of benchmark `name` to the "Recorded runs" section at the end of
+ * docs/benchmarks.md (created when missing) as `### name, <date> UTC` and `body`, and says where
+ * it went; nothing when not recording.
  */
-export function recordRun(title: string, body: readonly string[]): string | undefined {
-  if (!recording) return undefined;
+export function recordRun(
+  name: string,
+  quick: boolean,
+  body: readonly string[],
+  at: Date = new Date(),
+): void {
+  if (!recording) return;
+  const title = `${name}, ${at.toISOString().slice(0, 16).replace("T", " ")} UTC${quick ? " (quick)" : ""}`;
   const doc = join(REPO, "docs/benchmarks.md");
   let text = readFileSync(doc, "utf8").replace(/\n+$/, "");
   if (!text.split("\n").includes(RECORDED)) {
@@ -185,7 +197,7 @@ export function recordRun(title: string, body: readonly string[]): string | unde
   }
   text += `\n\n### ${title}\n\n${body.join("\n").replace(/\n+$/, "")}\n`;
   writeFileSync(doc, text);
-  return doc;
+  console.log(`recorded in ${doc}`);
 }
 
 /**
@@ -203,16 +215,9 @@ export function recordPrinted(name: string, dataDir: string): () => void {
   }) as typeof process.stdout.write;
   return () => {
     process.stdout.write = write;
-    const when = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC`;
-    const doc = recordRun(`${name}, ${when}`, [
-      "```text",
-      `command: ${commandLine()}`,
-      machine(dataDir),
-      `code: ${codeVersion()}`,
-      chunks.join("").replace(/\n+$/, ""),
-      "```",
-    ]);
-    if (doc) console.log(`recorded in ${doc}`);
+    const printed = chunks.join("").replace(/\n+$/, "");
+    const head = [`command: ${commandLine()}`, machine(dataDir), `code: ${codeVersion()}`];
+    recordRun(name, false, textBlock([...head, printed]), started);
   };
 }
 

@@ -74,6 +74,7 @@ import {
   startBenchCluster,
   systemCpu,
   table,
+  textBlock,
   waitQuiet,
 } from "./_lib.js";
 import {
@@ -836,20 +837,13 @@ async function main(): Promise<void> {
   const took = `bench:etcd took ${((performance.now() - started) / 1000).toFixed(0)} s`;
   console.log(took);
 
-  const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
-  const doc = recordRun(`bench:etcd, ${when}${quick ? " (quick)" : ""}`, [
-    "```text",
-    ...header,
-    took,
-    "```",
+  recordRun("bench:etcd", quick, [
+    ...textBlock([...header, took]),
     "",
     ...out.map((l, i) =>
       i > 0 && l !== "" && !l.startsWith("|") && !l.endsWith(":") ? `- ${l}` : l,
     ),
   ]);
-  if (doc) {
-    console.log(`recorded in ${doc}`);
-  }
 }
 
 await main();

@@ -90,6 +90,7 @@ import {
   summarizeProfile,
   systemCpu,
   table,
+  textBlock,
   waitQuiet,
 } from "./_lib.js";
 import { waitS3 as waitS3On } from "./_s3.js";
@@ -624,19 +625,11 @@ async function main(): Promise<void> {
   const took = `bench:s3 took ${((performance.now() - started) / 1000).toFixed(0)} s`;
   console.log(took);
 
-  const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
-  const doc = recordRun(`bench:s3, ${when}${quick ? " (quick)" : ""}`, [
-    "```text",
-    ...header,
-    took,
-    "```",
+  recordRun("bench:s3", quick, [
+    ...textBlock([...header, took]),
     "",
     ...out.map((l, i) => (i > 0 && l !== "" && !l.startsWith("|") ? `- ${l}` : l)),
-    "",
   ]);
-  if (doc) {
-    console.log(`recorded in ${doc}`);
-  }
 
   if (profiled.length > 0) {
     for (const f of profilesIn(profDir)) {

@@ -83,6 +83,7 @@ import {
   sleep,
   startBenchCluster,
   table,
+  textBlock,
 } from "./_lib.js";
 import { benchValue, KumoTarget } from "./_load.js";
 import { waitS3 as waitS3On } from "./_s3.js";
@@ -848,18 +849,11 @@ async function main(): Promise<void> {
   const took = `bench:scale took ${fmt((performance.now() - started) / 1000)} s`;
   console.log(took);
 
-  const when = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`;
-  const doc = recordRun(`bench:scale, ${when}${quick ? " (quick)" : ""}`, [
-    "```text",
-    ...header,
-    took,
-    "```",
+  recordRun("bench:scale", quick, [
+    ...textBlock([...header, took]),
     "",
     ...out.map((l) => l.replace(/^### /, "#### ")),
   ]);
-  if (doc) {
-    console.log(`recorded in ${doc}`);
-  }
 }
 
 await main();

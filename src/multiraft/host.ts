@@ -1027,17 +1027,7 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
     if (!p) return;
     g.proposals.delete(seq);
     clearTimeout(p.waiter.timer);
-    p.waiter.resolve(
-      reason === "OVERLOADED"
-        ? { ok: false, code: "OVERLOADED", message: "the shard leader has too many writes waiting" }
-        : reason === "UNKNOWN"
-          ? {
-              ok: false,
-              code: "TIMEOUT",
-              message: "a leader of an earlier term may have appended it (RawNode: UNKNOWN)",
-            }
-          : { ok: false, code: "NOT_LEADER", leaderHint: g.raft.basicStatus().leader },
-    );
+    p.waiter.resolve(refusalOutcome(reason, g.raft.basicStatus().leader));
   }
 
   private failAll(g: Group<R, M>, why: string): void {
@@ -1336,5 +1326,27 @@ export class MultiRaftHost<R, M extends GroupMachine<R>> {
   private endTraces(g: Group<R, M>, index: number, why: string): void {
     if (g.traced !== undefined) endSpans(g.traced, index, why);
     if (g.appends !== undefined) endSpans(g.appends, index, why);
+  }
+}
+
+/** What a caller is told of its proposal that the leader refused (see PropRefusal). */
+function refusalOutcome<R>(reason: PropRefusal, leaderHint: NodeId): ProposeOutcome<R> {
+  switch (reason) {
+    case "OVERLOADED":
+      return {
+        ok: false,
+        code: "OVERLOADED",
+        message: "the shard leader has too many writes waiting",
+      };
+    case "UNKNOWN":
+      // The refuser led the proposal's term and may have appended it: the outcome is unknown.
+      return {
+        ok: false,
+        code: "TIMEOUT",
+        message: "a leader of an earlier term may have appended it (RawNode: UNKNOWN)",
+      };
+    case "NOT_LEADER":
+    case "TRANSFERRING":
+      return { ok: false, code: "NOT_LEADER", leaderHint };
   }
 }

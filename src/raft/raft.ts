@@ -183,11 +183,10 @@ export class RawNode {
   private propSeq = 0;
   /**
    * Leader side: the MsgProps already taken in this term, per sender and incarnation (the
-   * highest seq and the recent ones), so that a duplicate is never appended twice.
+   * highest seq and the recent ones), so that a duplicate is never appended twice. Kept after
+   * the node steps down, for late copies (answerUntakenProp): it is the last led term's.
    */
   private propsSeen = new Map<NodeId, Map<string, { max: number; recent: Set<number> }>>();
-  /** The term `propsSeen` belongs to: the last one this node led (kept after it steps down). */
-  private propsSeenTerm = 0;
   /**
    * The terms this node led since it started (the newest LED_TERMS_MAX), and the first term it
    * can tell about: it may have led an earlier one (before a restart, or beyond that bound).
@@ -587,9 +586,8 @@ export class RawNode {
           logTerm: 0,
         });
       } else if (m.type === "prop") {
-        // Forwarded in an old term: tell the forwarder at once (and our term) that it was not
-        // appended, when that is certain (see certainlyNotTaken); otherwise say nothing, and the
-        // forwarder learns the outcome from the log.
+        // Forwarded in an old term: tell the forwarder at once, with our term, whether it was
+        // certainly not appended (NOT_LEADER) or may have been (UNKNOWN): answerUntakenProp.
         this.answerUntakenProp(m);
       } else if (m.type === "preVote") {
         this.send({
@@ -854,7 +852,6 @@ export class RawNode {
     this.role = "leader";
     this.lead = this.id;
     this.propsSeen.clear();
-    this.propsSeenTerm = this.term;
     this.ledTerms.push(this.term);
     if (this.ledTerms.length > LED_TERMS_MAX) {
       this.ledTermsKnownFrom = (this.ledTerms.shift() as number) + 1;
@@ -1520,13 +1517,6 @@ export class RawNode {
   }
 
   /**
-   * Whether this MsgProp was not taken before in this term. Per sender incarnation, the recent
-   * seqs (the last PROP_WINDOW) are remembered exactly; an older one is treated as seen (ignored,
-   * so its proposals time out as "unknown" at the sender: safe, and it only happens to a message
-   * delayed past PROP_WINDOW later ones). At most PROP_INCARNATIONS_MAX incarnations per sender
-   * are kept (a follower restarting that often within one term loses the oldest record).
-   */
-  /**
    * Answers a MsgProp this node is not going to append (it does not lead the message's term
    * now). NOT_LEADER ("not appended: retry") only when that is certain: this node never led that
    * term, or led it and never saw this message. Not so for a late copy of one it took while it
@@ -1537,17 +1527,21 @@ export class RawNode {
    * stuck in an old term (a removed member, say) learns it and stops forwarding there.
    */
   private answerUntakenProp(m: MsgProp): void {
+    // propsSeen belongs to the last term this node led (kept after it steps down).
     const certain =
-      m.term === this.propsSeenTerm
+      m.term === this.ledTerms[this.ledTerms.length - 1]
         ? this.firstSightOfProp(m)
         : m.term >= this.ledTermsKnownFrom && !this.ledTerms.includes(m.term);
-    if (!certain) {
-      this.refuseProp(m, m.entries, "UNKNOWN");
-      return;
-    }
-    this.refuseProp(m, m.entries, "NOT_LEADER");
+    this.refuseProp(m, m.entries, certain ? "NOT_LEADER" : "UNKNOWN");
   }
 
+  /**
+   * Whether this MsgProp was not taken before in this term. Per sender incarnation, the recent
+   * seqs (the last PROP_WINDOW) are remembered exactly; an older one is treated as seen (ignored,
+   * so its proposals time out as "unknown" at the sender: safe, and it only happens to a message
+   * delayed past PROP_WINDOW later ones). At most PROP_INCARNATIONS_MAX incarnations per sender
+   * are kept (a follower restarting that often within one term loses the oldest record).
+   */
   private firstSightOfProp(m: MsgProp): boolean {
     let bySender = this.propsSeen.get(m.from);
     if (!bySender) {

@@ -19,6 +19,7 @@ import {
   fromHex,
   GroupStorage,
   KEY_BYTES_MAX,
+  keyAfter,
   prefixEnd,
   toHex,
 } from "../storage/index.js";
@@ -37,7 +38,6 @@ const splitSizes = new WeakMap<StorageEngine, Map<string, { bytes: number; keys:
 
 /** Keys read per step by the split-point searches (middleKeySteps, middleHashSteps). */
 const SCAN_STEP_KEYS = 4096;
-const ZERO_BYTE = new Uint8Array(1);
 
 /** Runs a stepped computation to its end at once. */
 function runSteps<T>(steps: Generator<void, T>): T {
@@ -198,10 +198,11 @@ export class ShardMachine {
     this.appliedKey = enc.encode(`s/${shardId}/applied`);
     this.metaKey = metaKeyOf(shardId);
     // A split half made on this engine a moment ago: its size is known (no scan of the half).
-    const hint = splitSizes.get(engine)?.get(shardId);
+    const sizes = splitSizes.get(engine);
+    const hint = sizes?.get(shardId);
     if (hint) {
       this.size = { ...hint };
-      splitSizes.get(engine)?.delete(shardId);
+      sizes?.delete(shardId);
     }
     const rawMeta = engine.get(this.metaKey);
     this.meta = rawMeta ? (JSON.parse(dec.decode(rawMeta)) as ShardMeta) : NO_META;
@@ -402,7 +403,7 @@ export class ShardMachine {
       if (step.length > 0) yield step;
       if (step.length < SCAN_STEP_KEYS) return;
       const last = (step[step.length - 1] as [Uint8Array, Uint8Array])[0];
-      from = concat(last, ZERO_BYTE); // the smallest key after `last`
+      from = keyAfter(last);
     }
   }
 
@@ -470,20 +471,19 @@ export class ShardMachine {
     // What leaves, so that the size estimate stays known (a full scan of the shard otherwise).
     let movedBytes = 0;
     let movedKeys = 0;
-    for (const [k, v] of this.engine.scan(from, to)) {
-      if (!right(k) || (staged.size > 0 && staged.has(toHex(k)))) continue;
+    const move = (k: Uint8Array, v: Uint8Array) => {
       ops.push({ op: "put", key: concat(child.dataPrefix, k.subarray(strip)), value: v });
-      if (hashed) ops.push({ op: "del", key: k });
       movedBytes += k.byteLength - strip + v.byteLength;
       movedKeys++;
+    };
+    for (const [k, v] of this.engine.scan(from, to)) {
+      if (!right(k) || (staged.size > 0 && staged.has(toHex(k)))) continue;
+      move(k, v);
+      if (hashed) ops.push({ op: "del", key: k });
     }
     for (const [hk, v] of staged) {
       const k = fromHex(hk);
-      if (v !== null) {
-        ops.push({ op: "put", key: concat(child.dataPrefix, k.subarray(strip)), value: v });
-        movedBytes += k.byteLength - strip + v.byteLength;
-        movedKeys++;
-      }
+      if (v !== null) move(k, v);
       // After this batch's own put of `k` (earlier in `ops`), so it goes too.
       if (hashed) ops.push({ op: "del", key: k });
       this.overlay.set(hk, null);

@@ -9,6 +9,7 @@ export {
   fromHex,
   hasPrefix,
   KEY_BYTES_MAX,
+  keyAfter,
   prefixEnd,
   strBytes,
   toHex,

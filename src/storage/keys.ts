@@ -84,6 +84,13 @@ export function concat(...parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** The smallest key strictly after `key` (`key` and a zero byte): where a scan past it resumes. */
+export function keyAfter(key: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(key.byteLength + 1);
+  out.set(key, 0);
+  return out;
+}
+
 /**
  * The smallest key greater than every key that starts with `prefix`, i.e. the exclusive end of
  * the prefix's range: drop trailing 0xff bytes, then increment the last byte. A prefix made only

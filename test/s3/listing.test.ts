@@ -32,7 +32,7 @@ const noChunks: ChunkPort = {
 };
 
 let cluster: KvCluster;
-/** KV list requests made through `counted`, and whether they asked for a rollup. */
+/** KV list requests made through `kvOf` services (each says whether it asked for a rollup). */
 const calls: ListRequest[] = [];
 
 /** The service of node `i`, counting its list calls; `plain` drops rollups (an old replica). */
@@ -163,13 +163,12 @@ const keyArb = fc
   .map((cs) => cs.join(""));
 
 let run = 0;
-for (const [name, node, plain] of [
-  ["on the local replica", 0, false],
-  ["forwarded to a replica elsewhere", 0, false],
-  ["with replicas that do not roll up (plain keys)", 1, true],
+for (const [name, node, forwarded, plain] of [
+  ["on the local replica", 0, false, false],
+  ["forwarded to a replica elsewhere", 0, true, false],
+  ["with replicas that do not roll up (plain keys)", 1, false, true],
 ] as const) {
   test(`delimiter walks match S3's rules, ${name}`, async () => {
-    const forwarded = name.startsWith("forwarded");
     const svc = cluster.services[node] as KvService;
     if (forwarded) {
       // n1's map places the shard on n2 and n3 only: n1 sends its reads there (JSON over the

@@ -52,6 +52,7 @@ import { forEachLimited } from "../../base/index.js";
 import type { MultiRaftHost } from "../../multiraft/index.js";
 import type { NodeId } from "../../raft/index.js";
 import type { ApplyResult, ShardMachine } from "../../shard/index.js";
+import { keyAfter } from "../../storage/index.js";
 import { NoHandlerError, type Transport } from "../../transport/transport.js";
 import { type Credentials, HttpError, readBody, requireAdmin, sendJson } from "../kv/http.js";
 import type { KvService } from "../kv/service.js";
@@ -424,8 +425,7 @@ export class BackupService {
         }
         if (page.length < CAPTURE_PAGE_KEYS) break;
         const lastKey = (page[page.length - 1] as { key: Uint8Array }).key;
-        start = new Uint8Array(lastKey.byteLength + 1);
-        start.set(lastKey);
+        start = keyAfter(lastKey);
       }
       flush();
     } finally {

@@ -26,7 +26,7 @@ import {
   type ShardMachine,
   type ShardMap,
 } from "../../shard/index.js";
-import { compareBytes, fromHex, prefixEnd } from "../../storage/index.js";
+import { compareBytes, fromHex, keyAfter, prefixEnd } from "../../storage/index.js";
 import { NoHandlerError, type Transport } from "../../transport/transport.js";
 import { decodeBatch, ForwardBatcher, type ForwardOutcome, PROPOSE_BATCH } from "./forward.js";
 
@@ -268,7 +268,7 @@ export class KvService {
       // limit+1 distinct ones, so `more` stays right.)
       if (req.rollup)
         items = items.filter(
-          (it, i) => i === 0 || !sameBytes(it.key, (items[i - 1] as ListItem).key),
+          (it, i, all) => i === 0 || !sameBytes(it.key, (all[i - 1] as ListItem).key),
         );
       const more = items.length > req.limit;
       return { ok: true as const, items: items.slice(0, req.limit), more };
@@ -709,13 +709,6 @@ function readMachine(
   };
 }
 
-/** The smallest key strictly after `key`. */
-function successor(key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.byteLength + 1);
-  out.set(key, 0);
-  return out;
-}
-
 /** Keys read per engine scan while rolling up: small after a jump, doubling while none comes. */
 const ROLLUP_CHUNK_MIN = 8;
 const ROLLUP_CHUNK_MAX = 1024;
@@ -729,7 +722,7 @@ export function scanMachine(
   rollup?: Rollup,
 ): ListItem[] {
   let start = prefix;
-  if (startAfter && compareBytes(startAfter, prefix) >= 0) start = successor(startAfter);
+  if (startAfter && compareBytes(startAfter, prefix) >= 0) start = keyAfter(startAfter);
   // No upper bound for an empty prefix, or one of only 0xff bytes (nothing sorts after it).
   const end = prefix.some((b) => b !== 0xff) ? prefixEnd(prefix) : undefined;
   if (!rollup) return m.scan(start, end, limit);
@@ -756,7 +749,7 @@ export function scanMachine(
     }
     if (jumped) continue;
     if (items.length < want) break;
-    start = successor((items[items.length - 1] as ListItem).key);
+    start = keyAfter((items[items.length - 1] as ListItem).key);
     chunk = Math.min(chunk * 2, ROLLUP_CHUNK_MAX);
   }
   return out;

@@ -38,7 +38,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { forEachLimited } from "../../base/index.js";
 import type { KvItem } from "../../shard/index.js";
-import type { KvError, KvService } from "../kv/service.js";
+import type { KvError, KvService, Rollup } from "../kv/service.js";
 
 export const INDEX_KEYSPACE = "_s3";
 /** Bodies up to this size live inside the index entry (no chunk round trips). */
@@ -1223,15 +1223,8 @@ export class ObjectIndex {
       keyEnd === undefined ? rest : rest.slice(0, rest.indexOf(String.fromCharCode(keyEnd)));
     const entries: ListEntry[] = [];
     const prefixes: string[] = [];
-    const full = base + o.prefix;
-    const rollup =
-      o.delimiter === ""
-        ? undefined
-        : {
-            from: enc.encode(full).byteLength,
-            delimiter: enc.encode(o.delimiter),
-            ...(keyEnd !== undefined ? { stopAt: keyEnd } : {}),
-          };
+    const full = enc.encode(base + o.prefix);
+    const rollup = rollupOf(full, o.delimiter, keyEnd);
     let cursor: Uint8Array | undefined;
     if (o.after !== undefined) {
       const rest = o.after.slice(o.prefix.length);
@@ -1243,12 +1236,20 @@ export class ObjectIndex {
     }
     let last: string | undefined;
     let lastSeenKey: string | undefined;
+    /** Lists common prefix `cp` and reads on past it; false when the page is already full. */
+    const addPrefix = (cp: string): boolean => {
+      if (entries.length + prefixes.length >= o.max) return false;
+      prefixes.push(cp);
+      last = cp;
+      cursor = afterAllWithPrefix(base + cp);
+      return true;
+    };
     for (;;) {
       const want = o.max - entries.length - prefixes.length;
       const r = await this.kv.list(
         INDEX_KEYSPACE,
         {
-          prefix: enc.encode(full),
+          prefix: full,
           startAfter: cursor,
           limit: Math.min(SCAN_LIMIT, want + 1),
           ...(rollup ? { rollup } : {}),
@@ -1260,12 +1261,9 @@ export class ObjectIndex {
       for (const item of r.items) {
         if (item.rolledUp) {
           const cp = dec.decode(item.key).slice(base.length);
-          if (entries.length + prefixes.length >= o.max)
+          if (!addPrefix(cp))
             return { ok: true, page: { entries, prefixes, truncated: true, last } };
-          prefixes.push(cp);
-          last = cp;
           lastSeenKey = cp;
-          cursor = afterAllWithPrefix(base + cp);
           continue;
         }
         const key = keyOf(dec.decode(item.key).slice(base.length));
@@ -1274,13 +1272,11 @@ export class ObjectIndex {
         const rest = key.slice(o.prefix.length);
         const d = o.delimiter === "" ? -1 : rest.indexOf(o.delimiter);
         if (d >= 0) {
-          const cp = o.prefix + rest.slice(0, d + o.delimiter.length);
-          if (entries.length + prefixes.length >= o.max)
+          // A plain key under a common prefix (a replica that does not roll up): list the
+          // prefix, then read again from past it.
+          if (!addPrefix(o.prefix + rest.slice(0, d + o.delimiter.length)))
             return { ok: true, page: { entries, prefixes, truncated: true, last } };
-          prefixes.push(cp);
-          last = cp;
           lastSeenKey = key;
-          cursor = afterAllWithPrefix(base + cp);
           jumped = true;
           break;
         }
@@ -1467,19 +1463,13 @@ export class ObjectIndex {
           ? enc.encode(`${base}${o.after}\0${o.afterUploadId}`)
           : afterKey(base + o.after);
     // Rolled up by the replicas, as in scanRollup (an upload's key ends at NUL).
-    const rollup =
-      o.delimiter === ""
-        ? undefined
-        : {
-            from: enc.encode(base + o.prefix).byteLength,
-            delimiter: enc.encode(o.delimiter),
-            stopAt: 0,
-          };
+    const full = enc.encode(base + o.prefix);
+    const rollup = rollupOf(full, o.delimiter, 0);
     for (;;) {
       const r = await this.kv.list(
         INDEX_KEYSPACE,
         {
-          prefix: enc.encode(base + o.prefix),
+          prefix: full,
           startAfter,
           limit: SCAN_LIMIT,
           ...(rollup ? { rollup } : {}),
@@ -1516,6 +1506,19 @@ export class ObjectIndex {
         return { ok: true, uploads, prefixes, truncated: false };
     }
   }
+}
+
+/**
+ * The KV rollup of a listing under the index prefix `full` at `delimiter` (none without one);
+ * `keyEnd`: the byte that ends the object key inside an index key (v/ and u/ entries).
+ */
+function rollupOf(full: Uint8Array, delimiter: string, keyEnd?: number): Rollup | undefined {
+  if (delimiter === "") return undefined;
+  return {
+    from: full.byteLength,
+    delimiter: enc.encode(delimiter),
+    ...(keyEnd !== undefined ? { stopAt: keyEnd } : {}),
+  };
 }
 
 /** Bytes after every entry of `key` itself (its v/ and u/ suffixes after NUL included). */
