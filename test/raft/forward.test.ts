@@ -149,8 +149,9 @@ describe("forwarded proposals: duplicates", () => {
   });
 
   // Rule: a late copy of a MsgProp the node took while it led that term is never refused as
-  // "not appended" after it stepped down or restarted: the client would write twice (found by the simulator, seed 295 of 5 nodes: a leader resumed from a
-  // pause, took a forward, lost its term, then refused the network's duplicate of it).
+  // "not appended" after it stepped down or restarted: the client would write twice (found by
+  // the simulator, seed 295 of 5 nodes: a leader resumed from a pause, took a forward, lost its
+  // term, then refused the network's duplicate of it).
   for (const how of ["a transfer (new term)", "check-quorum (same term)", "a restart"] as const) {
     test(`a duplicate that arrives after ${how} is "outcome unknown", never "not appended"`, () => {
       const h = cluster("a");
@@ -181,6 +182,43 @@ describe("forwarded proposals: duplicates", () => {
       assert.deepEqual(
         h.peer("b").refused.map((r) => r.reason),
         ["UNKNOWN"],
+      );
+    });
+  }
+
+  // Limit: a node remembers the last 64 terms it led (LED_TERMS_MAX). A MsgProp of a term it
+  // did not lead is "not appended" while that term is newer than the oldest it remembers, and
+  // "unknown" once it is older (the node may have led it then).
+  for (const [rounds, reason] of [
+    [63, "NOT_LEADER"],
+    [64, "UNKNOWN"],
+  ] as const) {
+    test(`a MsgProp of a term the node did not lead, after ${rounds + 2} leaderships: ${reason}`, () => {
+      const h = cluster("a"); // a leads term 2
+      assert.deepEqual(h.node("a").transferLeadership("b"), { ok: true });
+      h.deliver(); // b leads term 3
+      assert.ok(forward(h, "c", "old").ok);
+      h.flush();
+      const prop = h.queue.find((m): m is MsgProp => m.type === "prop");
+      assert.ok(prop && prop.term === 3);
+      h.queue.length = 0;
+      const leadAgain = () => {
+        assert.deepEqual(h.node("b").transferLeadership("a"), { ok: true });
+        h.deliver();
+        assert.equal(h.leader(), "a");
+      };
+      leadAgain(); // a leads term 4
+      for (let i = 0; i < rounds; i++) {
+        assert.deepEqual(h.node("a").transferLeadership("b"), { ok: true });
+        h.deliver();
+        leadAgain();
+      }
+      h.node("a").step({ ...prop, to: "a" });
+      h.flush();
+      h.deliverOnly((m) => m.type === "propResp");
+      assert.deepEqual(
+        h.peer("c").refused.map((r) => [text(r.data), r.reason]),
+        [["old", reason]],
       );
     });
   }
